@@ -1,0 +1,144 @@
+//! Time: microseconds since the Unix epoch, from the system clock or a manual one for tests.
+//!
+//! Every decision takes "now" as an argument, so storage back-ends (including Redis scripts)
+//! never read a clock of their own and tests can drive them without sleeping.
+//!
+//! ```
+//! use limiter_core::{Clock, ManualClock, Timestamp};
+//! use std::time::Duration;
+//!
+//! let manual = ManualClock::new(Timestamp::from_secs(60));
+//! let clock = Clock::from(manual.clone());
+//! manual.advance(Duration::from_millis(1_500));
+//! assert_eq!(clock.now(), Timestamp::from_micros(61_500_000));
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A point in time: microseconds since the Unix epoch.
+///
+/// Microseconds keep every timestamp exact in a Lua number (a double) for the next 280 years,
+/// which the Redis scripts rely on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The epoch itself.
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    /// A timestamp `micros` microseconds after the epoch.
+    pub const fn from_micros(micros: u64) -> Self {
+        Timestamp(micros)
+    }
+
+    /// A timestamp `secs` seconds after the epoch.
+    pub const fn from_secs(secs: u64) -> Self {
+        Timestamp(secs * 1_000_000)
+    }
+
+    /// Microseconds since the epoch.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// Seconds since the epoch, rounded up: what an `X-RateLimit-Reset` header shows.
+    pub const fn as_secs_ceil(self) -> u64 {
+        self.0.div_ceil(1_000_000)
+    }
+
+    /// The time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+
+    /// `self + d`, saturating.
+    pub fn saturating_add(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(duration_micros(d)))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+pub(crate) fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Where a limiter reads "now": the system clock, or a [`ManualClock`] in tests.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    manual: Option<ManualClock>,
+}
+
+impl Clock {
+    /// The system's wall clock (windows align to it: a minute window resets at the top of
+    /// each minute).
+    pub fn system() -> Clock {
+        Clock { manual: None }
+    }
+
+    /// The current time.
+    #[inline]
+    pub fn now(&self) -> Timestamp {
+        match &self.manual {
+            None => system_now(),
+            Some(manual) => manual.now(),
+        }
+    }
+
+    /// Whether this clock is a manual one.
+    pub fn is_manual(&self) -> bool {
+        self.manual.is_some()
+    }
+}
+
+fn system_now() -> Timestamp {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(duration_micros(since_epoch))
+}
+
+impl From<ManualClock> for Clock {
+    fn from(manual: ManualClock) -> Clock {
+        Clock {
+            manual: Some(manual),
+        }
+    }
+}
+
+/// A clock that moves only when told to; clones share the same time.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock {
+    micros: Arc<AtomicU64>,
+}
+
+impl ManualClock {
+    /// A manual clock showing `start`.
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock {
+            micros: Arc::new(AtomicU64::new(start.0)),
+        }
+    }
+
+    /// The time it shows.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.micros.load(Ordering::Acquire))
+    }
+
+    /// Moves it forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        self.micros.fetch_add(duration_micros(d), Ordering::AcqRel);
+    }
+
+    /// Sets it to `t` (which may be earlier: a clock stepping back must not break anything).
+    pub fn set(&self, t: Timestamp) {
+        self.micros.store(t.0, Ordering::Release);
+    }
+}

@@ -1,0 +1,519 @@
+//! Rate strings: the grammar of Python `limits` (what Flask-Limiter parses).
+//!
+//! `N per M unit`, `N per unit`, `N/unit`, `N/M unit`; units `second`, `minute`, `hour`, `day`,
+//! `month` (30 days) and `year` (360 days), each with an optional plural `s`; case-insensitive;
+//! any whitespace between tokens (none is needed: `10perminute`); several rates separated by one
+//! of `,` `;` `|`.
+//!
+//! ```
+//! use limiter_core::{parse_rates, Rate};
+//! use std::time::Duration;
+//!
+//! let rates = parse_rates("100 per hour, 5000/day").unwrap();
+//! assert_eq!(rates[0].amount(), 100);
+//! assert_eq!(rates[1].period(), Duration::from_secs(86_400));
+//! assert_eq!(rates[0].to_string(), "100 per 1 hour");
+//!
+//! let err = parse_rates("1 per minit").unwrap_err();
+//! assert_eq!(err.span(), 6..11);
+//! assert!(err.to_string().contains("did you mean \"minute\"?"));
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A time unit of a rate string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    /// One second.
+    Second,
+    /// 60 seconds.
+    Minute,
+    /// 3 600 seconds.
+    Hour,
+    /// 86 400 seconds.
+    Day,
+    /// 30 days, as in Python `limits`.
+    Month,
+    /// 360 days (12 months of 30 days), as in Python `limits`.
+    Year,
+}
+
+impl Unit {
+    const ALL: [Unit; 6] = [
+        Unit::Second,
+        Unit::Minute,
+        Unit::Hour,
+        Unit::Day,
+        Unit::Month,
+        Unit::Year,
+    ];
+
+    /// The unit's singular name, as written in rate strings and in Flask-Limiter's messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Unit::Second => "second",
+            Unit::Minute => "minute",
+            Unit::Hour => "hour",
+            Unit::Day => "day",
+            Unit::Month => "month",
+            Unit::Year => "year",
+        }
+    }
+
+    /// The unit's length in seconds.
+    pub const fn seconds(self) -> u64 {
+        match self {
+            Unit::Second => 1,
+            Unit::Minute => 60,
+            Unit::Hour => 3_600,
+            Unit::Day => 86_400,
+            Unit::Month => 30 * 86_400,
+            Unit::Year => 12 * 30 * 86_400,
+        }
+    }
+
+    fn from_word(word: &str) -> Option<Unit> {
+        let lower = word.to_ascii_lowercase();
+        let singular = lower.strip_suffix('s').unwrap_or(&lower);
+        Unit::ALL.into_iter().find(|u| u.name() == singular)
+    }
+}
+
+/// One rate: at most `amount` hits per `multiples` × `unit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rate {
+    amount: u64,
+    multiples: u64,
+    unit: Unit,
+}
+
+/// Longest period a rate may have, so that timestamps in microseconds never overflow.
+const MAX_PERIOD_SECS: u64 = 1_000 * 360 * 86_400;
+
+impl Rate {
+    /// A rate of `amount` hits per `multiples` × `unit`.
+    ///
+    /// ```
+    /// use limiter_core::{Rate, Unit};
+    /// let rate = Rate::new(10, 2, Unit::Minute).unwrap();
+    /// assert_eq!(rate.to_string(), "10 per 2 minute");
+    /// ```
+    ///
+    /// # Errors
+    /// A zero or over-long period (more than 1000 years of 360 days).
+    pub fn new(amount: u64, multiples: u64, unit: Unit) -> Result<Rate, RateParseError> {
+        let whole = 0..0;
+        if multiples == 0 {
+            return Err(RateParseError::new(
+                ErrorKind::ZeroPeriod("0".into()),
+                whole,
+            ));
+        }
+        match multiples.checked_mul(unit.seconds()) {
+            Some(secs) if secs <= MAX_PERIOD_SECS => Ok(Rate {
+                amount,
+                multiples,
+                unit,
+            }),
+            _ => Err(RateParseError::new(
+                ErrorKind::PeriodTooLong(multiples.to_string()),
+                whole,
+            )),
+        }
+    }
+
+    /// Parses exactly one rate (`"10 per minute"`); use [`parse_rates`] for lists.
+    ///
+    /// # Errors
+    /// As [`parse_rates`], and a list of more than one rate.
+    pub fn parse(text: &str) -> Result<Rate, RateParseError> {
+        let mut rates = parse_rates(text)?;
+        if rates.len() != 1 {
+            return Err(RateParseError::new(
+                ErrorKind::NotOne(rates.len()),
+                0..text.len(),
+            ));
+        }
+        Ok(rates.remove(0))
+    }
+
+    /// Hits allowed per period.
+    pub const fn amount(&self) -> u64 {
+        self.amount
+    }
+
+    /// How many units make the period (the `2` of `10 per 2 minutes`).
+    pub const fn multiples(&self) -> u64 {
+        self.multiples
+    }
+
+    /// The period's unit.
+    pub const fn unit(&self) -> Unit {
+        self.unit
+    }
+
+    /// The period's length.
+    pub const fn period(&self) -> Duration {
+        Duration::from_secs(self.multiples * self.unit.seconds())
+    }
+
+    /// The period's length in microseconds, the unit of every timestamp in this crate.
+    pub const fn period_micros(&self) -> u64 {
+        self.multiples * self.unit.seconds() * 1_000_000
+    }
+}
+
+impl fmt::Display for Rate {
+    /// Flask-Limiter's spelling, used in the default 429 message: `1 per 1 minute`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} per {} {}",
+            self.amount,
+            self.multiples,
+            self.unit.name()
+        )
+    }
+}
+
+impl FromStr for Rate {
+    type Err = RateParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Rate::parse(s)
+    }
+}
+
+/// Why a rate string was rejected, with the byte range of the offending token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct RateParseError {
+    kind: ErrorKind,
+    span: Range<usize>,
+}
+
+impl RateParseError {
+    fn new(kind: ErrorKind, span: Range<usize>) -> Self {
+        RateParseError { kind, span }
+    }
+
+    /// Byte range of the offending token in the parsed string (empty at the point where
+    /// something is missing).
+    pub fn span(&self) -> Range<usize> {
+        self.span.clone()
+    }
+
+    /// Moves the span by `offset` bytes, for a rate string embedded in a larger text.
+    pub fn offset_by(mut self, offset: usize) -> Self {
+        self.span = self.span.start + offset..self.span.end + offset;
+        self
+    }
+}
+
+const UNITS_HINT: &str = "units: second, minute, hour, day, month, year";
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+enum ErrorKind {
+    #[error("empty rate string; write a rate like \"10 per minute\"")]
+    Empty,
+    #[error("expected a number at \"{0}\"; write a rate like \"10 per minute\"")]
+    ExpectedCount(String),
+    #[error("negative count \"{0}\": a rate allows 0 or more hits")]
+    NegativeCount(String),
+    #[error("fractional count \"{0}\": counts are whole numbers; write \"{1}\" instead")]
+    FractionalCount(String, String),
+    #[error("count \"{0}\" is too large")]
+    CountTooLarge(String),
+    #[error("expected \"per\" or \"/\" after the count, found \"{0}\"")]
+    ExpectedPer(String),
+    #[error("missing unit after \"{0}\"; write e.g. \"{0} minute\" ({UNITS_HINT})")]
+    MissingUnit(String),
+    #[error("unknown unit \"{0}\"{1} ({UNITS_HINT})")]
+    UnknownUnit(String, Suggestion),
+    #[error("period \"{0}\" must be at least 1")]
+    ZeroPeriod(String),
+    #[error("period \"{0}\" is too long (at most 1000 years)")]
+    PeriodTooLong(String),
+    #[error("unexpected \"{0}\" after a rate; separate rates with \",\", \";\" or \"|\"")]
+    Trailing(String),
+    #[error("trailing separator \"{0}\"; remove it or add a rate after it")]
+    TrailingSeparator(char),
+    #[error("empty rate between separators; remove the extra \"{0}\"")]
+    EmptyBetweenSeparators(char),
+    #[error("expected exactly one rate, found {0}")]
+    NotOne(usize),
+}
+
+/// `; did you mean "minute"?`, or nothing when no unit is close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Suggestion(Option<&'static str>);
+
+impl fmt::Display for Suggestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(unit) => write!(f, "; did you mean \"{unit}\"?"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses one rate or a list of rates separated by `,`, `;` or `|`.
+///
+/// Accepts every string Python `limits` accepts, with the same meaning.
+///
+/// ```
+/// let rates = limiter_core::parse_rates("1/second;2 per 3 minutes|0 per day").unwrap();
+/// assert_eq!(rates.len(), 3);
+/// assert_eq!(rates[1].period().as_secs(), 180);
+/// assert_eq!(rates[2].amount(), 0);
+/// ```
+///
+/// # Errors
+/// A [`RateParseError`] naming the first bad token, its byte range and, where one is close,
+/// a suggestion.
+pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
+    let mut parser = Parser { text, pos: 0 };
+    if text.trim().is_empty() {
+        return Err(RateParseError::new(ErrorKind::Empty, 0..text.len()));
+    }
+    let mut rates = Vec::new();
+    loop {
+        rates.push(parser.single()?);
+        let Some(sep) = parser.peek() else {
+            return Ok(rates);
+        };
+        let sep_pos = parser.pos;
+        parser.pos += 1;
+        parser.skip_ws();
+        match parser.peek() {
+            None => {
+                return Err(RateParseError::new(
+                    ErrorKind::TrailingSeparator(sep),
+                    sep_pos..sep_pos + 1,
+                ))
+            }
+            Some(c) if is_separator(c) => {
+                return Err(RateParseError::new(
+                    ErrorKind::EmptyBetweenSeparators(c),
+                    parser.pos..parser.pos + 1,
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn is_separator(c: char) -> bool {
+    matches!(c, ',' | ';' | '|')
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn rest(&self) -> &'a str {
+        &self.text[self.pos..]
+    }
+
+    fn peek(&self) -> Option<char> {
+        self.rest().chars().next()
+    }
+
+    fn skip_ws(&mut self) {
+        let rest = self.rest();
+        self.pos += rest.len() - rest.trim_start().len();
+    }
+
+    /// Takes the longest prefix whose chars satisfy `keep`.
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> (&'a str, Range<usize>) {
+        let rest = self.rest();
+        let len = rest.find(|c| !keep(c)).unwrap_or(rest.len());
+        let start = self.pos;
+        self.pos += len;
+        (&rest[..len], start..self.pos)
+    }
+
+    /// The token at the cursor for an error message: up to whitespace or a separator.
+    fn token(&self) -> (&'a str, Range<usize>) {
+        let rest = self.rest();
+        let len = rest
+            .find(|c: char| c.is_whitespace() || is_separator(c))
+            .unwrap_or(rest.len());
+        (&rest[..len], self.pos..self.pos + len)
+    }
+
+    /// One rate, with the whitespace around it.
+    fn single(&mut self) -> Result<Rate, RateParseError> {
+        self.skip_ws();
+        let rate_start = self.pos;
+        let amount = self.count()?;
+        self.skip_ws();
+        if self.rest().starts_with('/') {
+            self.pos += 1;
+        } else if self
+            .rest()
+            .get(..3)
+            .is_some_and(|w| w.eq_ignore_ascii_case("per"))
+        {
+            self.pos += 3;
+        } else {
+            let (found, span) = self.token();
+            let found = if found.is_empty() {
+                "end of text"
+            } else {
+                found
+            };
+            return Err(RateParseError::new(
+                ErrorKind::ExpectedPer(found.into()),
+                span,
+            ));
+        }
+        self.skip_ws();
+        let (digits, digits_span) = self.take_while(|c| c.is_ascii_digit());
+        let multiples = if digits.is_empty() {
+            1
+        } else {
+            digits.parse::<u64>().map_err(|_| {
+                RateParseError::new(ErrorKind::PeriodTooLong(digits.into()), digits_span.clone())
+            })?
+        };
+        self.skip_ws();
+        let (word, word_span) = self.take_while(|c| c.is_alphabetic());
+        if word.is_empty() {
+            let (found, span) = self.token();
+            if found.is_empty() {
+                let whole = self.text[rate_start..self.pos].trim_end().to_string();
+                let at = self.pos;
+                return Err(RateParseError::new(ErrorKind::MissingUnit(whole), at..at));
+            }
+            return Err(RateParseError::new(
+                ErrorKind::UnknownUnit(found.into(), Suggestion(suggest_unit(found))),
+                span,
+            ));
+        }
+        let Some(unit) = Unit::from_word(word) else {
+            return Err(RateParseError::new(
+                ErrorKind::UnknownUnit(word.into(), Suggestion(suggest_unit(word))),
+                word_span,
+            ));
+        };
+        let rate = Rate::new(amount, multiples, unit).map_err(|e| RateParseError {
+            span: digits_span,
+            ..e
+        })?;
+        self.skip_ws();
+        match self.peek() {
+            None => Ok(rate),
+            Some(c) if is_separator(c) => Ok(rate),
+            Some(_) => {
+                let (found, span) = self.token();
+                Err(RateParseError::new(ErrorKind::Trailing(found.into()), span))
+            }
+        }
+    }
+
+    fn count(&mut self) -> Result<u64, RateParseError> {
+        let start = self.pos;
+        let negative = self.rest().starts_with('-');
+        if negative {
+            self.pos += 1;
+        }
+        let (digits, _) = self.take_while(|c| c.is_ascii_digit());
+        if digits.is_empty() {
+            self.pos = start;
+            let (found, span) = self.token();
+            let found = if found.is_empty() {
+                "end of text"
+            } else {
+                found
+            };
+            return Err(RateParseError::new(
+                ErrorKind::ExpectedCount(found.into()),
+                span,
+            ));
+        }
+        if negative {
+            let span = start..self.pos;
+            return Err(RateParseError::new(
+                ErrorKind::NegativeCount(self.text[span.clone()].into()),
+                span,
+            ));
+        }
+        if self.rest().starts_with('.') {
+            self.pos += 1;
+            let (fraction, _) = self.take_while(|c| c.is_ascii_digit());
+            let span = start..self.pos;
+            let literal = self.text[span.clone()].to_string();
+            let suggestion = whole_rate_for(digits, fraction, self.rest());
+            return Err(RateParseError::new(
+                ErrorKind::FractionalCount(literal, suggestion),
+                span,
+            ));
+        }
+        digits.parse::<u64>().map_err(|_| {
+            RateParseError::new(ErrorKind::CountTooLarge(digits.into()), start..self.pos)
+        })
+    }
+}
+
+/// `1.5` per second → `3 per 2 seconds`: the same rate with whole numbers.
+fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> String {
+    let fraction = &fraction[..fraction.len().min(6)];
+    let scale = 10u64.pow(fraction.len() as u32);
+    let numerator = whole.parse::<u64>().unwrap_or(0).saturating_mul(scale)
+        + fraction.parse::<u64>().unwrap_or(0);
+    let divisor = gcd(numerator.max(1), scale);
+    let (amount, multiples) = (numerator / divisor, scale / divisor);
+    let unit = rest
+        .trim_start()
+        .trim_start_matches('/')
+        .trim_start()
+        .trim_start_matches(|c: char| c.eq_ignore_ascii_case(&'p'))
+        .trim_start_matches(|c: char| c.eq_ignore_ascii_case(&'e'))
+        .trim_start_matches(|c: char| c.eq_ignore_ascii_case(&'r'))
+        .trim_start();
+    let unit = unit
+        .split(|c: char| !c.is_alphabetic())
+        .next()
+        .and_then(Unit::from_word)
+        .unwrap_or(Unit::Second);
+    let plural = if multiples == 1 { "" } else { "s" };
+    format!("{amount} per {multiples} {}{plural}", unit.name())
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The closest unit name within two edits, or one the word starts with.
+fn suggest_unit(word: &str) -> Option<&'static str> {
+    let lower = word.to_ascii_lowercase();
+    Unit::ALL
+        .iter()
+        .map(|u| (edit_distance(&lower, u.name()), u.name()))
+        .filter(|&(d, name)| d <= 2 || (lower.len() >= 3 && name.starts_with(&lower)))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, name)| name)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}

@@ -1,0 +1,146 @@
+//! Where counters live, and the one operation that matters: an all-or-nothing decision over
+//! every limit that applies to a request.
+
+use std::future::Future;
+use std::time::Duration;
+
+use smallvec::SmallVec;
+
+use crate::clock::Timestamp;
+use crate::error::StorageError;
+use crate::rate::Rate;
+use crate::strategy::{Action, LimitStats, Strategy};
+
+pub mod memory;
+
+/// One limit to apply to a request: the counter's key, its rate and strategy, and what the
+/// request costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit<'a> {
+    /// The counter's full key (see the README's key layout). Keys within one batch should be
+    /// distinct: two entries with one key are two charges on one counter.
+    pub key: &'a str,
+    /// The rate to enforce.
+    pub rate: Rate,
+    /// How hits are counted.
+    pub strategy: Strategy,
+    /// Units this request takes (1 for a plain hit).
+    pub cost: u64,
+}
+
+impl<'a> Hit<'a> {
+    /// A hit of cost 1.
+    pub fn new(key: &'a str, rate: Rate, strategy: Strategy) -> Self {
+        Hit {
+            key,
+            rate,
+            strategy,
+            cost: 1,
+        }
+    }
+
+    /// The same hit with another cost.
+    pub fn with_cost(self, cost: u64) -> Self {
+        Hit { cost, ..self }
+    }
+}
+
+/// Per-limit stats, inline for up to four limits (no allocation on the common path).
+pub type StatsList = SmallVec<[LimitStats; 4]>;
+
+/// The outcome of deciding a batch of limits for one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// True when every limit admitted the request (and each was charged).
+    pub admitted: bool,
+    /// Each limit's stats, in the batch's order.
+    pub stats: StatsList,
+    /// The first limit in the batch that denied the request.
+    pub breached: Option<usize>,
+    /// For a denial: the time until every breached limit would admit the same request.
+    pub retry_after: Option<Duration>,
+}
+
+impl Decision {
+    /// An admitted decision with no limits (nothing applied).
+    pub fn unlimited() -> Decision {
+        Decision {
+            admitted: true,
+            stats: StatsList::new(),
+            breached: None,
+            retry_after: None,
+        }
+    }
+
+    /// Builds the decision from per-limit stats.
+    pub fn from_stats(stats: StatsList) -> Decision {
+        let breached = stats.iter().position(|s| !s.admitted);
+        let retry_after = stats.iter().filter_map(|s| s.retry_after).max();
+        Decision {
+            admitted: breached.is_none(),
+            stats,
+            breached,
+            retry_after,
+        }
+    }
+}
+
+/// A counter store.
+///
+/// Every method takes "now" from the caller's clock, so back-ends never read a clock of their
+/// own. Implementations must make [`Storage::decide`] atomic: no other decision on the same
+/// keys interleaves with it.
+pub trait Storage: Send + Sync {
+    /// Decides a batch all-or-nothing: the request is admitted only if every limit admits it,
+    /// and only then is each charged its cost. A denied request charges nothing, except that
+    /// elastic limits which themselves denied it record the hit.
+    fn decide(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send;
+
+    /// Gives back what an earlier admitted [`Storage::decide`] of the same hits charged.
+    fn refund(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// What [`Storage::decide`] would say, without charging anything.
+    fn peek(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send;
+
+    /// Forgets one counter.
+    fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Forgets every counter of this limiter.
+    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+
+    /// Whether the store answers.
+    fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
+}
+
+/// Runs the all-or-nothing batch for back-ends that hold state locally: `apply(i, action)`
+/// applies `action` to `hits[i]`'s state and returns its stats.
+pub(crate) fn decide_batch(
+    hits: &[Hit<'_>],
+    mut apply: impl FnMut(usize, Action) -> LimitStats,
+) -> Decision {
+    if let [_] = hits {
+        return Decision::from_stats(std::iter::once(apply(0, Action::Hit)).collect());
+    }
+    let mut stats: StatsList = (0..hits.len()).map(|i| apply(i, Action::Peek)).collect();
+    let all_admit = stats.iter().all(|s| s.admitted);
+    for (i, hit) in hits.iter().enumerate() {
+        // Admitted: charge everything. Denied: only the limits that denied it act (the
+        // elastic ones record the hit); the others keep their peeked stats.
+        if all_admit || (!stats[i].admitted && hit.strategy.is_elastic()) {
+            stats[i] = apply(i, Action::Hit);
+        }
+    }
+    Decision::from_stats(stats)
+}

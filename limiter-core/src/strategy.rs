@@ -1,0 +1,420 @@
+//! The six strategies, as pure state machines over one key's [`State`].
+//!
+//! Every storage back-end runs exactly this arithmetic (the Redis scripts mirror it line by
+//! line, floating-point operations in the same order), so memory and Redis agree on every
+//! decision. Times are microseconds since the epoch; `p` is the period, `n` the amount.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::error::ConfigError;
+use crate::rate::Rate;
+
+/// How hits are counted against a rate; names as in Flask-Limiter's `strategy` setting.
+///
+/// ```
+/// use limiter_core::Strategy;
+/// assert_eq!("moving-window".parse::<Strategy>().unwrap(), Strategy::MovingWindow);
+/// assert_eq!("token-bucket".parse::<Strategy>().unwrap(), Strategy::Gcra);
+/// assert!("leaky".parse::<Strategy>().unwrap_err().to_string().contains("fixed-window"));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// A counter per clock-aligned window: a minute window resets at the top of each minute.
+    #[default]
+    FixedWindow,
+    /// A fixed window whose end moves to now + period on every hit, rejected ones included:
+    /// a client that keeps hammering stays blocked until it pauses for a full period.
+    FixedWindowElastic,
+    /// An exact log: at most N hits in any rolling period.
+    MovingWindow,
+    /// A moving window that records rejected hits too (the log keeps the N newest).
+    MovingWindowElastic,
+    /// Two clock-aligned buckets, the previous one weighted by the part of it still inside the
+    /// rolling window (O(1) memory).
+    SlidingWindowCounter,
+    /// Generic cell rate algorithm: a burst of N, then one more every period / N.
+    Gcra,
+}
+
+impl Strategy {
+    /// Every strategy, in documentation order.
+    pub const ALL: [Strategy; 6] = [
+        Strategy::FixedWindow,
+        Strategy::FixedWindowElastic,
+        Strategy::MovingWindow,
+        Strategy::MovingWindowElastic,
+        Strategy::SlidingWindowCounter,
+        Strategy::Gcra,
+    ];
+
+    /// The canonical name (`fixed-window`, `moving-window`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::FixedWindow => "fixed-window",
+            Strategy::FixedWindowElastic => "fixed-window-elastic-expiry",
+            Strategy::MovingWindow => "moving-window",
+            Strategy::MovingWindowElastic => "moving-window-elastic",
+            Strategy::SlidingWindowCounter => "sliding-window-counter",
+            Strategy::Gcra => "gcra",
+        }
+    }
+
+    /// Whether rejected hits are recorded too.
+    pub const fn is_elastic(self) -> bool {
+        matches!(
+            self,
+            Strategy::FixedWindowElastic | Strategy::MovingWindowElastic
+        )
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let normalized = s.trim().to_ascii_lowercase().replace('_', "-");
+        Ok(match normalized.as_str() {
+            "fixed-window" => Strategy::FixedWindow,
+            "fixed-window-elastic-expiry" | "fixed-window-elastic" => Strategy::FixedWindowElastic,
+            "moving-window" => Strategy::MovingWindow,
+            "moving-window-elastic" => Strategy::MovingWindowElastic,
+            "sliding-window-counter" | "sliding-window" => Strategy::SlidingWindowCounter,
+            "gcra" | "token-bucket" => Strategy::Gcra,
+            _ => {
+                return Err(ConfigError::UnknownStrategy {
+                    value: s.to_string(),
+                })
+            }
+        })
+    }
+}
+
+/// What one limit says about one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitStats {
+    /// Whether this limit admits the request.
+    pub admitted: bool,
+    /// The rate's amount.
+    pub limit: u64,
+    /// Hits left in the current window after this decision.
+    pub remaining: u64,
+    /// When the window resets (strategy-specific; see the README's strategy table).
+    pub reset: Timestamp,
+    /// For a denial: how long until the same request would pass.
+    pub retry_after: Option<Duration>,
+}
+
+/// One key's state. Each strategy uses its own variant; a key met with another strategy
+/// starts afresh.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum State {
+    #[default]
+    Empty,
+    Window {
+        start: u64,
+        count: u64,
+    },
+    Elastic {
+        expires: u64,
+        count: u64,
+    },
+    Sliding {
+        start: u64,
+        current: u64,
+        previous: u64,
+    },
+    Gcra {
+        tat: u64,
+    },
+    /// Hit times, oldest first; never longer than the rate's amount.
+    Log(VecDeque<u64>),
+}
+
+/// Peek reports without changing what counts; Hit charges an admitted request and, for the
+/// elastic strategies, records a rejected one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Peek,
+    Hit,
+}
+
+fn stats(admitted: bool, n: u64, remaining: u64, reset: u64, retry: Option<u64>) -> LimitStats {
+    LimitStats {
+        admitted,
+        limit: n,
+        remaining,
+        reset: Timestamp::from_micros(reset),
+        retry_after: retry.map(Duration::from_micros),
+    }
+}
+
+impl State {
+    /// Decides one request of `cost` units at `now` and returns the limit's stats.
+    pub(crate) fn decide(
+        &mut self,
+        strategy: Strategy,
+        rate: &Rate,
+        now: Timestamp,
+        cost: u64,
+        action: Action,
+    ) -> LimitStats {
+        let (t, p, n) = (now.as_micros(), rate.period_micros(), rate.amount());
+        let hit = action == Action::Hit;
+        // A request that can never pass (cost over the amount, `0 per ...`) is told to retry
+        // after a full period: there is no earlier time to name.
+        let impossible = cost > n;
+        match strategy {
+            Strategy::FixedWindow => {
+                let start = t - t % p;
+                let count = match self {
+                    State::Window { start: s, count } if *s == start => count,
+                    _ => {
+                        *self = State::Window { start, count: 0 };
+                        let State::Window { count, .. } = self else {
+                            unreachable!()
+                        };
+                        count
+                    }
+                };
+                let admitted = count.saturating_add(cost) <= n;
+                if hit && admitted {
+                    *count += cost;
+                }
+                let reset = start + p;
+                let retry = (!admitted).then(|| if impossible { p } else { reset - t });
+                stats(admitted, n, n.saturating_sub(*count), reset, retry)
+            }
+            Strategy::FixedWindowElastic => {
+                let (expires, count) = match self {
+                    State::Elastic { expires, count } => {
+                        if *expires <= t {
+                            *count = 0;
+                        }
+                        (expires, count)
+                    }
+                    _ => {
+                        *self = State::Elastic {
+                            expires: t,
+                            count: 0,
+                        };
+                        let State::Elastic { expires, count } = self else {
+                            unreachable!()
+                        };
+                        (expires, count)
+                    }
+                };
+                let admitted = count.saturating_add(cost) <= n;
+                if hit {
+                    if admitted {
+                        *count += cost;
+                    }
+                    *expires = t + p;
+                }
+                let reset = if *expires > t { *expires } else { t + p };
+                let retry = (!admitted).then(|| if impossible { p } else { reset - t });
+                stats(admitted, n, n.saturating_sub(*count), reset, retry)
+            }
+            Strategy::MovingWindow | Strategy::MovingWindowElastic => {
+                if !matches!(self, State::Log(_)) {
+                    *self = State::Log(VecDeque::new());
+                }
+                let State::Log(log) = self else {
+                    unreachable!()
+                };
+                while log.front().is_some_and(|&oldest| oldest + p <= t) {
+                    log.pop_front();
+                }
+                let used = log.len() as u64;
+                let admitted = used.saturating_add(cost) <= n;
+                if hit && (admitted || strategy == Strategy::MovingWindowElastic) {
+                    let record = cost.min(n) as usize;
+                    log.extend(std::iter::repeat_n(t, record));
+                    let excess = log.len().saturating_sub(n as usize);
+                    log.drain(..excess);
+                }
+                let used = log.len() as u64;
+                let reset = log.front().map_or(t + p, |&oldest| oldest + p);
+                let retry = (!admitted).then(|| {
+                    if impossible {
+                        return p;
+                    }
+                    // The request fits once `used + cost - n` of the oldest hits have expired.
+                    let must_expire = (used + cost - n) as usize;
+                    log[must_expire - 1] + p - t
+                });
+                stats(admitted, n, n.saturating_sub(used), reset, retry)
+            }
+            Strategy::SlidingWindowCounter => {
+                let start = t - t % p;
+                let (current, previous) = match self {
+                    State::Sliding {
+                        start: s,
+                        current,
+                        previous,
+                    } => {
+                        if *s != start {
+                            *previous = if *s + p == start { *current } else { 0 };
+                            *current = 0;
+                            *s = start;
+                        }
+                        (current, previous)
+                    }
+                    _ => {
+                        *self = State::Sliding {
+                            start,
+                            current: 0,
+                            previous: 0,
+                        };
+                        let State::Sliding {
+                            current, previous, ..
+                        } = self
+                        else {
+                            unreachable!()
+                        };
+                        (current, previous)
+                    }
+                };
+                let elapsed = t - start;
+                let weighted = sliding_weighted(*previous, p, elapsed).saturating_add(*current);
+                let admitted = weighted.saturating_add(cost) <= n;
+                let mut used = weighted;
+                if hit && admitted {
+                    *current += cost;
+                    used += cost;
+                }
+                let retry = (!admitted).then(|| {
+                    if impossible {
+                        return p;
+                    }
+                    sliding_retry(*previous, *current, n, cost, p, elapsed)
+                });
+                stats(admitted, n, n.saturating_sub(used), start + p, retry)
+            }
+            Strategy::Gcra => {
+                let tat = match self {
+                    State::Gcra { tat } => tat,
+                    _ => {
+                        *self = State::Gcra { tat: t };
+                        let State::Gcra { tat } = self else {
+                            unreachable!()
+                        };
+                        tat
+                    }
+                };
+                if n == 0 {
+                    return stats(false, 0, 0, t, Some(p));
+                }
+                let interval = gcra_interval(p, n);
+                let tolerance = n * interval;
+                let base = (*tat).max(t);
+                let new_tat = base.saturating_add(cost.saturating_mul(interval));
+                let admitted = new_tat - t <= tolerance;
+                let after = if hit && admitted {
+                    *tat = new_tat;
+                    new_tat
+                } else {
+                    base
+                };
+                let remaining = (tolerance - (after - t)) / interval;
+                let retry = (!admitted).then(|| {
+                    if impossible {
+                        p
+                    } else {
+                        new_tat - t - tolerance
+                    }
+                });
+                stats(admitted, n, remaining, after, retry)
+            }
+        }
+    }
+
+    /// Gives back `cost` units that an earlier hit charged.
+    pub(crate) fn refund(&mut self, strategy: Strategy, rate: &Rate, now: Timestamp, cost: u64) {
+        let (t, p) = (now.as_micros(), rate.period_micros());
+        match (strategy, self) {
+            (Strategy::FixedWindow, State::Window { start, count }) if *start == t - t % p => {
+                *count = count.saturating_sub(cost);
+            }
+            (Strategy::FixedWindowElastic, State::Elastic { expires, count }) if *expires > t => {
+                *count = count.saturating_sub(cost);
+            }
+            (Strategy::MovingWindow | Strategy::MovingWindowElastic, State::Log(log)) => {
+                let keep = log.len().saturating_sub(cost as usize);
+                log.truncate(keep);
+            }
+            (Strategy::SlidingWindowCounter, State::Sliding { start, current, .. })
+                if *start == t - t % p =>
+            {
+                *current = current.saturating_sub(cost);
+            }
+            (Strategy::Gcra, State::Gcra { tat }) if rate.amount() > 0 => {
+                let back = cost.saturating_mul(gcra_interval(p, rate.amount()));
+                *tat = tat.saturating_sub(back).max(t);
+            }
+            _ => {}
+        }
+    }
+
+    /// When this state becomes equivalent to no state at all, so storage may drop it.
+    pub(crate) fn expires_at(&self, rate: &Rate) -> u64 {
+        let p = rate.period_micros();
+        match self {
+            State::Empty => 0,
+            State::Window { start, .. } => start + p,
+            State::Elastic { expires, .. } => *expires,
+            State::Sliding { start, .. } => start + 2 * p,
+            State::Gcra { tat } => *tat,
+            State::Log(log) => log.back().map_or(0, |&newest| newest + p),
+        }
+    }
+}
+
+/// The emission interval T of "n per p": at least one microsecond, rounded up so that a
+/// steady client never gets more than n per p.
+pub(crate) fn gcra_interval(p: u64, n: u64) -> u64 {
+    p.div_ceil(n).max(1)
+}
+
+/// `floor(previous × (p − elapsed) / p)`: the previous bucket's share still inside the
+/// rolling window. The Redis script computes the same doubles in the same order.
+fn sliding_weighted(previous: u64, p: u64, elapsed: u64) -> u64 {
+    let weight = (p - elapsed) as f64 / p as f64;
+    (previous as f64 * weight).floor() as u64
+}
+
+/// How long until `floor(weighted) + cost <= n` holds again, for a denied sliding-window
+/// request (`cost <= n`).
+fn sliding_retry(previous: u64, current: u64, n: u64, cost: u64, p: u64, elapsed: u64) -> u64 {
+    // Within this bucket, the previous share decays; it must fall to `room`.
+    let room = n as i128 - current as i128 - cost as i128;
+    if room >= 0 {
+        let crossing = first_elapsed_below(previous, room as u64 + 1, p);
+        return crossing.max(elapsed + 1) - elapsed;
+    }
+    // Otherwise wait for the next bucket, where this bucket's count becomes the decaying one.
+    let crossing = first_elapsed_below(current, n - cost + 1, p);
+    p - elapsed + crossing
+}
+
+/// The first elapsed time e with `count × (p − e) / p < bound`, computed in doubles.
+fn first_elapsed_below(count: u64, bound: u64, p: u64) -> u64 {
+    if count == 0 {
+        return 0;
+    }
+    let pf = p as f64;
+    let x = pf - (bound as f64 * pf) / count as f64;
+    if x < 0.0 {
+        0
+    } else {
+        (x.floor() as u64 + 1).min(p)
+    }
+}
