@@ -27,6 +27,7 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod rate;
 pub mod storage;
 pub mod strategy;
@@ -36,5 +37,5 @@ pub use config::StorageUri;
 pub use error::{ConfigError, StorageError};
 pub use rate::{parse_rates, Rate, RateParseError, Unit};
 pub use storage::memory::MemoryStore;
-pub use storage::{Decision, Hit, StatsList, Storage};
+pub use storage::{Decision, Hit, StatsList, Storage, Store};
 pub use strategy::{LimitStats, Strategy};

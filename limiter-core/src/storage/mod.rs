@@ -144,3 +144,98 @@ pub(crate) fn decide_batch(
     }
     Decision::from_stats(stats)
 }
+
+/// The store a limiter uses, chosen by its storage URI.
+///
+/// ```
+/// use limiter_core::{storage::Store, StorageUri};
+/// let store = Store::from_uri(&StorageUri::parse("memory://?max_keys=10").unwrap()).unwrap();
+/// assert!(matches!(store, Store::Memory(_)));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Store {
+    /// `memory://`.
+    Memory(memory::MemoryStore),
+}
+
+impl Store {
+    /// Builds the store a URI names.
+    ///
+    /// # Errors
+    /// A URI whose back-end is not compiled in, or whose settings are wrong.
+    pub fn from_uri(uri: &crate::config::StorageUri) -> Result<Store, crate::error::ConfigError> {
+        use crate::config::StorageUri;
+        match uri {
+            StorageUri::Memory { max_keys } => {
+                Ok(Store::Memory(memory::MemoryStore::new(*max_keys)))
+            }
+            StorageUri::Redis { uri, .. } => Err(crate::error::ConfigError::FeatureDisabled {
+                uri: uri.clone(),
+                feature: "redis",
+            }),
+        }
+    }
+}
+
+impl Storage for Store {
+    fn decide(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
+        async move {
+            match self {
+                Store::Memory(m) => Ok(m.decide_now(hits, now)),
+            }
+        }
+    }
+
+    fn refund(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            match self {
+                Store::Memory(m) => m.refund(hits, now).await,
+            }
+        }
+    }
+
+    fn peek(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
+        async move {
+            match self {
+                Store::Memory(m) => m.peek(hits, now).await,
+            }
+        }
+    }
+
+    fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            match self {
+                Store::Memory(m) => m.clear(key).await,
+            }
+        }
+    }
+
+    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            match self {
+                Store::Memory(m) => m.reset().await,
+            }
+        }
+    }
+
+    fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        async move {
+            match self {
+                Store::Memory(m) => m.health_check().await,
+            }
+        }
+    }
+}
