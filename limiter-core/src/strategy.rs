@@ -324,7 +324,7 @@ impl State {
                 } else {
                     base
                 };
-                let remaining = (tolerance - (after - t)) / interval;
+                let remaining = tolerance.saturating_sub(after - t) / interval;
                 let retry = (!admitted).then(|| {
                     if impossible {
                         p

@@ -95,7 +95,7 @@ impl MemoryStore {
             shards: (0..shard_count).map(|_| Mutex::default()).collect(),
             shard_mask: shard_count as u64 - 1,
             per_shard_cap: max_keys / shard_count,
-            hasher: foldhash::fast::FixedState::with_seed(0x6c69_6d69_7465_72),
+            hasher: foldhash::fast::FixedState::with_seed(0x006c_696d_6974_6572),
             evictions: AtomicU64::new(0),
         }
     }

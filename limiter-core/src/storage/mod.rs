@@ -179,63 +179,39 @@ impl Store {
 }
 
 impl Storage for Store {
-    fn decide(
-        &self,
-        hits: &[Hit<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => Ok(m.decide_now(hits, now)),
-            }
+    async fn decide(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+        match self {
+            Store::Memory(m) => Ok(m.decide_now(hits, now)),
         }
     }
 
-    fn refund(
-        &self,
-        hits: &[Hit<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.refund(hits, now).await,
-            }
+    async fn refund(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.refund(hits, now).await,
         }
     }
 
-    fn peek(
-        &self,
-        hits: &[Hit<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.peek(hits, now).await,
-            }
+    async fn peek(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+        match self {
+            Store::Memory(m) => m.peek(hits, now).await,
         }
     }
 
-    fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.clear(key).await,
-            }
+    async fn clear(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.clear(key).await,
         }
     }
 
-    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.reset().await,
-            }
+    async fn reset(&self) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.reset().await,
         }
     }
 
-    fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.health_check().await,
-            }
+    async fn health_check(&self) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.health_check().await,
         }
     }
 }
