@@ -46,7 +46,7 @@ impl<'a> Hit<'a> {
 }
 
 /// Per-limit stats, inline for up to four limits (no allocation on the common path).
-pub type StatsList = SmallVec<[LimitStats; 4]>;
+pub type StatsList = SmallVec<[LimitStats; 3]>;
 
 /// The outcome of deciding a batch of limits for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +73,7 @@ impl Decision {
     }
 
     /// Builds the decision from per-limit stats.
+    #[inline]
     pub fn from_stats(stats: StatsList) -> Decision {
         let breached = stats.iter().position(|s| !s.admitted);
         let retry_after = stats.iter().filter_map(|s| s.retry_after).max();
