@@ -268,3 +268,28 @@ fn configuration_errors_name_the_bad_value_and_the_accepted_ones() {
         assert_eq!(alias.parse::<Strategy>().unwrap(), strategy);
     }
 }
+
+#[test]
+fn a_denial_late_in_the_batch_leaves_earlier_limits_as_they_were() {
+    for strategy in Strategy::ALL {
+        let store = MemoryStore::new(1_000);
+        let clock = ManualClock::new(Timestamp::from_secs(T0));
+        let batch = [
+            Hit::new("L{c}:first", rate("5 per minute"), strategy),
+            Hit::new("L{c}:second", rate("1 per minute"), Strategy::FixedWindow),
+        ];
+        let first = store.decide_now(&batch, clock.now());
+        assert!(first.admitted, "{strategy}");
+        let reset_before = first.stats[0].reset;
+        clock.advance(Duration::from_secs(10));
+        let denied = store.decide_now(&batch, clock.now());
+        assert_eq!(denied.breached, Some(1), "{strategy}");
+        assert_eq!(denied.stats[0].remaining, 4, "{strategy}: the first limit was given back");
+        // Nothing moved: not the count, not an elastic window's end.
+        let alone = store.peek_now(&batch[..1], clock.now());
+        assert_eq!(alone.stats[0].remaining, 4, "{strategy}");
+        if strategy == Strategy::FixedWindowElastic {
+            assert_eq!(alone.stats[0].reset, reset_before, "{strategy}");
+        }
+    }
+}

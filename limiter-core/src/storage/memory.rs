@@ -36,7 +36,7 @@ use thin_vec::ThinVec;
 
 use crate::clock::Timestamp;
 use crate::error::StorageError;
-use crate::storage::{decide_batch, Decision, Hit, Storage};
+use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, LimitStats, State};
 
 /// Default cap on keys: about 100 MB of state with typical keys.
@@ -127,34 +127,80 @@ impl MemoryStore {
 
     /// [`Storage::decide`] without the future: the memory store never waits.
     pub fn decide_now(&self, hits: &[Hit<'_>], now: Timestamp) -> Decision {
+        let mut decision = Decision::unlimited();
+        let stats = &mut decision.stats;
         if let [hit] = hits {
-            // The hot path: one key, one lock, one pass.
-            let hash = self.hash_key(hit.key.as_bytes());
-            let mut shard = self.shard(hash);
-            let mut stats = crate::storage::StatsList::new();
+            // The hot path: one key, one lock, one lookup.
+            let (hash, shard) = self.place(hit.key);
+            let mut shard = self.shards[shard].lock();
             stats.push(self.apply(&mut shard, hash, hit, now, Action::Hit, true));
-            return Decision::from_stats(stats);
+            decision.conclude();
+            return decision;
         }
-        let hashes: SmallVec<[u64; 4]> = hits
-            .iter()
-            .map(|h| self.hash_key(h.key.as_bytes()))
-            .collect();
-        let mut guards = self.lock_all(&hashes);
-        decide_batch(hits, |i, action| {
-            let shard = guards.get(self.shard_of(hashes[i]));
-            self.apply(shard, hashes[i], &hits[i], now, action, true)
-        })
+        let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
+        self.place_all(hits, &mut places);
+        let mut guards = Guards(SmallVec::new());
+        self.lock_all(&places, &mut guards);
+        // Charge optimistically, one lookup per limit, remembering how to undo each charge;
+        // a denial rolls the earlier ones back. Same outcome as peeking every limit first.
+        let mut undo: SmallVec<[(usize, Option<State>); 4]> = SmallVec::new();
+        for (hit, &(hash, shard)) in hits.iter().zip(&places) {
+            let (bucket, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let before = slot.state.snapshot();
+            let verdict = slot
+                .state
+                .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit);
+            stats.push(verdict);
+            if !verdict.admitted {
+                break;
+            }
+            undo.push((bucket, before));
+        }
+        if undo.len() == hits.len() {
+            decision.conclude();
+            return decision;
+        }
+        let denied = undo.len();
+        for (j, (bucket, before)) in undo.into_iter().enumerate() {
+            let (hit, (hash, shard)) = (&hits[j], places[j]);
+            let shard = guards.get(shard);
+            let slot = match shard.slot_at(bucket, hit.key) {
+                Some(slot) => slot,
+                None => self.find_or_insert(shard, hash, hit.key, now).1,
+            };
+            match before {
+                Some(state) => slot.state = state,
+                None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
+            }
+            stats[j] = slot
+                .state
+                .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
+        }
+        // The limits after the denial are not charged; the elastic ones that deny too record it.
+        for (hit, &(hash, shard)) in hits.iter().zip(&places).skip(denied + 1) {
+            let (_, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let mut verdict =
+                slot.state
+                    .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
+            if !verdict.admitted && hit.strategy.is_elastic() {
+                verdict = slot
+                    .state
+                    .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit);
+            }
+            stats.push(verdict);
+        }
+        decision.conclude();
+        decision
     }
 
     /// [`Storage::refund`] without the future.
     pub fn refund_now(&self, hits: &[Hit<'_>], now: Timestamp) {
-        let hashes: SmallVec<[u64; 4]> = hits
-            .iter()
-            .map(|h| self.hash_key(h.key.as_bytes()))
-            .collect();
-        let mut guards = self.lock_all(&hashes);
-        for (hit, &hash) in hits.iter().zip(&hashes) {
-            let shard = guards.get(self.shard_of(hash));
+        let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
+        self.place_all(hits, &mut places);
+        let mut guards = Guards(SmallVec::new());
+        self.lock_all(&places, &mut guards);
+        for (hit, &(hash, shard)) in hits.iter().zip(&places) {
+            let shard = guards.get(shard);
             if let Some(slot) = shard.find(hash, hit.key) {
                 slot.state.refund(hit.strategy, &hit.rate, now, hit.cost);
             }
@@ -163,26 +209,21 @@ impl MemoryStore {
 
     /// [`Storage::peek`] without the future.
     pub fn peek_now(&self, hits: &[Hit<'_>], now: Timestamp) -> Decision {
-        let hashes: SmallVec<[u64; 4]> = hits
-            .iter()
-            .map(|h| self.hash_key(h.key.as_bytes()))
-            .collect();
-        let mut guards = self.lock_all(&hashes);
-        let stats = hits
-            .iter()
-            .zip(&hashes)
-            .map(|(hit, &hash)| {
-                let shard = guards.get(self.shard_of(hash));
-                self.apply(shard, hash, hit, now, Action::Peek, false)
-            })
-            .collect();
+        let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
+        self.place_all(hits, &mut places);
+        let mut guards = Guards(SmallVec::new());
+        self.lock_all(&places, &mut guards);
+        let mut stats = StatsList::new();
+        for (hit, &(hash, shard)) in hits.iter().zip(&places) {
+            stats.push(self.apply(guards.get(shard), hash, hit, now, Action::Peek, false));
+        }
         Decision::from_stats(stats)
     }
 
     /// [`Storage::clear`] without the future.
     pub fn clear_now(&self, key: &str) {
-        let hash = self.hash_key(key.as_bytes());
-        let mut shard = self.shard(hash);
+        let (hash, shard) = self.place(key);
+        let mut shard = self.shards[shard].lock();
         if let Ok(entry) = shard
             .table
             .find_entry(hash, |slot| slot.key.as_slice() == key.as_bytes())
@@ -203,25 +244,57 @@ impl MemoryStore {
         self.hasher.hash_one(key)
     }
 
-    fn shard_of(&self, hash: u64) -> usize {
-        // The low bits pick the table bucket; the shard comes from the high ones.
-        ((hash >> 48) & self.shard_mask) as usize
+    /// A key's table hash and shard. The shard comes from the key's `{client}` hash tag when
+    /// it has one (see [`crate::keys`]), so every limit of one client shares a shard and a
+    /// request takes one lock, however many limits apply.
+    #[inline]
+    fn place(&self, key: &str) -> (u64, usize) {
+        let hash = self.hash_key(key.as_bytes());
+        let placement = match hash_tag(key) {
+            Some(tag) => self.hash_key(tag.as_bytes()),
+            None => hash,
+        };
+        (hash, self.shard_of(placement))
     }
 
-    fn shard(&self, hash: u64) -> SpinGuard<'_, Shard> {
-        self.shards[self.shard_of(hash)].lock()
+    #[inline]
+    fn shard_of(&self, placement: u64) -> usize {
+        ((placement >> 48) & self.shard_mask) as usize
     }
 
-    /// Locks the distinct shards of `hashes` in ascending order.
-    fn lock_all(&self, hashes: &[u64]) -> Guards<'_> {
-        let mut ids: SmallVec<[usize; 4]> = hashes.iter().map(|&h| self.shard_of(h)).collect();
+    /// [`MemoryStore::place`] for a batch, hashing a tag shared with the previous key once.
+    /// Out-parameters: moving a `SmallVec` out of a call costs more than filling it.
+    #[inline]
+    fn place_all(&self, hits: &[Hit<'_>], places: &mut SmallVec<[(u64, usize); 4]>) {
+        let mut last: Option<(&str, usize)> = None;
+        for hit in hits {
+            let hash = self.hash_key(hit.key.as_bytes());
+            let shard = match (hash_tag(hit.key), last) {
+                (Some(tag), Some((last_tag, shard))) if tag == last_tag => shard,
+                (Some(tag), _) => {
+                    let shard = self.shard_of(self.hash_key(tag.as_bytes()));
+                    last = Some((tag, shard));
+                    shard
+                }
+                (None, _) => self.shard_of(hash),
+            };
+            places.push((hash, shard));
+        }
+    }
+
+    /// Locks the distinct shards of `places` in ascending order.
+    #[inline]
+    fn lock_all<'a>(&'a self, places: &[(u64, usize)], guards: &mut Guards<'a>) {
+        let mut ids: SmallVec<[usize; 4]> = SmallVec::new();
+        for &(_, shard) in places {
+            if !ids.contains(&shard) {
+                ids.push(shard);
+            }
+        }
         ids.sort_unstable();
-        ids.dedup();
-        Guards(
-            ids.into_iter()
-                .map(|id| (id, self.shards[id].lock()))
-                .collect(),
-        )
+        for id in ids {
+            guards.0.push((id, self.shards[id].lock()));
+        }
     }
 
     /// Applies `action` to `hit`'s state; `create` inserts a missing key (a peek does not).
@@ -237,7 +310,7 @@ impl MemoryStore {
     ) -> LimitStats {
         let slot = match shard.find(hash, hit.key) {
             Some(slot) => slot,
-            None if create => self.insert(shard, hash, hit.key, now),
+            None if create => self.insert(shard, hash, hit.key, now).1,
             None => {
                 return State::Empty.decide(hit.strategy, &hit.rate, now, hit.cost, action);
             }
@@ -246,13 +319,30 @@ impl MemoryStore {
             .decide(hit.strategy, &hit.rate, now, hit.cost, action)
     }
 
+    /// The bucket and slot of `key`, inserted if missing.
+    fn find_or_insert<'s>(
+        &self,
+        shard: &'s mut Shard,
+        hash: u64,
+        key: &str,
+        now: Timestamp,
+    ) -> (usize, &'s mut Slot) {
+        match shard.find_bucket(hash, key) {
+            Some(bucket) => {
+                let slot = shard.table.get_bucket_mut(bucket);
+                (bucket, slot.expect("a found bucket is full"))
+            }
+            None => self.insert(shard, hash, key, now),
+        }
+    }
+
     fn insert<'s>(
         &self,
         shard: &'s mut Shard,
         hash: u64,
         key: &str,
         now: Timestamp,
-    ) -> &'s mut Slot {
+    ) -> (usize, &'s mut Slot) {
         let now = now.as_micros();
         shard.sweep(SWEEP_ON_INSERT, now);
         while shard.table.len() >= self.per_shard_cap {
@@ -273,10 +363,10 @@ impl MemoryStore {
             key: ThinVec::from(key.as_bytes()),
             state: State::Empty,
         };
-        shard
+        let entry = shard
             .table
-            .insert_unique(hash, slot, |s| self.hash_key(&s.key))
-            .into_mut()
+            .insert_unique(hash, slot, |s| self.hash_key(&s.key));
+        (entry.bucket_index(), entry.into_mut())
     }
 }
 
@@ -297,6 +387,18 @@ impl Shard {
     fn find(&mut self, hash: u64, key: &str) -> Option<&mut Slot> {
         self.table
             .find_mut(hash, |slot| slot.key.as_slice() == key.as_bytes())
+    }
+
+    fn find_bucket(&self, hash: u64, key: &str) -> Option<usize> {
+        self.table
+            .find_bucket_index(hash, |slot| slot.key.as_slice() == key.as_bytes())
+    }
+
+    /// The slot in `bucket` if it still holds `key` (an insertion since may have moved it).
+    fn slot_at(&mut self, bucket: usize, key: &str) -> Option<&mut Slot> {
+        self.table
+            .get_bucket_mut(bucket)
+            .filter(|slot| slot.key.as_slice() == key.as_bytes())
     }
 
     /// Looks at up to `budget` buckets from the cursor, dropping expired slots. Returns the
@@ -419,4 +521,13 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
     }
+}
+
+/// The part of a key between its first `{` and the next `}`, as Redis Cluster reads it.
+fn hash_tag(key: &str) -> Option<&str> {
+    let bytes = key.as_bytes();
+    let open = bytes.iter().position(|&b| b == b'{')?;
+    let len = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+    // Both braces are ASCII, so the slice is on char boundaries.
+    (len > 0).then(|| &key[open + 1..open + 1 + len])
 }

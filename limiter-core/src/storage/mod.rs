@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::rate::Rate;
-use crate::strategy::{Action, LimitStats, Strategy};
+use crate::strategy::{LimitStats, Strategy};
 
 pub mod memory;
 
@@ -75,14 +75,21 @@ impl Decision {
     /// Builds the decision from per-limit stats.
     #[inline]
     pub fn from_stats(stats: StatsList) -> Decision {
-        let breached = stats.iter().position(|s| !s.admitted);
-        let retry_after = stats.iter().filter_map(|s| s.retry_after).max();
-        Decision {
-            admitted: breached.is_none(),
+        let mut decision = Decision {
             stats,
-            breached,
-            retry_after,
-        }
+            ..Decision::unlimited()
+        };
+        decision.conclude();
+        decision
+    }
+
+    /// Sets `admitted`, `breached` and `retry_after` from `stats`, in place (moving a
+    /// decision costs as much as making one).
+    #[inline]
+    pub fn conclude(&mut self) {
+        self.breached = self.stats.iter().position(|s| !s.admitted);
+        self.admitted = self.breached.is_none();
+        self.retry_after = self.stats.iter().filter_map(|s| s.retry_after).max();
     }
 }
 
@@ -123,27 +130,6 @@ pub trait Storage: Send + Sync {
 
     /// Whether the store answers.
     fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
-}
-
-/// Runs the all-or-nothing batch for back-ends that hold state locally: `apply(i, action)`
-/// applies `action` to `hits[i]`'s state and returns its stats.
-pub(crate) fn decide_batch(
-    hits: &[Hit<'_>],
-    mut apply: impl FnMut(usize, Action) -> LimitStats,
-) -> Decision {
-    if let [_] = hits {
-        return Decision::from_stats(std::iter::once(apply(0, Action::Hit)).collect());
-    }
-    let mut stats: StatsList = (0..hits.len()).map(|i| apply(i, Action::Peek)).collect();
-    let all_admit = stats.iter().all(|s| s.admitted);
-    for (i, hit) in hits.iter().enumerate() {
-        // Admitted: charge everything. Denied: only the limits that denied it act (the
-        // elastic ones record the hit); the others keep their peeked stats.
-        if all_admit || (!stats[i].admitted && hit.strategy.is_elastic()) {
-            stats[i] = apply(i, Action::Hit);
-        }
-    }
-    Decision::from_stats(stats)
 }
 
 /// The store a limiter uses, chosen by its storage URI.
