@@ -45,8 +45,9 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 /// Buckets swept on every insertion of a new key (a table is at most 7/8 full, so this finds
 /// about three slots).
 const SWEEP_ON_INSERT: usize = 4;
-/// Buckets sampled when a shard is full.
-const SAMPLE_WHEN_FULL: usize = 32;
+/// Buckets sampled when a shard is full (a full shard's table is about half occupied, so
+/// this looks at about four slots: each look is a cache miss).
+const SAMPLE_WHEN_FULL: usize = 8;
 
 /// The in-process store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct MemoryStore {
@@ -344,7 +345,9 @@ impl MemoryStore {
         now: Timestamp,
     ) -> (usize, &'s mut Slot) {
         let now = now.as_micros();
-        shard.sweep(SWEEP_ON_INSERT, now);
+        if shard.table.len() < self.per_shard_cap {
+            shard.sweep(SWEEP_ON_INSERT, now);
+        }
         while shard.table.len() >= self.per_shard_cap {
             // A sample can land on empty buckets only; the next one goes on from there.
             let victim = shard.sweep(SAMPLE_WHEN_FULL, now);
