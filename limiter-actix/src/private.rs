@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
+pub use actix_web::dev::Payload as DevPayload;
 pub use actix_web::web::Payload;
 pub use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder};
 pub use limiter_core::{Strategy, Unit};
@@ -336,9 +337,10 @@ pub async fn run<F, Fut>(
     handler: F,
 ) -> HttpResponse
 where
-    F: FnOnce(HttpRequest, Payload) -> Fut,
+    F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
+    let payload = payload.into_inner();
     let Some(limiter) = req.app_data::<Limiter>() else {
         return missing_limiter(route);
     };

@@ -599,7 +599,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
                 &__LIMITER_ROUTE,
                 __limiter_req,
                 __limiter_payload,
-                |__limiter_req: #krate::HttpRequest, mut __limiter_payload: #krate::Payload| async move {
+                |__limiter_req: #krate::HttpRequest, mut __limiter_payload: #krate::DevPayload| async move {
                     let (#(#vars,)*) = match <(#(#types,)*) as #krate::FromRequest>::from_request(
                         &__limiter_req,
                         &mut __limiter_payload,
