@@ -66,6 +66,21 @@ impl FromStr for Cidr {
     }
 }
 
+/// The socket peer's address as a client key, as the default key function computes it:
+/// IPv4-mapped addresses unwrapped, IPv6 grouped by /64 (Flask-Limiter's
+/// `get_remote_address`). For key functions that fall back to the address.
+///
+/// ```
+/// use actix_web::test::TestRequest;
+/// let req = TestRequest::default().peer_addr("[2001:db8::7]:1234".parse().unwrap()).to_http_request();
+/// assert_eq!(limiter_actix::remote_address(&req).as_deref(), Some("2001:db8::/64"));
+/// ```
+pub fn remote_address(req: &HttpRequest) -> Option<String> {
+    let mut key = String::new();
+    write_ip_key(&mut key, req.peer_addr()?.ip());
+    Some(key)
+}
+
 /// `::ffff:1.2.3.4` is the IPv4 client 1.2.3.4.
 pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

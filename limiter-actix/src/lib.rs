@@ -38,7 +38,7 @@ pub mod __private {
 }
 mod private;
 
-pub use key::Cidr;
+pub use key::{remote_address, Cidr};
 pub use limiter::{
     Breach, Headers, KeyFn, LimitKind, Limiter, LimiterBuilder, OnBreach, RequestFilter, RetryAfter,
 };
