@@ -1066,3 +1066,60 @@ async fn decorated_and_plain_routes_learned_under_one_middleware() {
     assert_eq!(call("/decorated").await, StatusCode::OK);
     assert_eq!(call("/decorated").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[get("/api/data")]
+#[limit("5 per minute")]
+async fn api_data() -> &'static str {
+    "data"
+}
+
+#[actix_web::test]
+async fn moving_window_as_the_article_describes() {
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .strategy("moving-window")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(api_data)).await;
+    let call = || test::call_service(&app, get_from("/api/data", "10.0.0.1").to_request());
+    // 5 requests at 00:00:01...
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..5 {
+        assert_eq!(call().await.status(), StatusCode::OK);
+    }
+    // ...a 6th at 00:00:59 is denied...
+    clock.advance(Duration::from_secs(58));
+    let sixth = call().await;
+    assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&sixth, "retry-after"), Some("2"));
+    // ...and still at 00:01:00, when a fixed window would have reset.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // At 00:01:02 the first five have left the window.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(call().await.status(), StatusCode::OK);
+}
+
+#[get("/strict")]
+#[limit("2 per minute", strategy = "fixed-window-elastic-expiry")]
+async fn strict() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn per_limit_strategy() {
+    let clock = clock();
+    let limiter = Limiter::builder().clock(clock.clone()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(strict)).await;
+    let call = || test::call_service(&app, get_from("/strict", "10.0.0.1").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::OK);
+    // Hammering keeps pushing the window's end: 50 s later it is still closed.
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(call().await.status(), StatusCode::OK);
+}
