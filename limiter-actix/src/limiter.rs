@@ -93,6 +93,9 @@ impl Breach {
     }
 }
 
+/// A borrowed `on_breach` function.
+pub(crate) type BreachFn<'a> = &'a dyn Fn(&HttpRequest, &Breach) -> HttpResponse;
+
 pub(crate) enum KeySource {
     PeerIp,
     Custom(KeyFn),
@@ -603,7 +606,7 @@ impl Inner {
         batch: &Batch,
         decision: &Decision,
         message: Option<&str>,
-        on_breach: Option<&dyn Fn(&HttpRequest, &Breach) -> HttpResponse>,
+        on_breach: Option<BreachFn<'_>>,
     ) -> HttpResponse {
         let index = decision.breached.unwrap_or(0);
         let item = &batch.items[index];
@@ -623,10 +626,7 @@ impl Inner {
             retry_after,
             message,
         };
-        let own = self
-            .on_breach
-            .as_deref()
-            .map(|f| f as &dyn Fn(&HttpRequest, &Breach) -> HttpResponse);
+        let own = self.on_breach.as_deref().map(|f| f as BreachFn<'_>);
         let on_breach = on_breach.or(own);
         let mut response = match on_breach {
             Some(f) => f(req, &breach),

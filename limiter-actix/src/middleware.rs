@@ -95,7 +95,8 @@ enum Learn {
 pub(crate) struct Post {
     worker: Rc<Worker>,
     learn: Learn,
-    headers: Option<(Batch, Decision)>,
+    /// Boxed: only with headers on, which allocate their values anyway; keeps futures small.
+    headers: Option<Box<(Batch, Decision)>>,
 }
 
 impl Post {
@@ -132,7 +133,8 @@ impl Post {
                 }
             }
         }
-        if let Some((batch, decision)) = self.headers {
+        if let Some(kept) = self.headers {
+            let (batch, decision) = *kept;
             // A wrapper that ran set the headers of its own, complete decision.
             if !handled {
                 inner.add_headers(res.headers_mut(), &batch, &decision);
@@ -300,11 +302,11 @@ where
         let decision = inner.decide_sync(&batch.hits());
         match decision {
             Some(decision) => match decided(req, batch, decision, post) {
-                Ok((req, post)) => LimiterFuture::Inner {
+                Decided::Pass(req, post) => LimiterFuture::Inner {
                     fut: self.service.call(req),
                     post: Some(post),
                 },
-                Err(response) => LimiterFuture::Done {
+                Decided::Reject(response) => LimiterFuture::Done {
                     response: Some(response),
                 },
             },
@@ -326,12 +328,12 @@ where
                             }
                         };
                         match decided(req, batch, decision, post) {
-                            Ok((req, post)) => {
+                            Decided::Pass(req, post) => {
                                 let mut res = service.call(req).await?;
                                 post.finish(&mut res);
                                 Ok(res.map_into_left_body())
                             }
-                            Err(response) => Ok(response),
+                            Decided::Reject(response) => Ok(response),
                         }
                     }),
                 }
@@ -341,25 +343,24 @@ where
 }
 
 /// After the middleware's decision: the request to pass on, or the rejection.
-#[allow(clippy::type_complexity)]
-fn decided<B>(
-    req: ServiceRequest,
-    batch: Batch,
-    decision: Decision,
-    mut post: Post,
-) -> Result<(ServiceRequest, Post), ServiceResponse<EitherBody<B>>> {
+enum Decided<B> {
+    Pass(ServiceRequest, Post),
+    Reject(ServiceResponse<EitherBody<B>>),
+}
+
+fn decided<B>(req: ServiceRequest, batch: Batch, decision: Decision, mut post: Post) -> Decided<B> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
         let response = inner.rejection(req.request(), &batch, &decision, None, None);
         batch.give();
         let (req, _) = req.into_parts();
-        return Err(ServiceResponse::new(req, response).map_into_right_body());
+        return Decided::Reject(ServiceResponse::new(req, response).map_into_right_body());
     }
     req.extensions_mut().insert(Charged);
     if inner.headers == Headers::Off {
         batch.give();
     } else {
-        post.headers = Some((batch, decision));
+        post.headers = Some(Box::new((batch, decision)));
     }
-    Ok((req, post))
+    Decided::Pass(req, post)
 }

@@ -18,7 +18,7 @@ use limiter_core::{parse_rates, Rate};
 use parking_lot::RwLock;
 
 use crate::batch::{Batch, Hits, Origin};
-use crate::limiter::{Breach, Inner, Limiter};
+use crate::limiter::{Breach, BreachFn, Inner, Limiter};
 use crate::middleware::{Charged, Handled};
 use crate::routes::{default_suffixes, method_index, METHODS, METHOD_NAMES};
 
@@ -176,11 +176,14 @@ struct Compiled {
 /// Distinct dynamic rate strings remembered per attribute.
 const DYNAMIC_CACHE_CAP: usize = 1024;
 
+/// Parsed dynamic rate strings (`None`: the string does not parse).
+type DynamicCache = RwLock<HashMap<Box<str>, Option<Arc<[CompiledRate]>>>>;
+
 #[derive(Debug)]
 struct CompiledGroup {
     scope: Box<str>,
     rates: Box<[CompiledRate]>,
-    dynamic: Option<RwLock<HashMap<Box<str>, Option<Arc<[CompiledRate]>>>>>,
+    dynamic: Option<DynamicCache>,
 }
 
 #[derive(Debug)]
@@ -378,9 +381,7 @@ where
             _ => None,
         };
         let on_breach = group.and_then(|g| g.on_breach);
-        let on_breach = on_breach
-            .as_ref()
-            .map(|f| f as &dyn Fn(&HttpRequest, &Breach) -> HttpResponse);
+        let on_breach = on_breach.as_ref().map(|f| f as BreachFn<'_>);
         let response = inner.rejection(
             &req,
             &batch,
