@@ -108,6 +108,9 @@ impl Post {
             Learn::Static { method, prior } => {
                 if prior.observe_changes(handled) {
                     let path = res.request().path();
+                    if *prior == RouteState::Deferred {
+                        charge_late(&self.worker.limiter, res.request(), path);
+                    }
                     inner.routes.record(
                         KeyKind::StaticPath,
                         path,
@@ -123,6 +126,9 @@ impl Post {
                 prior,
             } => {
                 if prior.observe_changes(handled) {
+                    if *prior == RouteState::Deferred {
+                        charge_late(&self.worker.limiter, res.request(), pattern);
+                    }
                     inner.routes.record(
                         KeyKind::Pattern,
                         pattern,
@@ -142,6 +148,33 @@ impl Post {
             batch.give();
         }
     }
+}
+
+/// A route the table said decides for itself ran without a wrapper (it turned out ambiguous):
+/// the request was let through uncharged, so charge it now, to keep the counts exact. From now
+/// on the route is charged before routing.
+fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
+    let inner = &limiter.inner;
+    let mut batch = Batch::take();
+    if !inner.client_key(req, &mut batch) {
+        batch.give();
+        return;
+    }
+    inner.push_app_and_defaults(
+        &mut batch,
+        Some(&default_suffixes(pattern, &inner.defaults)),
+    );
+    if inner.decide_sync(&batch.hits()).is_some() {
+        batch.give();
+        return;
+    }
+    let limiter = limiter.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(error) = limiter.inner.decide(&batch.hits()).await {
+            tracing::warn!(%error, "late charge of an ambiguous route failed");
+        }
+        batch.give();
+    });
 }
 
 impl RouteState {

@@ -1123,3 +1123,58 @@ async fn per_limit_strategy() {
     clock.advance(Duration::from_secs(61));
     assert_eq!(call().await.status(), StatusCode::OK);
 }
+
+#[limit("2 per minute")]
+async fn guarded() -> &'static str {
+    "guarded"
+}
+
+#[actix_web::test]
+async fn ambiguous_routes_charged_before_routing_and_refunded_by_the_wrapper() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("5 per minute")
+        .build()
+        .unwrap();
+    // Same method and pattern, told apart by a guard: one decorated, one plain.
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(
+                web::resource("/amb")
+                    .guard(actix_web::guard::Header("x-version", "2"))
+                    .route(web::get().to(guarded)),
+            )
+            .route("/amb", web::get().to(|| async { "plain" })),
+    )
+    .await;
+    let call = |v2: bool| {
+        let app = &app;
+        async move {
+            let mut req = get_from("/amb", "10.0.0.1");
+            if v2 {
+                req = req.insert_header(("x-version", "2"));
+            }
+            let res = test::call_service(app, req.to_request()).await;
+            (res.status(), body(res).await)
+        }
+    };
+    assert_eq!(call(true).await, (StatusCode::OK, "guarded".into()));
+    assert_eq!(call(true).await, (StatusCode::OK, "guarded".into()));
+    // The plain route: the pattern is now ambiguous.
+    assert_eq!(call(false).await, (StatusCode::OK, "plain".into()));
+    // The decorated one is still held to its own limit only...
+    assert_eq!(
+        call(true).await,
+        (StatusCode::TOO_MANY_REQUESTS, "2 per 1 minute".into())
+    );
+    // ...and what the middleware charged it before routing was given back: the plain route
+    // has 4 of its 5 default hits left.
+    for _ in 0..4 {
+        assert_eq!(call(false).await, (StatusCode::OK, "plain".into()));
+    }
+    assert_eq!(
+        call(false).await,
+        (StatusCode::TOO_MANY_REQUESTS, "5 per 1 minute".into())
+    );
+}
