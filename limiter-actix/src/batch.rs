@@ -30,8 +30,8 @@ pub(crate) struct Item {
     pub(crate) origin: Origin,
 }
 
-/// Hits, inline for up to eight limits.
-pub(crate) type Hits<'a> = SmallVec<[Hit<'a>; 8]>;
+/// Hits, inline for up to four limits.
+pub(crate) type Hits<'a> = SmallVec<[Hit<'a>; 4]>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -46,16 +46,18 @@ pub(crate) struct Batch {
 const POOL_CAP: usize = 256;
 
 thread_local! {
-    static POOL: RefCell<Vec<Batch>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Box<Batch>>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Batch {
-    pub(crate) fn take() -> Batch {
+    /// A cleared batch. Boxed, so that moving it into futures copies a pointer, not the
+    /// inline storage; the boxes are reused.
+    pub(crate) fn take() -> Box<Batch> {
         POOL.with(|pool| pool.borrow_mut().pop())
             .unwrap_or_default()
     }
 
-    pub(crate) fn give(mut self) {
+    pub(crate) fn give(mut self: Box<Self>) {
         self.keys.clear();
         self.client.clear();
         self.scratch.clear();

@@ -92,13 +92,27 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
 /// Writes the key of a client address: IPv4 as is, IPv6 as its /64 network.
 pub(crate) fn write_ip_key(out: &mut String, ip: IpAddr) {
     match canonical(ip) {
-        IpAddr::V4(v4) => {
-            let _ = write!(out, "{v4}");
-        }
+        IpAddr::V4(v4) => push_ipv4(out, v4),
         IpAddr::V6(v6) => {
             let net = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
             let _ = write!(out, "{net}/64");
         }
+    }
+}
+
+/// Dotted decimal without the formatting machinery (this runs on every request).
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -181,7 +195,9 @@ mod tests {
         assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
         assert_eq!(key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
         assert_eq!(key("::ffff:10.1.2.3"), "10.1.2.3");
-        assert_eq!(key("10.1.2.3"), "10.1.2.3");
+        for ip in ["10.1.2.3", "0.0.0.0", "192.168.100.255", "8.80.109.99"] {
+            assert_eq!(key(ip), ip);
+        }
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub(crate) struct Post {
     worker: Rc<Worker>,
     learn: Learn,
     /// Boxed: only with headers on, which allocate their values anyway; keeps futures small.
-    headers: Option<Box<(Batch, Decision)>>,
+    headers: Option<Box<(Box<Batch>, Decision)>>,
 }
 
 impl Post {
@@ -381,7 +381,12 @@ enum Decided<B> {
     Reject(ServiceResponse<EitherBody<B>>),
 }
 
-fn decided<B>(req: ServiceRequest, batch: Batch, decision: Decision, mut post: Post) -> Decided<B> {
+fn decided<B>(
+    req: ServiceRequest,
+    batch: Box<Batch>,
+    decision: Decision,
+    mut post: Post,
+) -> Decided<B> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
         let response = inner.rejection(req.request(), &batch, &decision, None, None);
