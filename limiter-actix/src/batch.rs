@@ -45,7 +45,10 @@ pub(crate) struct Batch {
 
 const POOL_CAP: usize = 256;
 
+// Boxes on purpose: handing out a pointer is what makes take/give and the moves into
+// futures cheap.
 thread_local! {
+    #[allow(clippy::vec_box)]
     static POOL: RefCell<Vec<Box<Batch>>> = const { RefCell::new(Vec::new()) };
 }
 
