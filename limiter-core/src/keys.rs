@@ -25,23 +25,45 @@ pub const MAX_PLAIN_CLIENT_KEY: usize = 64;
 
 /// The storage key of one counter.
 pub fn counter_key(prefix: &str, client: &str, scope: &str, rate: &Rate) -> String {
-    let mut key = String::with_capacity(prefix.len() + scope.len() + 24 + client.len().min(65));
-    key.push_str(prefix);
-    key.push('{');
-    if client.len() > MAX_PLAIN_CLIENT_KEY || client.contains(['{', '}']) {
-        key.push('#');
-        for byte in Sha256::digest(client.as_bytes()) {
-            let _ = write!(key, "{byte:02x}");
-        }
-    } else {
-        key.push_str(client);
-    }
-    let _ = write!(
-        key,
-        "}}:{scope}:{}/{}{}",
+    let suffix = key_suffix(scope, rate);
+    let mut key = String::with_capacity(prefix.len() + suffix.len() + 2 + client.len().min(65));
+    push_counter_key(&mut key, prefix, client, &suffix);
+    key
+}
+
+/// The part of a counter key after the client, `:{scope}:{amount}/{multiples}{unit}`: the same
+/// for every client, so integrations compute it once per limit and build keys with
+/// [`push_counter_key`] without formatting numbers on every request.
+///
+/// ```
+/// use limiter_core::{keys, Rate};
+/// let rate: Rate = "1 per minute".parse().unwrap();
+/// let mut key = String::new();
+/// keys::push_counter_key(&mut key, "LIMITER", "10.0.0.1", &keys::key_suffix("/slow", &rate));
+/// assert_eq!(key, keys::counter_key("LIMITER", "10.0.0.1", "/slow", &rate));
+/// ```
+pub fn key_suffix(scope: &str, rate: &Rate) -> String {
+    format!(
+        ":{scope}:{}/{}{}",
         rate.amount(),
         rate.multiples(),
         rate.unit().name()
-    );
-    key
+    )
+}
+
+/// Appends `{prefix}{{client}}{suffix}` to `out`, hashing long client keys exactly as
+/// [`counter_key`] does; `suffix` comes from [`key_suffix`].
+pub fn push_counter_key(out: &mut String, prefix: &str, client: &str, suffix: &str) {
+    out.push_str(prefix);
+    out.push('{');
+    if client.len() > MAX_PLAIN_CLIENT_KEY || client.contains(['{', '}']) {
+        out.push('#');
+        for byte in Sha256::digest(client.as_bytes()) {
+            let _ = write!(out, "{byte:02x}");
+        }
+    } else {
+        out.push_str(client);
+    }
+    out.push('}');
+    out.push_str(suffix);
 }

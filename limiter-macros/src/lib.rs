@@ -1,1 +1,618 @@
-//! Placeholder
+//! `#[limit]` and `#[exempt]`, the attributes of `limiter-actix` (which re-exports them; depend
+//! on that crate, not this one).
+//!
+//! This crate only parses and checks: rate strings are parsed at compile time with
+//! `limiter-core`'s parser, and every mistake is a compile error pointing at the bad token.
+//! The expansion calls into `limiter_actix::__private`, which holds all the logic.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, Ident, ItemFn, LitBool, LitInt, LitStr, Path, Token};
+
+/// Rate-limits a handler. See `limiter_actix::limit` for the options.
+#[proc_macro_attribute]
+pub fn limit(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Own::Limit(args.into()), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Exempts a handler from the default and/or application limits. See `limiter_actix::exempt`.
+#[proc_macro_attribute]
+pub fn exempt(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(Own::Exempt(args.into()), item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+enum Own {
+    Limit(TokenStream2),
+    Exempt(TokenStream2),
+}
+
+const OPTIONS: &[&str] = &[
+    "key",
+    "cost",
+    "methods",
+    "per_method",
+    "scope",
+    "shared",
+    "exempt_when",
+    "deduct_when",
+    "override_defaults",
+    "error_message",
+    "on_breach",
+    "dynamic",
+    "strategy",
+];
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+];
+
+const ROUTE_MACROS: &[&str] = &[
+    "get", "post", "put", "delete", "patch", "head", "options", "connect", "trace", "route",
+    "routes",
+];
+
+/// One `#[limit(...)]`.
+#[derive(Default)]
+struct LimitArgs {
+    rates: Option<(LitStr, Vec<limiter_core::Rate>)>,
+    key: Option<Path>,
+    cost: Option<CostArg>,
+    methods: Option<Vec<String>>,
+    per_method: bool,
+    scope: Option<LitStr>,
+    shared: Option<LitStr>,
+    exempt_when: Option<Path>,
+    deduct_when: Option<Path>,
+    override_defaults: Option<bool>,
+    error_message: Option<LitStr>,
+    on_breach: Option<Path>,
+    dynamic: Option<Path>,
+    strategy: Option<limiter_core::Strategy>,
+}
+
+enum CostArg {
+    Fixed(u64),
+    Function(Path),
+}
+
+/// A value after `name =`.
+enum Value {
+    Str(LitStr),
+    Int(LitInt),
+    Bool(LitBool),
+    Path(Path),
+    List(Vec<(String, Span)>),
+}
+
+impl Value {
+    fn span(&self) -> Span {
+        match self {
+            Value::Str(s) => s.span(),
+            Value::Int(i) => i.span(),
+            Value::Bool(b) => b.span(),
+            Value::Path(p) => p.span(),
+            Value::List(items) => items.first().map_or_else(Span::call_site, |(_, s)| *s),
+        }
+    }
+}
+
+impl Parse for Value {
+    fn parse(input: ParseStream) -> syn::Result<Value> {
+        if input.peek(syn::token::Bracket) {
+            let content;
+            syn::bracketed!(content in input);
+            let mut items = Vec::new();
+            while !content.is_empty() {
+                if content.peek(LitStr) {
+                    let s: LitStr = content.parse()?;
+                    items.push((s.value(), s.span()));
+                } else {
+                    let id: Ident = content.call(syn::ext::IdentExt::parse_any)?;
+                    items.push((id.to_string(), id.span()));
+                }
+                if content.is_empty() {
+                    break;
+                }
+                content.parse::<Token![,]>()?;
+            }
+            return Ok(Value::List(items));
+        }
+        let lookahead = input.lookahead1();
+        if lookahead.peek(LitStr) {
+            input.parse().map(Value::Str)
+        } else if lookahead.peek(LitInt) {
+            input.parse().map(Value::Int)
+        } else if lookahead.peek(LitBool) {
+            input.parse().map(Value::Bool)
+        } else if lookahead.peek(Ident)
+            || lookahead.peek(Token![::])
+            || lookahead.peek(Token![crate])
+            || lookahead.peek(Token![self])
+            || lookahead.peek(Token![super])
+        {
+            input.parse().map(Value::Path)
+        } else {
+            Err(lookahead.error())
+        }
+    }
+}
+
+struct RawOption {
+    name: Ident,
+    value: Option<Value>,
+}
+
+struct RawLimit {
+    rates: Option<LitStr>,
+    options: Vec<RawOption>,
+}
+
+impl Parse for RawLimit {
+    fn parse(input: ParseStream) -> syn::Result<RawLimit> {
+        let mut raw = RawLimit {
+            rates: None,
+            options: Vec::new(),
+        };
+        if input.peek(LitStr) {
+            raw.rates = Some(input.parse()?);
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        while !input.is_empty() {
+            if input.peek(LitStr) {
+                let extra: LitStr = input.parse()?;
+                return Err(syn::Error::new(
+                    extra.span(),
+                    "one rate string per #[limit]: write several rates in one string \
+                     (\"100 per hour, 5000 per day\") or stack several #[limit] attributes",
+                ));
+            }
+            let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+            let value = if input.peek(Token![=]) {
+                input.parse::<Token![=]>()?;
+                Some(input.parse()?)
+            } else {
+                None
+            };
+            raw.options.push(RawOption { name, value });
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(raw)
+    }
+}
+
+fn error(span: Span, message: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new(span, message)
+}
+
+/// The closest candidate within two edits, or one the word starts with.
+fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c))
+        .filter(|&(d, c)| {
+            d <= 2 || (lower.len() >= 3 && c.to_ascii_lowercase().starts_with(&lower))
+        })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn did_you_mean(found: Option<&str>) -> String {
+    found.map_or_else(String::new, |s| format!("; did you mean `{s}`?"))
+}
+
+/// Points at the bad part of a literal where the compiler allows it, else at the literal.
+fn literal_span(lit: &LitStr, range: std::ops::Range<usize>) -> Span {
+    // +1 skips the opening quote; sub-spans exist only on nightly compilers.
+    lit.token()
+        .subspan(range.start + 1..range.end.max(range.start + 1) + 1)
+        .unwrap_or_else(|| lit.span())
+}
+
+fn parse_limit(tokens: TokenStream2) -> syn::Result<LimitArgs> {
+    let raw: RawLimit = syn::parse2(tokens)?;
+    let mut args = LimitArgs::default();
+    if let Some(lit) = raw.rates {
+        let rates = limiter_core::parse_rates(&lit.value()).map_err(|e| {
+            error(
+                literal_span(&lit, e.span()),
+                format!("invalid rate string: {e}"),
+            )
+        })?;
+        args.rates = Some((lit, rates));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for RawOption { name, value } in raw.options {
+        let key = name.to_string();
+        if !OPTIONS.contains(&key.as_str()) {
+            return Err(error(
+                name.span(),
+                format!(
+                    "unknown #[limit] option `{key}`{} (options: {})",
+                    did_you_mean(suggest(&key, OPTIONS)),
+                    OPTIONS.join(", ")
+                ),
+            ));
+        }
+        if seen.contains(&key) {
+            return Err(error(name.span(), format!("`{key}` is given twice")));
+        }
+        seen.push(key.clone());
+        let value_span = value.as_ref().map_or(name.span(), Value::span);
+        let expect = |what: &str| error(value_span, format!("`{key}` expects {what}"));
+        match (key.as_str(), value) {
+            ("per_method", None) => args.per_method = true,
+            ("per_method", Some(Value::Bool(b))) => args.per_method = b.value,
+            ("override_defaults", Some(Value::Bool(b))) => args.override_defaults = Some(b.value),
+            ("key", Some(Value::Path(p))) => args.key = Some(p),
+            ("exempt_when", Some(Value::Path(p))) => args.exempt_when = Some(p),
+            ("deduct_when", Some(Value::Path(p))) => args.deduct_when = Some(p),
+            ("on_breach", Some(Value::Path(p))) => args.on_breach = Some(p),
+            ("dynamic", Some(Value::Path(p))) => args.dynamic = Some(p),
+            ("cost", Some(Value::Path(p))) => args.cost = Some(CostArg::Function(p)),
+            ("cost", Some(Value::Int(i))) => {
+                let n: u64 = i.base10_parse()?;
+                if n == 0 {
+                    return Err(error(
+                        i.span(),
+                        "`cost` must be at least 1 (use exempt_when to skip a limit)",
+                    ));
+                }
+                args.cost = Some(CostArg::Fixed(n));
+            }
+            ("scope", Some(Value::Str(s))) => args.scope = Some(s),
+            ("shared", Some(Value::Str(s))) => args.shared = Some(s),
+            ("error_message", Some(Value::Str(s))) => args.error_message = Some(s),
+            ("strategy", Some(Value::Str(s))) => {
+                let strategy = s
+                    .value()
+                    .parse::<limiter_core::Strategy>()
+                    .map_err(|e| error(s.span(), e))?;
+                args.strategy = Some(strategy);
+            }
+            ("methods", Some(Value::List(items))) => {
+                let mut methods = Vec::new();
+                for (method, span) in items {
+                    let upper = method.to_ascii_uppercase();
+                    if !METHODS.contains(&upper.as_str()) {
+                        return Err(error(
+                            span,
+                            format!(
+                                "unknown HTTP method `{method}`{} (methods: {})",
+                                did_you_mean(suggest(&upper, METHODS)),
+                                METHODS.join(", ")
+                            ),
+                        ));
+                    }
+                    methods.push(upper);
+                }
+                if methods.is_empty() {
+                    return Err(expect("at least one method, like methods = [GET, POST]"));
+                }
+                args.methods = Some(methods);
+            }
+            ("per_method" | "override_defaults", _) => return Err(expect("true or false")),
+            ("key" | "exempt_when" | "deduct_when" | "on_breach" | "dynamic", _) => {
+                return Err(expect(&format!(
+                    "a path to a function, like {key} = my_{key}_fn"
+                )))
+            }
+            ("cost", _) => {
+                return Err(expect(
+                    "a whole number or a path to a function, like cost = 2",
+                ))
+            }
+            ("methods", _) => return Err(expect("a list, like methods = [GET, POST]")),
+            ("strategy", _) => {
+                return Err(expect("a strategy name, like strategy = \"moving-window\""))
+            }
+            (_, _) => return Err(expect("a string literal")),
+        }
+    }
+    match (&args.rates, &args.dynamic) {
+        (None, None) => {
+            return Err(error(
+                Span::call_site(),
+                "#[limit] needs a rate string, like #[limit(\"1 per minute\")], or `dynamic = fn`",
+            ))
+        }
+        (Some((lit, _)), Some(_)) => {
+            return Err(error(
+                lit.span(),
+                "give either a rate string or `dynamic`, not both",
+            ))
+        }
+        _ => {}
+    }
+    if let (Some(_), Some(shared)) = (&args.scope, &args.shared) {
+        return Err(error(
+            shared.span(),
+            "give either `scope` or `shared`, not both",
+        ));
+    }
+    Ok(args)
+}
+
+#[derive(Default)]
+struct ExemptFlags {
+    application: bool,
+    defaults: bool,
+}
+
+fn parse_exempt(tokens: TokenStream2) -> syn::Result<ExemptFlags> {
+    if tokens.is_empty() {
+        return Ok(ExemptFlags {
+            application: true,
+            defaults: true,
+        });
+    }
+    let names = Punctuated::<Ident, Token![,]>::parse_terminated.parse2(tokens)?;
+    let mut flags = ExemptFlags::default();
+    for name in names {
+        match name.to_string().as_str() {
+            "application" => flags.application = true,
+            "defaults" | "default" => flags.defaults = true,
+            other => {
+                return Err(error(
+                    name.span(),
+                    format!(
+                        "unknown exemption `{other}`{} (write #[exempt], #[exempt(application)] or #[exempt(defaults)])",
+                        did_you_mean(suggest(other, &["application", "defaults"]))
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(flags)
+}
+
+use syn::parse::Parser;
+
+fn last_segment(attr: &Attribute) -> Option<String> {
+    attr.path().segments.last().map(|s| s.ident.to_string())
+}
+
+fn attr_tokens(attr: &Attribute) -> syn::Result<TokenStream2> {
+    match &attr.meta {
+        syn::Meta::Path(_) => Ok(TokenStream2::new()),
+        syn::Meta::List(list) => Ok(list.tokens.clone()),
+        syn::Meta::NameValue(nv) => Err(error(
+            nv.span(),
+            "write #[limit(\"...\")] or #[exempt(...)]",
+        )),
+    }
+}
+
+fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut func: ItemFn = syn::parse2(item).map_err(|e| {
+        error(
+            e.span(),
+            "#[limit] and #[exempt] go on an `async fn` request handler",
+        )
+    })?;
+    let mut groups = Vec::new();
+    let mut exempt = ExemptFlags::default();
+    let mut add = |own: Own| -> syn::Result<()> {
+        match own {
+            Own::Limit(tokens) => groups.push(parse_limit(tokens)?),
+            Own::Exempt(tokens) => {
+                let flags = parse_exempt(tokens)?;
+                exempt.application |= flags.application;
+                exempt.defaults |= flags.defaults;
+            }
+        }
+        Ok(())
+    };
+    add(own)?;
+    // Stacked attributes below this one merge into one decision.
+    let mut wrapper_attrs = Vec::new();
+    let mut inner_attrs = Vec::new();
+    for attr in std::mem::take(&mut func.attrs) {
+        match last_segment(&attr).as_deref() {
+            Some("limit") => add(Own::Limit(attr_tokens(&attr)?))?,
+            Some("exempt") => add(Own::Exempt(attr_tokens(&attr)?))?,
+            Some(name) if ROUTE_MACROS.contains(&name) || name == "doc" || name == "cfg" => {
+                wrapper_attrs.push(attr)
+            }
+            _ => inner_attrs.push(attr),
+        }
+    }
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        return Err(error(
+            sig.fn_token.span(),
+            "#[limit] and #[exempt] go on an `async fn` request handler",
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(error(
+            sig.generics.span(),
+            "#[limit] and #[exempt] do not support generic handlers",
+        ));
+    }
+    let mut types = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                return Err(error(
+                    r.span(),
+                    "#[limit] and #[exempt] go on free functions, not methods",
+                ))
+            }
+            FnArg::Typed(pat) => types.push((*pat.ty).clone()),
+        }
+    }
+    let vars: Vec<Ident> = (0..types.len())
+        .map(|i| format_ident!("__limiter_arg{}", i))
+        .collect();
+    let name = &sig.ident;
+    let name_str = name.to_string();
+    let vis = &func.vis;
+    let krate = quote!(::limiter_actix::__private);
+
+    let mut shims = Vec::new();
+    let mut group_tokens = Vec::new();
+    for (g, args) in groups.iter().enumerate() {
+        let mut fields = Vec::new();
+        if let Some((lit, rates)) = &args.rates {
+            let specs = rates.iter().map(|rate| {
+                let (amount, multiples) = (rate.amount(), rate.multiples());
+                let unit = Ident::new(&format!("{:?}", rate.unit()), lit.span());
+                quote_spanned!(lit.span()=> #krate::RateSpec { amount: #amount, multiples: #multiples, unit: #krate::Unit::#unit })
+            });
+            fields.push(quote!(rates: &[#(#specs),*]));
+        }
+        if let Some(path) = &args.dynamic {
+            let shim = format_ident!("__limiter_dynamic_{}", g);
+            shims.push(quote_spanned! {path.span()=>
+                fn #shim(req: &#krate::HttpRequest) -> ::core::option::Option<::std::borrow::Cow<'_, str>> {
+                    #krate::IntoRateText::into_rate_text(#path(req))
+                }
+            });
+            fields.push(quote!(dynamic: ::core::option::Option::Some(#shim as #krate::DynamicFn)));
+        }
+        if let Some(path) = &args.key {
+            let shim = format_ident!("__limiter_key_{}", g);
+            shims.push(quote_spanned! {path.span()=>
+                fn #shim(req: &#krate::HttpRequest, out: &mut ::std::string::String) -> bool {
+                    #krate::IntoClientKey::write_key(#path(req), out)
+                }
+            });
+            fields.push(quote!(key: ::core::option::Option::Some(#shim as #krate::KeyFn)));
+        }
+        match &args.cost {
+            None => {}
+            Some(CostArg::Fixed(n)) => fields.push(quote!(cost: #krate::Cost::Fixed(#n))),
+            Some(CostArg::Function(path)) => {
+                let shim = format_ident!("__limiter_cost_{}", g);
+                shims.push(quote_spanned! {path.span()=>
+                    fn #shim(req: &#krate::HttpRequest) -> u64 {
+                        #krate::IntoCost::into_cost(#path(req))
+                    }
+                });
+                fields.push(
+                    quote!(cost: #krate::Cost::Dynamic(#shim as fn(&#krate::HttpRequest) -> u64)),
+                );
+            }
+        }
+        if let Some(methods) = &args.methods {
+            fields.push(quote!(methods: ::core::option::Option::Some(&[#(#methods),*])));
+        }
+        if args.per_method {
+            fields.push(quote!(per_method: true));
+        }
+        if let Some(scope) = &args.scope {
+            fields.push(quote!(scope: #krate::Scope::Named(#scope)));
+        }
+        if let Some(shared) = &args.shared {
+            fields.push(quote!(scope: #krate::Scope::Shared(#shared)));
+        }
+        if let Some(path) = &args.exempt_when {
+            let shim = format_ident!("__limiter_exempt_when_{}", g);
+            shims.push(quote_spanned! {path.span()=>
+                fn #shim(req: &#krate::HttpRequest) -> bool {
+                    #path(req)
+                }
+            });
+            fields.push(quote!(exempt_when: ::core::option::Option::Some(#shim as fn(&#krate::HttpRequest) -> bool)));
+        }
+        if let Some(path) = &args.deduct_when {
+            let shim = format_ident!("__limiter_deduct_when_{}", g);
+            shims.push(quote_spanned! {path.span()=>
+                fn #shim(res: &#krate::HttpResponse) -> bool {
+                    #path(res)
+                }
+            });
+            fields.push(quote!(deduct_when: ::core::option::Option::Some(#shim as fn(&#krate::HttpResponse) -> bool)));
+        }
+        if let Some(flag) = args.override_defaults {
+            fields.push(quote!(override_defaults: #flag));
+        }
+        if let Some(message) = &args.error_message {
+            fields.push(quote!(error_message: ::core::option::Option::Some(#message)));
+        }
+        if let Some(path) = &args.on_breach {
+            let shim = format_ident!("__limiter_on_breach_{}", g);
+            shims.push(quote_spanned! {path.span()=>
+                fn #shim(req: &#krate::HttpRequest, breach: &::limiter_actix::Breach) -> #krate::HttpResponse {
+                    #krate::respond(#path(req, breach), req)
+                }
+            });
+            fields
+                .push(quote!(on_breach: ::core::option::Option::Some(#shim as #krate::OnBreachFn)));
+        }
+        if let Some(strategy) = &args.strategy {
+            let variant = Ident::new(&format!("{:?}", strategy), Span::call_site());
+            fields.push(quote!(strategy: ::core::option::Option::Some(#krate::Strategy::#variant)));
+        }
+        group_tokens.push(quote!(#krate::Group { #(#fields,)* ..#krate::Group::DEFAULT }));
+    }
+    let (exempt_app, exempt_defaults) = (exempt.application, exempt.defaults);
+
+    let mut inner_sig = func.sig.clone();
+    inner_sig.ident = Ident::new("__limiter_handler", Span::call_site());
+    let block = &func.block;
+    let types = types.iter();
+    Ok(quote! {
+        #(#wrapper_attrs)*
+        #vis async fn #name(
+            __limiter_req: #krate::HttpRequest,
+            __limiter_payload: #krate::Payload,
+        ) -> #krate::HttpResponse {
+            #(#inner_attrs)*
+            #inner_sig #block
+            #(#shims)*
+            static __LIMITER_ROUTE: #krate::Route = #krate::Route::new(
+                ::core::concat!(::core::module_path!(), "::", #name_str),
+                &[#(#group_tokens),*],
+                #krate::Exempt { application: #exempt_app, defaults: #exempt_defaults },
+            );
+            #krate::run(
+                &__LIMITER_ROUTE,
+                __limiter_req,
+                __limiter_payload,
+                |__limiter_req: #krate::HttpRequest, mut __limiter_payload: #krate::DevPayload| async move {
+                    let (#(#vars,)*) = match <(#(#types,)*) as #krate::FromRequest>::from_request(
+                        &__limiter_req,
+                        &mut __limiter_payload,
+                    )
+                    .await
+                    {
+                        ::core::result::Result::Ok(args) => args,
+                        ::core::result::Result::Err(error) => return #krate::extract_error(error),
+                    };
+                    #krate::respond(__limiter_handler(#(#vars),*).await, &__limiter_req)
+                },
+            )
+            .await
+        }
+    })
+}

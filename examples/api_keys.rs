@@ -1,0 +1,42 @@
+//! Per-API-key limits: clients sending `X-API-Key` are counted by their key (wherever they
+//! connect from), anonymous clients by their IP address.
+//!
+//! ```sh
+//! cargo run --example api_keys
+//! curl -i -H 'X-API-Key: alice' http://127.0.0.1:8080/api/data
+//! ```
+
+use actix_web::{get, web, App, HttpRequest, HttpServer, Responder};
+use limiter_actix::{limit, remote_address, Headers, Limiter};
+use serde_json::json;
+
+/// The client: its API key when it sends one, else its address.
+fn api_key_or_ip(req: &HttpRequest) -> Option<String> {
+    match req.headers().get("X-API-Key").and_then(|v| v.to_str().ok()) {
+        Some(key) if !key.is_empty() => Some(format!("key:{key}")),
+        _ => remote_address(req).map(|ip| format!("ip:{ip}")),
+    }
+}
+
+#[get("/api/data")]
+#[limit("10 per minute")]
+async fn get_data() -> impl Responder {
+    web::Json(json!({"data": "some sensitive data"}))
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let limiter = examples::or_exit(
+        Limiter::builder()
+            .key_fn(api_key_or_ip)
+            .default_error_message("You've hit the rate limit!")
+            .headers(Headers::XRateLimit)
+            .build(),
+    );
+    let bind = examples::bind_address();
+    println!("api_keys listening on http://{bind}");
+    HttpServer::new(move || App::new().wrap(limiter.clone()).service(get_data))
+        .bind(bind)?
+        .run()
+        .await
+}

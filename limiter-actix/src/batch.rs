@@ -1,0 +1,121 @@
+//! The limits one request is charged, with their counter keys in one reusable buffer.
+//!
+//! Batches are pooled per thread (actix workers are single-threaded), so building keys costs
+//! no allocation once a worker has warmed up.
+
+use std::cell::RefCell;
+
+use limiter_core::keys::push_counter_key;
+use limiter_core::{Hit, Rate, Strategy};
+use smallvec::SmallVec;
+
+/// Where a limit comes from; the order of a decision is route, default, application.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The n-th `#[limit]` attribute of the handler.
+    Route(u16),
+    /// The n-th default limit.
+    Default(u16),
+    /// The n-th application limit.
+    Application(u16),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Item {
+    start: u32,
+    end: u32,
+    pub(crate) rate: Rate,
+    pub(crate) strategy: Strategy,
+    pub(crate) cost: u64,
+    pub(crate) origin: Origin,
+}
+
+/// Hits, inline for up to four limits.
+pub(crate) type Hits<'a> = SmallVec<[Hit<'a>; 4]>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    keys: String,
+    /// The request's client key under the limiter's key function, once computed.
+    pub(crate) client: String,
+    /// Scratch space for a limit's own key function.
+    pub(crate) scratch: String,
+    pub(crate) items: SmallVec<[Item; 8]>,
+}
+
+const POOL_CAP: usize = 256;
+
+// Boxes on purpose: handing out a pointer is what makes take/give and the moves into
+// futures cheap.
+thread_local! {
+    #[allow(clippy::vec_box)]
+    static POOL: RefCell<Vec<Box<Batch>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Batch {
+    /// A cleared batch. Boxed, so that moving it into futures copies a pointer, not the
+    /// inline storage; the boxes are reused.
+    pub(crate) fn take() -> Box<Batch> {
+        POOL.with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn give(mut self: Box<Self>) {
+        self.keys.clear();
+        self.client.clear();
+        self.scratch.clear();
+        self.items.clear();
+        POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_CAP {
+                pool.push(self);
+            }
+        });
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Adds a limit keyed by `client` (the limiter's key unless `own_key`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &mut self,
+        prefix: &str,
+        own_key: bool,
+        suffix: &str,
+        rate: Rate,
+        strategy: Strategy,
+        cost: u64,
+        origin: Origin,
+    ) {
+        let start = self.keys.len();
+        let client = if own_key { &self.scratch } else { &self.client };
+        push_counter_key(&mut self.keys, prefix, client, suffix);
+        self.items.push(Item {
+            start: start as u32,
+            end: self.keys.len() as u32,
+            rate,
+            strategy,
+            cost,
+            origin,
+        });
+    }
+
+    pub(crate) fn key(&self, item: &Item) -> &str {
+        &self.keys[item.start as usize..item.end as usize]
+    }
+
+    pub(crate) fn hit(&self, item: &Item) -> Hit<'_> {
+        Hit {
+            key: self.key(item),
+            rate: item.rate,
+            strategy: item.strategy,
+            cost: item.cost,
+        }
+    }
+
+    pub(crate) fn hits(&self) -> Hits<'_> {
+        self.items.iter().map(|item| self.hit(item)).collect()
+    }
+}

@@ -1,0 +1,228 @@
+//! Client keys: who a request comes from.
+//!
+//! The default key is the socket peer's IP address, with IPv4-mapped IPv6 addresses unwrapped
+//! and IPv6 addresses grouped by /64 (one host usually owns a whole /64, so per-address keys
+//! would let it rotate addresses freely). Behind trusted proxies, `Forwarded` or
+//! `X-Forwarded-For` is read right to left, skipping trusted hops; any header that does not
+//! parse falls back to the peer address.
+
+use std::fmt::Write;
+use std::net::{IpAddr, Ipv6Addr};
+use std::str::FromStr;
+
+use actix_web::http::header::{HeaderName, FORWARDED};
+use actix_web::HttpRequest;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in this network (IPv4-mapped addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr = IpAddr::from_str(addr)
+            .map_err(|_| "expected an IP address or a network like 10.0.0.0/8".to_string())?;
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("prefix length must be 0..={max}"))?,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// The socket peer's address as a client key, as the default key function computes it:
+/// IPv4-mapped addresses unwrapped, IPv6 grouped by /64 (Flask-Limiter's
+/// `get_remote_address`). For key functions that fall back to the address.
+///
+/// ```
+/// use actix_web::test::TestRequest;
+/// let req = TestRequest::default().peer_addr("[2001:db8::7]:1234".parse().unwrap()).to_http_request();
+/// assert_eq!(limiter_actix::remote_address(&req).as_deref(), Some("2001:db8::/64"));
+/// ```
+pub fn remote_address(req: &HttpRequest) -> Option<String> {
+    let mut key = String::new();
+    write_ip_key(&mut key, req.peer_addr()?.ip());
+    Some(key)
+}
+
+/// `::ffff:1.2.3.4` is the IPv4 client 1.2.3.4.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Writes the key of a client address: IPv4 as is, IPv6 as its /64 network.
+pub(crate) fn write_ip_key(out: &mut String, ip: IpAddr) {
+    match canonical(ip) {
+        IpAddr::V4(v4) => push_ipv4(out, v4),
+        IpAddr::V6(v6) => {
+            let net = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+            let _ = write!(out, "{net}/64");
+        }
+    }
+}
+
+/// Dotted decimal without the formatting machinery (this runs on every request).
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+}
+
+/// The client's address: the peer, or behind trusted proxies the nearest untrusted hop of the
+/// forwarding chain. `None` without a peer address (a Unix socket, a bare test request).
+pub(crate) fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
+    let peer = canonical(req.peer_addr()?.ip());
+    if trusted.is_empty() || !trusted.iter().any(|net| net.contains(peer)) {
+        return Some(peer);
+    }
+    let forwarded = req.headers().get_all(&FORWARDED);
+    let chain = if req.headers().contains_key(&FORWARDED) {
+        walk(forwarded, trusted, forwarded_for)
+    } else {
+        walk(req.headers().get_all(&X_FORWARDED_FOR), trusted, |s| {
+            parse_hop(s.trim())
+        })
+    };
+    Some(chain.unwrap_or(peer))
+}
+
+/// Walks the hops right to left (last header line first): the first untrusted hop is the
+/// client; if every hop is trusted, the leftmost one. `None` when the chain is empty or any
+/// hop does not parse (then the peer address is used).
+fn walk<'a>(
+    values: impl DoubleEndedIterator<Item = &'a actix_web::http::header::HeaderValue>,
+    trusted: &[Cidr],
+    parse: impl Fn(&str) -> Option<IpAddr>,
+) -> Option<IpAddr> {
+    let mut leftmost = None;
+    for value in values.rev() {
+        let value = value.to_str().ok()?;
+        for hop in value.rsplit(',') {
+            let ip = canonical(parse(hop)?);
+            if !trusted.iter().any(|net| net.contains(ip)) {
+                return Some(ip);
+            }
+            leftmost = Some(ip);
+        }
+    }
+    leftmost
+}
+
+/// One `Forwarded` element (`for=192.0.2.1;proto=https`): its `for` address.
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let value = element.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("for")
+            .then_some(value.trim())
+    })?;
+    parse_hop(value.trim_matches('"'))
+}
+
+/// `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1` or `[2001:db8::1]:80`.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    if let Ok(ip) = IpAddr::from_str(hop) {
+        return Some(ip);
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(v6, _)| v6.parse().ok());
+    }
+    let (v4, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    v4.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ip: &str) -> String {
+        let mut out = String::new();
+        write_ip_key(&mut out, ip.parse().unwrap());
+        out
+    }
+
+    #[test]
+    fn ipv6_grouped_by_64_and_mapped_v4_unwrapped() {
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::/64");
+        assert_eq!(key("::ffff:10.1.2.3"), "10.1.2.3");
+        for ip in ["10.1.2.3", "0.0.0.0", "192.168.100.255", "8.80.109.99"] {
+            assert_eq!(key(ip), ip);
+        }
+    }
+
+    #[test]
+    fn cidr_parsing_and_membership() {
+        let net: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.200.1.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("ten".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn hops() {
+        assert_eq!(parse_hop("1.2.3.4:80"), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(
+            parse_hop("[2001:db8::1]:80"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            forwarded_for("for=\"[2001:db8::1]:4711\";proto=http"),
+            Some("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(parse_hop("unknown"), None);
+    }
+}

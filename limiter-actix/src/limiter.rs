@@ -1,0 +1,730 @@
+//! The `Limiter`: its builder, its configuration, and what it answers.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use limiter_core::keys::key_suffix;
+use limiter_core::{
+    parse_rates, Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError,
+    StorageUri, Store, Strategy,
+};
+
+use crate::batch::{Batch, Origin};
+use crate::key::{client_ip, write_ip_key, Cidr};
+use crate::routes::RouteTable;
+
+/// A custom key function: the client a request counts against, or `None` to skip the limit.
+pub type KeyFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
+/// A request filter: `true` exempts the request from every limit.
+pub type RequestFilter = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
+/// A custom response for a rejected request.
+pub type OnBreach = Arc<dyn Fn(&HttpRequest, &Breach) -> HttpResponse + Send + Sync>;
+
+/// Which rate-limit headers responses carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Headers {
+    /// None but `Retry-After` on a 429 (Flask-Limiter's default).
+    #[default]
+    Off,
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset` (a Unix time), names
+    /// configurable with [`LimiterBuilder::header_names`].
+    XRateLimit,
+    /// The IETF draft fields: `RateLimit-Policy` (every limit applied: `"route-0";q=1;w=60`) and
+    /// `RateLimit` (the limit closest to breaching: `"route-0";r=0;t=42`).
+    Ietf,
+}
+
+/// How `Retry-After` is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// Seconds to wait, rounded up (`Retry-After: 42`).
+    #[default]
+    Seconds,
+    /// The time to retry at (`Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`).
+    HttpDate,
+}
+
+/// Where a breached limit was declared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    /// A `#[limit]` on the handler.
+    Route,
+    /// A default limit of the [`Limiter`].
+    Default,
+    /// An application limit of the [`Limiter`] (one bucket per client across routes).
+    Application,
+}
+
+/// What an `on_breach` function is told about a rejected request.
+#[derive(Clone, Debug)]
+pub struct Breach {
+    pub(crate) limit: Rate,
+    pub(crate) kind: LimitKind,
+    pub(crate) stats: LimitStats,
+    pub(crate) retry_after: Duration,
+    pub(crate) message: String,
+}
+
+impl Breach {
+    /// The breached limit (the first one, in route, default, application order).
+    pub fn limit(&self) -> Rate {
+        self.limit
+    }
+    /// Where it was declared.
+    pub fn kind(&self) -> LimitKind {
+        self.kind
+    }
+    /// Its counters (remaining, reset time).
+    pub fn stats(&self) -> LimitStats {
+        self.stats
+    }
+    /// How long until the same request would pass every breached limit.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+    /// The message the default 429 would carry.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// A borrowed `on_breach` function.
+pub(crate) type BreachFn<'a> = &'a dyn Fn(&HttpRequest, &Breach) -> HttpResponse;
+
+pub(crate) enum KeySource {
+    PeerIp,
+    Custom(KeyFn),
+}
+
+pub(crate) struct HeaderNames {
+    limit: HeaderName,
+    remaining: HeaderName,
+    reset: HeaderName,
+    retry_after: HeaderName,
+}
+
+/// Scope of application limits: one bucket per client across all routes.
+pub(crate) const APPLICATION_SCOPE: &str = "global";
+
+pub(crate) struct Inner {
+    pub(crate) enabled: bool,
+    pub(crate) store: Store,
+    pub(crate) clock: Clock,
+    pub(crate) strategy: Strategy,
+    pub(crate) prefix: Box<str>,
+    key: KeySource,
+    trusted: Box<[Cidr]>,
+    pub(crate) defaults: Box<[Rate]>,
+    pub(crate) application: Box<[(Rate, Box<str>)]>,
+    default_message: Option<Box<str>>,
+    pub(crate) headers: Headers,
+    names: HeaderNames,
+    retry_after: RetryAfter,
+    filter: Option<RequestFilter>,
+    on_breach: Option<OnBreach>,
+    failure_status: StatusCode,
+    pub(crate) routes: RouteTable,
+}
+
+/// The rate limiter of an app: register it with `App::wrap`, which also makes it the app
+/// data that `#[limit]` handlers find.
+///
+/// ```
+/// use actix_web::{get, App, HttpResponse};
+/// use limiter_actix::{limit, Limiter};
+///
+/// #[get("/slow")]
+/// #[limit("1 per minute")]
+/// async fn slow() -> HttpResponse {
+///     HttpResponse::Ok().body("slow")
+/// }
+///
+/// let limiter = Limiter::builder()
+///     .default_error_message("You've hit the rate limit!")
+///     .build()
+///     .unwrap();
+/// let app = App::new().wrap(limiter).service(slow);
+/// ```
+#[derive(Clone)]
+pub struct Limiter {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("enabled", &self.inner.enabled)
+            .field("strategy", &self.inner.strategy)
+            .field("prefix", &self.inner.prefix)
+            .field("defaults", &self.inner.defaults)
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Limiter`]; every option has Flask-Limiter's default.
+///
+/// ```
+/// use limiter_actix::{Headers, Limiter, RetryAfter};
+///
+/// let limiter = Limiter::builder()
+///     .storage_uri("memory://")
+///     .strategy("moving-window")
+///     .default_limits("200 per day, 50 per hour")
+///     .application_limits("1000 per day")
+///     .headers(Headers::XRateLimit)
+///     .retry_after(RetryAfter::HttpDate)
+///     .key_prefix("myapp")
+///     .build()
+///     .unwrap();
+///
+/// let err = Limiter::builder().default_limits("10 per minit").build().unwrap_err();
+/// assert!(err.to_string().contains("did you mean \"minute\"?"));
+/// ```
+#[must_use]
+pub struct LimiterBuilder {
+    key: KeySource,
+    trusted: Vec<String>,
+    storage_uri: String,
+    store: Option<Store>,
+    strategy: String,
+    defaults: Option<String>,
+    application: Option<String>,
+    default_message: Option<String>,
+    headers: Headers,
+    names: [String; 4],
+    retry_after: RetryAfter,
+    prefix: String,
+    enabled: bool,
+    filter: Option<RequestFilter>,
+    on_breach: Option<OnBreach>,
+    clock: Clock,
+    failure_status: StatusCode,
+}
+
+impl Default for LimiterBuilder {
+    fn default() -> Self {
+        LimiterBuilder {
+            key: KeySource::PeerIp,
+            trusted: Vec::new(),
+            storage_uri: "memory://".into(),
+            store: None,
+            strategy: Strategy::default().name().into(),
+            defaults: None,
+            application: None,
+            default_message: None,
+            headers: Headers::Off,
+            names: [
+                "X-RateLimit-Limit".into(),
+                "X-RateLimit-Remaining".into(),
+                "X-RateLimit-Reset".into(),
+                "Retry-After".into(),
+            ],
+            retry_after: RetryAfter::Seconds,
+            prefix: "LIMITER".into(),
+            enabled: true,
+            filter: None,
+            on_breach: None,
+            clock: Clock::system(),
+            failure_status: StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl LimiterBuilder {
+    /// Identifies clients by what `f` returns instead of the peer IP (an API key, a user id,
+    /// a combination). `None` skips the limits keyed by it for that request (logged at debug).
+    pub fn key_fn(
+        mut self,
+        f: impl Fn(&HttpRequest) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key = KeySource::Custom(Arc::new(f));
+        self
+    }
+
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed: addresses or
+    /// networks (`"10.0.0.0/8"`, `"::1"`). Headers from any other peer are ignored.
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.trusted = proxies
+            .into_iter()
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        self
+    }
+
+    /// Where counters live: `memory://` (default) or a Redis URI when that storage is built in.
+    pub fn storage_uri(mut self, uri: impl Into<String>) -> Self {
+        self.storage_uri = uri.into();
+        self.store = None;
+        self
+    }
+
+    /// A store built elsewhere (overrides [`LimiterBuilder::storage_uri`]).
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The strategy, by Flask-Limiter name (`fixed-window`, `moving-window`, ...) or as a
+    /// [`Strategy`].
+    pub fn strategy(mut self, strategy: impl ToString) -> Self {
+        self.strategy = strategy.to_string();
+        self
+    }
+
+    /// Limits for every route without limits of its own, one bucket per route and client.
+    pub fn default_limits(mut self, rates: impl Into<String>) -> Self {
+        self.defaults = Some(rates.into());
+        self
+    }
+
+    /// Limits on every route together, one bucket per client.
+    pub fn application_limits(mut self, rates: impl Into<String>) -> Self {
+        self.application = Some(rates.into());
+        self
+    }
+
+    /// The 429 body (default: the breached rate, `1 per 1 minute`).
+    pub fn default_error_message(mut self, message: impl Into<String>) -> Self {
+        self.default_message = Some(message.into());
+        self
+    }
+
+    /// Which rate-limit headers to send (default: none but `Retry-After`).
+    pub fn headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// Names of the [`Headers::XRateLimit`] headers.
+    pub fn header_names(
+        mut self,
+        limit: impl Into<String>,
+        remaining: impl Into<String>,
+        reset: impl Into<String>,
+    ) -> Self {
+        self.names[0] = limit.into();
+        self.names[1] = remaining.into();
+        self.names[2] = reset.into();
+        self
+    }
+
+    /// Name of the retry header (default `Retry-After`).
+    pub fn retry_after_header(mut self, name: impl Into<String>) -> Self {
+        self.names[3] = name.into();
+        self
+    }
+
+    /// `Retry-After` as seconds (default) or as an HTTP date.
+    pub fn retry_after(mut self, format: RetryAfter) -> Self {
+        self.retry_after = format;
+        self
+    }
+
+    /// The prefix of every counter key (default `LIMITER`), so several apps can share a store.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// `false` turns every limit off (default `true`).
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.enabled = enabled;
+        self
+    }
+
+    /// Requests for which `f` returns `true` are exempt from every limit.
+    pub fn request_filter(
+        mut self,
+        f: impl Fn(&HttpRequest) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.filter = Some(Arc::new(f));
+        self
+    }
+
+    /// The response to a rejected request (default: 429 with the limit's message). A
+    /// `Retry-After` header is added when the response has none.
+    pub fn on_breach(
+        mut self,
+        f: impl Fn(&HttpRequest, &Breach) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.on_breach = Some(Arc::new(f));
+        self
+    }
+
+    /// Where "now" comes from (default: the system clock; a `ManualClock` in tests).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
+        self
+    }
+
+    /// The status answered when the store fails closed: 503 (default) or 429.
+    pub fn storage_failure_status(mut self, status: StatusCode) -> Self {
+        self.failure_status = status;
+        self
+    }
+
+    /// Checks every value and builds the limiter.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the bad value: a rate string, a strategy, a storage URI, a
+    /// trusted proxy, a header name or a failure status.
+    pub fn build(self) -> Result<Limiter, ConfigError> {
+        let strategy: Strategy = self.strategy.parse()?;
+        let rates = |text: &Option<String>, origin: &str| -> Result<Vec<Rate>, ConfigError> {
+            match text {
+                None => Ok(Vec::new()),
+                Some(text) => parse_rates(text).map_err(|source| ConfigError::Rate {
+                    origin: origin.into(),
+                    text: text.clone(),
+                    source,
+                }),
+            }
+        };
+        let defaults = rates(&self.defaults, "default limits")?;
+        let application = rates(&self.application, "application limits")?
+            .into_iter()
+            .map(|rate| (rate, key_suffix(APPLICATION_SCOPE, &rate).into_boxed_str()))
+            .collect();
+        let trusted = self
+            .trusted
+            .iter()
+            .map(|p| {
+                p.parse::<Cidr>().map_err(|reason| ConfigError::Invalid {
+                    setting: "trusted_proxies",
+                    value: p.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let header = |name: &String| {
+            HeaderName::try_from(name.as_str()).map_err(|_| ConfigError::Invalid {
+                setting: "header name",
+                value: name.clone(),
+                reason: "expected an HTTP header name (letters, digits, '-')".into(),
+            })
+        };
+        let names = HeaderNames {
+            limit: header(&self.names[0])?,
+            remaining: header(&self.names[1])?,
+            reset: header(&self.names[2])?,
+            retry_after: header(&self.names[3])?,
+        };
+        if !matches!(self.failure_status.as_u16(), 429 | 503) {
+            return Err(ConfigError::Invalid {
+                setting: "storage_failure_status",
+                value: self.failure_status.as_u16().to_string(),
+                reason: "expected 503 (fail closed, retry later) or 429".into(),
+            });
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Err(ConfigError::Invalid {
+                setting: "key_prefix",
+                value: self.prefix,
+                reason: "braces are reserved for the client part of counter keys".into(),
+            });
+        }
+        let store = match self.store {
+            Some(store) => store,
+            None => Store::from_uri(&StorageUri::parse(&self.storage_uri)?)?,
+        };
+        Ok(Limiter {
+            inner: Arc::new(Inner {
+                enabled: self.enabled,
+                store,
+                clock: self.clock,
+                strategy,
+                prefix: self.prefix.into_boxed_str(),
+                key: self.key,
+                trusted,
+                defaults: defaults.into_boxed_slice(),
+                application,
+                default_message: self.default_message.map(String::into_boxed_str),
+                headers: self.headers,
+                names,
+                retry_after: self.retry_after,
+                filter: self.filter,
+                on_breach: self.on_breach,
+                failure_status: self.failure_status,
+                routes: RouteTable::default(),
+            }),
+        })
+    }
+}
+
+impl Limiter {
+    /// A builder with Flask-Limiter's defaults: peer-IP keys, `memory://`, fixed window, no
+    /// default or application limits, no headers but `Retry-After`.
+    pub fn builder() -> LimiterBuilder {
+        LimiterBuilder::default()
+    }
+
+    /// The store counters live in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Forgets every counter.
+    ///
+    /// # Errors
+    /// The store's error, if it could not be reached.
+    pub async fn reset(&self) -> Result<(), StorageError> {
+        self.inner.store.reset().await
+    }
+}
+
+impl Inner {
+    pub(crate) fn filtered(&self, req: &HttpRequest) -> bool {
+        self.filter.as_ref().is_some_and(|f| f(req))
+    }
+
+    /// Writes the request's client key into `batch.client`; `false` when there is none.
+    pub(crate) fn client_key(&self, req: &HttpRequest, batch: &mut Batch) -> bool {
+        batch.client.clear();
+        let found = match &self.key {
+            KeySource::PeerIp => match client_ip(req, &self.trusted) {
+                Some(ip) => {
+                    write_ip_key(&mut batch.client, ip);
+                    true
+                }
+                None => false,
+            },
+            KeySource::Custom(f) => match f(req) {
+                Some(key) => {
+                    batch.client.push_str(&key);
+                    true
+                }
+                None => false,
+            },
+        };
+        if !found {
+            tracing::debug!(
+                path = req.path(),
+                "no client key for this request; its limits are skipped"
+            );
+        }
+        found
+    }
+
+    /// Adds what the middleware charges before routing: the default limits scoped to
+    /// `pattern` (none when no route matched) and the application limits.
+    pub(crate) fn push_app_and_defaults(
+        &self,
+        batch: &mut Batch,
+        default_suffixes: Option<&[Box<str>]>,
+    ) {
+        if let Some(suffixes) = default_suffixes {
+            for (i, (rate, suffix)) in self.defaults.iter().zip(suffixes).enumerate() {
+                batch.push(
+                    &self.prefix,
+                    false,
+                    suffix,
+                    *rate,
+                    self.strategy,
+                    1,
+                    Origin::Default(i as u16),
+                );
+            }
+        }
+        self.push_application(batch);
+    }
+
+    pub(crate) fn push_application(&self, batch: &mut Batch) {
+        for (i, (rate, suffix)) in self.application.iter().enumerate() {
+            batch.push(
+                &self.prefix,
+                false,
+                suffix,
+                *rate,
+                self.strategy,
+                1,
+                Origin::Application(i as u16),
+            );
+        }
+    }
+
+    /// The decision, without a future when the store is in memory.
+    #[inline]
+    pub(crate) fn decide_sync(&self, hits: &[Hit<'_>]) -> Option<Decision> {
+        match &self.store {
+            Store::Memory(memory) => Some(memory.decide_now(hits, self.clock.now())),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    pub(crate) async fn decide(&self, hits: &[Hit<'_>]) -> Result<Decision, StorageError> {
+        match self.decide_sync(hits) {
+            Some(decision) => Ok(decision),
+            None => self.store.decide(hits, self.clock.now()).await,
+        }
+    }
+
+    /// Gives back what `hits` took; a failure is logged (the charge then simply stands).
+    pub(crate) async fn refund(&self, hits: &[Hit<'_>]) {
+        if hits.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let result = match &self.store {
+            Store::Memory(memory) => {
+                memory.refund_now(hits, now);
+                Ok(())
+            }
+            #[allow(unreachable_patterns)]
+            store => store.refund(hits, now).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "rate limit refund failed; the charge stands");
+        }
+    }
+
+    /// The answer when the store failed closed.
+    pub(crate) fn storage_failure(&self, error: &StorageError) -> HttpResponse {
+        tracing::error!(%error, status = self.failure_status.as_u16(), "rate limit storage failed; rejecting the request");
+        let mut response = HttpResponse::build(self.failure_status)
+            .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+            .body("rate limit storage unavailable");
+        self.set_retry_after(response.headers_mut(), Duration::from_secs(1));
+        response
+    }
+
+    /// The answer to a rejected request: `message` and `on_breach` are the breached route
+    /// limit's own, if any.
+    pub(crate) fn rejection(
+        &self,
+        req: &HttpRequest,
+        batch: &Batch,
+        decision: &Decision,
+        message: Option<&str>,
+        on_breach: Option<BreachFn<'_>>,
+    ) -> HttpResponse {
+        let index = decision.breached.unwrap_or(0);
+        let item = &batch.items[index];
+        let retry_after = decision.retry_after.unwrap_or_default();
+        let message = message
+            .or(self.default_message.as_deref())
+            .map_or_else(|| item.rate.to_string(), str::to_string);
+        let kind = match item.origin {
+            Origin::Route(_) => LimitKind::Route,
+            Origin::Default(_) => LimitKind::Default,
+            Origin::Application(_) => LimitKind::Application,
+        };
+        let breach = Breach {
+            limit: item.rate,
+            kind,
+            stats: decision.stats[index],
+            retry_after,
+            message,
+        };
+        let own = self.on_breach.as_deref().map(|f| f as BreachFn<'_>);
+        let on_breach = on_breach.or(own);
+        let mut response = match on_breach {
+            Some(f) => f(req, &breach),
+            None => HttpResponse::TooManyRequests()
+                .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
+                .body(breach.message),
+        };
+        if !response.headers().contains_key(&self.names.retry_after) {
+            self.set_retry_after(response.headers_mut(), retry_after);
+        }
+        self.add_headers(response.headers_mut(), batch, decision);
+        response
+    }
+
+    fn set_retry_after(&self, headers: &mut HeaderMap, after: Duration) {
+        let secs = after.as_micros().div_ceil(1_000_000).max(1) as u64;
+        let value = match self.retry_after {
+            RetryAfter::Seconds => HeaderValue::from(secs),
+            RetryAfter::HttpDate => {
+                let now = self.clock.now().as_micros() / 1_000_000;
+                let at = UNIX_EPOCH + Duration::from_secs(now + secs);
+                match HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                    Ok(v) => v,
+                    Err(_) => HeaderValue::from(secs),
+                }
+            }
+        };
+        let name = if self.names.retry_after == RETRY_AFTER {
+            RETRY_AFTER
+        } else {
+            self.names.retry_after.clone()
+        };
+        headers.insert(name, value);
+    }
+
+    /// Adds the configured rate-limit headers for a decision over `batch`.
+    pub(crate) fn add_headers(&self, headers: &mut HeaderMap, batch: &Batch, decision: &Decision) {
+        if self.headers == Headers::Off || decision.stats.is_empty() {
+            return;
+        }
+        // The limit to show: the breached one, else the one closest to breaching.
+        let current = decision.breached.unwrap_or_else(|| {
+            (0..decision.stats.len())
+                .min_by_key(|&i| decision.stats[i].remaining)
+                .unwrap_or(0)
+        });
+        let stats = decision.stats[current];
+        let now = self.clock.now();
+        match self.headers {
+            Headers::Off => {}
+            Headers::XRateLimit => {
+                headers.insert(self.names.limit.clone(), HeaderValue::from(stats.limit));
+                headers.insert(
+                    self.names.remaining.clone(),
+                    HeaderValue::from(stats.remaining),
+                );
+                headers.insert(
+                    self.names.reset.clone(),
+                    HeaderValue::from(stats.reset.as_secs_ceil()),
+                );
+            }
+            Headers::Ietf => {
+                let mut policy = String::new();
+                let mut current_name = String::new();
+                let mut counts = [0u16; 3];
+                for (i, item) in batch.items.iter().enumerate() {
+                    let (kind, n) = match item.origin {
+                        Origin::Route(_) => ("route", &mut counts[0]),
+                        Origin::Default(_) => ("default", &mut counts[1]),
+                        Origin::Application(_) => ("application", &mut counts[2]),
+                    };
+                    let name = format!("\"{kind}-{n}\"");
+                    *n += 1;
+                    if !policy.is_empty() {
+                        policy.push_str(", ");
+                    }
+                    policy.push_str(&format!(
+                        "{name};q={};w={}",
+                        item.rate.amount(),
+                        item.rate.period().as_secs()
+                    ));
+                    if i == current {
+                        current_name = name;
+                    }
+                }
+                let until_reset = stats
+                    .reset
+                    .saturating_since(now)
+                    .as_micros()
+                    .div_ceil(1_000_000);
+                let rate_limit = format!("{current_name};r={};t={until_reset}", stats.remaining);
+                if let Ok(v) = HeaderValue::from_str(&policy) {
+                    headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&rate_limit) {
+                    headers.insert(HeaderName::from_static("ratelimit"), v);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The app-wide middleware: charges application and default limits before routing for routes
+//! that do not decide for themselves, learns which routes do, and makes the [`Limiter`] the app
+//! data that `#[limit]` wrappers find.
+
+use std::cell::{Ref, RefCell};
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Extensions, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::{Error, HttpMessage};
+use limiter_core::Decision;
+use pin_project_lite::pin_project;
+
+use crate::batch::Batch;
+use crate::limiter::{Headers, Limiter};
+use crate::routes::{default_suffixes, method_index, KeyKind, RouteState, Routes};
+
+/// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
+/// for itself". A zero-sized value: inserting it allocates nothing.
+pub(crate) struct Handled;
+
+/// Put in the request extensions when the middleware charged the request before routing, so
+/// a wrapper knows to give that charge back before deciding itself.
+pub(crate) struct Charged;
+
+/// Per-worker state (actix builds one middleware per worker thread).
+struct Worker {
+    limiter: Limiter,
+    data: Rc<Extensions>,
+    snapshot: RefCell<(u64, Arc<Routes>)>,
+}
+
+impl Worker {
+    /// The route table, refreshed only when another worker changed it.
+    fn routes(&self) -> Ref<'_, Routes> {
+        let table = &self.limiter.inner.routes;
+        let epoch = table.epoch();
+        if self.snapshot.borrow().0 != epoch {
+            *self.snapshot.borrow_mut() = table.snapshot();
+        }
+        Ref::map(self.snapshot.borrow(), |(_, routes)| &**routes)
+    }
+}
+
+/// The middleware service made by [`Limiter`]'s `Transform`.
+pub struct LimiterMiddleware<S> {
+    service: Rc<S>,
+    worker: Rc<Worker>,
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Limiter
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = LimiterMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        let mut data = Extensions::new();
+        data.insert(self.clone());
+        ready(Ok(LimiterMiddleware {
+            service: Rc::new(service),
+            worker: Rc::new(Worker {
+                limiter: self.clone(),
+                data: Rc::new(data),
+                snapshot: RefCell::new(self.inner.routes.snapshot()),
+            }),
+        }))
+    }
+}
+
+/// What to learn from the response.
+enum Learn {
+    Nothing,
+    Static {
+        method: usize,
+        prior: RouteState,
+    },
+    Pattern {
+        pattern: String,
+        method: usize,
+        prior: RouteState,
+    },
+}
+
+/// Work left for after the inner service answered.
+pub(crate) struct Post {
+    worker: Rc<Worker>,
+    learn: Learn,
+    /// Boxed: only with headers on, which allocate their values anyway; keeps futures small.
+    headers: Option<Box<(Box<Batch>, Decision)>>,
+}
+
+impl Post {
+    fn finish<B>(self, res: &mut ServiceResponse<B>) {
+        let handled = res.request().extensions().contains::<Handled>();
+        let inner = &self.worker.limiter.inner;
+        match &self.learn {
+            Learn::Nothing => {}
+            Learn::Static { method, prior } => {
+                if prior.observe_changes(handled) {
+                    let path = res.request().path();
+                    if *prior == RouteState::Deferred {
+                        charge_late(&self.worker.limiter, res.request(), path);
+                    }
+                    inner.routes.record(
+                        KeyKind::StaticPath,
+                        path,
+                        *method,
+                        handled,
+                        &inner.defaults,
+                    );
+                }
+            }
+            Learn::Pattern {
+                pattern,
+                method,
+                prior,
+            } => {
+                if prior.observe_changes(handled) {
+                    if *prior == RouteState::Deferred {
+                        charge_late(&self.worker.limiter, res.request(), pattern);
+                    }
+                    inner.routes.record(
+                        KeyKind::Pattern,
+                        pattern,
+                        *method,
+                        handled,
+                        &inner.defaults,
+                    );
+                }
+            }
+        }
+        if let Some(kept) = self.headers {
+            let (batch, decision) = *kept;
+            // A wrapper that ran set the headers of its own, complete decision.
+            if !handled {
+                inner.add_headers(res.headers_mut(), &batch, &decision);
+            }
+            batch.give();
+        }
+    }
+}
+
+/// A route the table said decides for itself ran without a wrapper (it turned out ambiguous):
+/// the request was let through uncharged, so charge it now, to keep the counts exact. From now
+/// on the route is charged before routing.
+fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
+    let inner = &limiter.inner;
+    let mut batch = Batch::take();
+    if !inner.client_key(req, &mut batch) {
+        batch.give();
+        return;
+    }
+    inner.push_app_and_defaults(
+        &mut batch,
+        Some(&default_suffixes(pattern, &inner.defaults)),
+    );
+    if inner.decide_sync(&batch.hits()).is_some() {
+        batch.give();
+        return;
+    }
+    let limiter = limiter.clone();
+    actix_web::rt::spawn(async move {
+        if let Err(error) = limiter.inner.decide(&batch.hits()).await {
+            tracing::warn!(%error, "late charge of an ambiguous route failed");
+        }
+        batch.give();
+    });
+}
+
+impl RouteState {
+    fn observe_changes(self, handled: bool) -> bool {
+        !matches!(
+            (self, handled),
+            (RouteState::Deferred, true) | (RouteState::Plain, false) | (RouteState::Ambiguous, _)
+        )
+    }
+}
+
+pub(crate) type BoxedResponse<B> =
+    Pin<Box<dyn Future<Output = Result<ServiceResponse<EitherBody<B>>, Error>>>>;
+
+pub use future::LimiterFuture;
+use future::Projection;
+
+mod future {
+    #![allow(missing_docs)]
+    use super::*;
+
+    pin_project! {
+        /// The middleware's response future.
+        #[project = Projection]
+        pub enum LimiterFuture<S, B>
+        where
+            S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+        {
+            /// Rejected before routing.
+            Done { response: Option<ServiceResponse<EitherBody<B>>> },
+            /// Passed on.
+            Inner { #[pin] fut: S::Future, post: Option<Post> },
+            /// Deciding on a store that answers asynchronously.
+            Boxed { fut: BoxedResponse<B> },
+        }
+    }
+}
+
+impl<S, B> Future for LimiterFuture<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            Projection::Done { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            Projection::Inner { fut, post } => {
+                let mut res = match fut.poll(cx) {
+                    Poll::Ready(Ok(res)) => res,
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
+                };
+                if let Some(post) = post.take() {
+                    post.finish(&mut res);
+                }
+                Poll::Ready(Ok(res.map_into_left_body()))
+            }
+            Projection::Boxed { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for LimiterMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LimiterFuture<S, B>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        req.add_data_container(Rc::clone(&self.worker.data));
+        let worker = &self.worker;
+        let inner = &*worker.limiter.inner;
+        if !inner.enabled || inner.filtered(req.request()) {
+            return LimiterFuture::Inner {
+                fut: self.service.call(req),
+                post: None,
+            };
+        }
+        let method = method_index(req.method());
+        let mut batch = Batch::take();
+        // Find the route and, unless it decides for itself, build the charge.
+        let (learn, charge) = {
+            let routes = worker.routes();
+            let path = req.path();
+            match method.and_then(|m| Some((m, routes.static_paths.get(path)?))) {
+                Some((m, entry)) => {
+                    let prior = entry.states[m];
+                    let charge = prior != RouteState::Deferred
+                        && inner.client_key(req.request(), &mut batch);
+                    if charge {
+                        inner.push_app_and_defaults(&mut batch, Some(&entry.default_suffixes));
+                    }
+                    (Learn::Static { method: m, prior }, charge)
+                }
+                None => match req.resource_map().match_pattern(path) {
+                    // No route: a 404 is charged the application limits only.
+                    None => {
+                        let charge = inner.client_key(req.request(), &mut batch);
+                        if charge {
+                            inner.push_application(&mut batch);
+                        }
+                        (Learn::Nothing, charge)
+                    }
+                    Some(pattern) => {
+                        let entry = routes.patterns.get(pattern.as_str());
+                        let prior = match (method, entry) {
+                            (Some(m), Some(entry)) => entry.states[m],
+                            _ => RouteState::Unknown,
+                        };
+                        let charge = prior != RouteState::Deferred
+                            && inner.client_key(req.request(), &mut batch);
+                        if charge {
+                            let fresh;
+                            let suffixes = match entry {
+                                Some(entry) => &entry.default_suffixes,
+                                None => {
+                                    fresh = default_suffixes(&pattern, &inner.defaults);
+                                    &fresh
+                                }
+                            };
+                            inner.push_app_and_defaults(&mut batch, Some(suffixes));
+                        }
+                        let learn = match method {
+                            None => Learn::Nothing,
+                            Some(m) if pattern == path => Learn::Static { method: m, prior },
+                            Some(m) => Learn::Pattern {
+                                pattern,
+                                method: m,
+                                prior,
+                            },
+                        };
+                        (learn, charge)
+                    }
+                },
+            }
+        };
+        let post = Post {
+            worker: Rc::clone(worker),
+            learn,
+            headers: None,
+        };
+        if !charge || batch.is_empty() {
+            batch.give();
+            return LimiterFuture::Inner {
+                fut: self.service.call(req),
+                post: Some(post),
+            };
+        }
+        let decision = inner.decide_sync(&batch.hits());
+        match decision {
+            Some(decision) => match decided(req, batch, decision, post) {
+                Decided::Pass(req, post) => LimiterFuture::Inner {
+                    fut: self.service.call(req),
+                    post: Some(post),
+                },
+                Decided::Reject(response) => LimiterFuture::Done {
+                    response: Some(response),
+                },
+            },
+            None => {
+                let service = Rc::clone(&self.service);
+                LimiterFuture::Boxed {
+                    fut: Box::pin(async move {
+                        let inner = &post.worker.limiter.inner;
+                        let decision = inner.decide(&batch.hits()).await;
+                        let decision = match decision {
+                            Ok(decision) => decision,
+                            Err(error) => {
+                                batch.give();
+                                let response = inner.storage_failure(&error);
+                                let (req, _) = req.into_parts();
+                                return Ok(
+                                    ServiceResponse::new(req, response).map_into_right_body()
+                                );
+                            }
+                        };
+                        match decided(req, batch, decision, post) {
+                            Decided::Pass(req, post) => {
+                                let mut res = service.call(req).await?;
+                                post.finish(&mut res);
+                                Ok(res.map_into_left_body())
+                            }
+                            Decided::Reject(response) => Ok(response),
+                        }
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// After the middleware's decision: the request to pass on, or the rejection.
+enum Decided<B> {
+    Pass(ServiceRequest, Post),
+    Reject(ServiceResponse<EitherBody<B>>),
+}
+
+fn decided<B>(
+    req: ServiceRequest,
+    batch: Box<Batch>,
+    decision: Decision,
+    mut post: Post,
+) -> Decided<B> {
+    let inner = &post.worker.limiter.inner;
+    if !decision.admitted {
+        let response = inner.rejection(req.request(), &batch, &decision, None, None);
+        batch.give();
+        let (req, _) = req.into_parts();
+        return Decided::Reject(ServiceResponse::new(req, response).map_into_right_body());
+    }
+    req.extensions_mut().insert(Charged);
+    if inner.headers == Headers::Off {
+        batch.give();
+    } else {
+        post.headers = Some(Box::new((batch, decision)));
+    }
+    Decided::Pass(req, post)
+}

@@ -1,0 +1,542 @@
+//! What `#[limit]` and `#[exempt]` expand to call. Not a public API: the macros and this
+//! module change together.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+pub use actix_web::dev::Payload as DevPayload;
+pub use actix_web::web::Payload;
+pub use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder};
+pub use limiter_core::{Strategy, Unit};
+
+use actix_web::http::Method;
+use actix_web::HttpMessage;
+use hashbrown::HashMap;
+use limiter_core::keys::key_suffix;
+use limiter_core::{parse_rates, Rate};
+use parking_lot::RwLock;
+
+use crate::batch::{Batch, Hits, Origin};
+use crate::limiter::{Breach, BreachFn, Inner, Limiter};
+use crate::middleware::{Charged, Handled};
+use crate::routes::{default_suffixes, method_index, METHODS, METHOD_NAMES};
+
+/// A rate written in the attribute, checked by the macro.
+#[derive(Debug)]
+pub struct RateSpec {
+    /// Hits per period.
+    pub amount: u64,
+    /// Units per period.
+    pub multiples: u64,
+    /// The unit.
+    pub unit: Unit,
+}
+
+/// What a hit costs.
+#[derive(Debug)]
+pub enum Cost {
+    /// A constant.
+    Fixed(u64),
+    /// Computed per request.
+    Dynamic(fn(&HttpRequest) -> u64),
+}
+
+/// Which bucket a limit counts in.
+#[derive(Debug)]
+pub enum Scope {
+    /// The handler's own (its module path and name).
+    Handler,
+    /// A scope named in the attribute.
+    Named(&'static str),
+    /// A bucket shared by every route naming it.
+    Shared(&'static str),
+}
+
+/// A route limit's key function: writes the client key, `false` for none.
+pub type KeyFn = fn(&HttpRequest, &mut String) -> bool;
+/// A dynamic limit: the rate string for this request.
+pub type DynamicFn = for<'a> fn(&'a HttpRequest) -> Option<Cow<'a, str>>;
+/// A route limit's custom rejection.
+pub type OnBreachFn = fn(&HttpRequest, &Breach) -> HttpResponse;
+
+/// One `#[limit(...)]` attribute.
+#[derive(Debug)]
+pub struct Group {
+    /// Its rates.
+    pub rates: &'static [RateSpec],
+    /// Or a function giving them per request.
+    pub dynamic: Option<DynamicFn>,
+    /// `key = ..`.
+    pub key: Option<KeyFn>,
+    /// `cost = ..`.
+    pub cost: Cost,
+    /// `methods = [..]`, upper case.
+    pub methods: Option<&'static [&'static str]>,
+    /// `per_method`.
+    pub per_method: bool,
+    /// `scope`/`shared`.
+    pub scope: Scope,
+    /// `exempt_when = ..`.
+    pub exempt_when: Option<fn(&HttpRequest) -> bool>,
+    /// `deduct_when = ..`.
+    pub deduct_when: Option<fn(&HttpResponse) -> bool>,
+    /// `override_defaults = ..`.
+    pub override_defaults: bool,
+    /// `error_message = ..`.
+    pub error_message: Option<&'static str>,
+    /// `on_breach = ..`.
+    pub on_breach: Option<OnBreachFn>,
+    /// `strategy = ..`.
+    pub strategy: Option<Strategy>,
+}
+
+impl Group {
+    /// Every option at its default.
+    pub const DEFAULT: Group = Group {
+        rates: &[],
+        dynamic: None,
+        key: None,
+        cost: Cost::Fixed(1),
+        methods: None,
+        per_method: false,
+        scope: Scope::Handler,
+        exempt_when: None,
+        deduct_when: None,
+        override_defaults: true,
+        error_message: None,
+        on_breach: None,
+        strategy: None,
+    };
+}
+
+/// `#[exempt]` flags.
+#[derive(Debug, Default)]
+pub struct Exempt {
+    /// From the application limits.
+    pub application: bool,
+    /// From the default limits.
+    pub defaults: bool,
+}
+
+/// Everything the attributes of one handler say.
+#[derive(Debug)]
+pub struct Route {
+    name: &'static str,
+    groups: &'static [Group],
+    exempt: Exempt,
+    compiled: OnceLock<Compiled>,
+}
+
+impl Route {
+    /// A route spec, as a `static`.
+    pub const fn new(name: &'static str, groups: &'static [Group], exempt: Exempt) -> Route {
+        Route {
+            name,
+            groups,
+            exempt,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    fn compiled(&self) -> &Compiled {
+        self.compiled.get_or_init(|| Compiled {
+            groups: self
+                .groups
+                .iter()
+                .map(|group| {
+                    let scope: Box<str> = match group.scope {
+                        Scope::Handler => self.name.into(),
+                        Scope::Named(name) => name.into(),
+                        Scope::Shared(name) => format!("shared:{name}").into(),
+                    };
+                    let rates = group
+                        .rates
+                        .iter()
+                        .filter_map(|r| Rate::new(r.amount, r.multiples, r.unit).ok())
+                        .map(|rate| CompiledRate::new(&scope, rate, group.per_method))
+                        .collect();
+                    CompiledGroup {
+                        dynamic: group.dynamic.map(|_| RwLock::default()),
+                        scope,
+                        rates,
+                    }
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A route's limits with their key suffixes, computed on its first request.
+#[derive(Debug)]
+struct Compiled {
+    groups: Box<[CompiledGroup]>,
+}
+
+/// Distinct dynamic rate strings remembered per attribute.
+const DYNAMIC_CACHE_CAP: usize = 1024;
+
+/// Parsed dynamic rate strings (`None`: the string does not parse).
+type DynamicCache = RwLock<HashMap<Box<str>, Option<Arc<[CompiledRate]>>>>;
+
+#[derive(Debug)]
+struct CompiledGroup {
+    scope: Box<str>,
+    rates: Box<[CompiledRate]>,
+    dynamic: Option<DynamicCache>,
+}
+
+#[derive(Debug)]
+struct CompiledRate {
+    rate: Rate,
+    suffix: Box<str>,
+    /// With `per_method`: a suffix per standard method.
+    per_method: Option<Box<[Box<str>]>>,
+}
+
+impl CompiledRate {
+    fn new(scope: &str, rate: Rate, per_method: bool) -> CompiledRate {
+        CompiledRate {
+            rate,
+            suffix: key_suffix(scope, &rate).into(),
+            per_method: per_method.then(|| {
+                METHOD_NAMES
+                    .iter()
+                    .map(|m| key_suffix(&format!("{scope}:{m}"), &rate).into())
+                    .collect()
+            }),
+        }
+    }
+
+    fn suffix(&self, scope: &str, method: &Method, index: Option<usize>) -> Cow<'_, str> {
+        match (&self.per_method, index) {
+            (None, _) => Cow::Borrowed(&self.suffix),
+            (Some(suffixes), Some(i)) if i < METHODS => Cow::Borrowed(&suffixes[i]),
+            (Some(_), _) => Cow::Owned(key_suffix(&format!("{scope}:{method}"), &self.rate)),
+        }
+    }
+}
+
+impl CompiledGroup {
+    /// The rates of a dynamic limit's string, parsed once per distinct string.
+    fn dynamic_rates(
+        &self,
+        route: &str,
+        text: &str,
+        per_method: bool,
+    ) -> Option<Arc<[CompiledRate]>> {
+        let cache = self.dynamic.as_ref()?;
+        if let Some(rates) = cache.read().get(text) {
+            return rates.clone();
+        }
+        let rates: Option<Arc<[CompiledRate]>> = match parse_rates(text) {
+            Ok(rates) => Some(
+                rates
+                    .into_iter()
+                    .map(|rate| CompiledRate::new(&self.scope, rate, per_method))
+                    .collect(),
+            ),
+            Err(error) => {
+                tracing::error!(route, value = text, %error, "dynamic limit does not parse; it is skipped");
+                None
+            }
+        };
+        let mut cache = cache.write();
+        if cache.len() < DYNAMIC_CACHE_CAP {
+            cache.insert(text.into(), rates.clone());
+        }
+        rates
+    }
+}
+
+/// Client keys a `key = ..` function may return.
+pub trait IntoClientKey {
+    /// Writes the key; `false` when there is none.
+    fn write_key(self, out: &mut String) -> bool;
+}
+
+impl IntoClientKey for &str {
+    fn write_key(self, out: &mut String) -> bool {
+        out.push_str(self);
+        true
+    }
+}
+impl IntoClientKey for String {
+    fn write_key(self, out: &mut String) -> bool {
+        out.push_str(&self);
+        true
+    }
+}
+impl IntoClientKey for Cow<'_, str> {
+    fn write_key(self, out: &mut String) -> bool {
+        out.push_str(&self);
+        true
+    }
+}
+impl<T: IntoClientKey> IntoClientKey for Option<T> {
+    fn write_key(self, out: &mut String) -> bool {
+        self.is_some_and(|key| key.write_key(out))
+    }
+}
+
+/// Costs a `cost = ..` function may return.
+pub trait IntoCost {
+    /// The cost in units.
+    fn into_cost(self) -> u64;
+}
+macro_rules! into_cost {
+    ($($t:ty),*) => {$(
+        impl IntoCost for $t {
+            fn into_cost(self) -> u64 {
+                self as u64
+            }
+        }
+    )*};
+}
+into_cost!(u8, u16, u32, u64, usize);
+
+/// Rate strings a `dynamic = ..` function may return.
+pub trait IntoRateText<'a> {
+    /// The rate string, or `None` for no limit.
+    fn into_rate_text(self) -> Option<Cow<'a, str>>;
+}
+impl<'a, 'b: 'a> IntoRateText<'a> for &'b str {
+    fn into_rate_text(self) -> Option<Cow<'a, str>> {
+        Some(Cow::Borrowed(self))
+    }
+}
+impl<'a> IntoRateText<'a> for String {
+    fn into_rate_text(self) -> Option<Cow<'a, str>> {
+        Some(Cow::Owned(self))
+    }
+}
+impl<'a, 'b: 'a> IntoRateText<'a> for Cow<'b, str> {
+    fn into_rate_text(self) -> Option<Cow<'a, str>> {
+        Some(self)
+    }
+}
+impl<'a, T: IntoRateText<'a>> IntoRateText<'a> for Option<T> {
+    fn into_rate_text(self) -> Option<Cow<'a, str>> {
+        self.and_then(IntoRateText::into_rate_text)
+    }
+}
+
+/// Turns a handler's return value into a response.
+pub fn respond<R: Responder>(value: R, req: &HttpRequest) -> HttpResponse {
+    value.respond_to(req).map_into_boxed_body()
+}
+
+/// The response for an extractor that failed.
+pub fn extract_error(error: impl Into<actix_web::Error>) -> HttpResponse {
+    HttpResponse::from_error(error.into())
+}
+
+/// Runs a decorated handler: decides every applicable limit in one call, then (only if
+/// admitted) runs the extractors and the handler, whose body is `handler`.
+pub async fn run<F, Fut>(
+    route: &'static Route,
+    req: HttpRequest,
+    payload: Payload,
+    handler: F,
+) -> HttpResponse
+where
+    F: FnOnce(HttpRequest, DevPayload) -> Fut,
+    Fut: Future<Output = HttpResponse>,
+{
+    let payload = payload.into_inner();
+    let Some(limiter) = req.app_data::<Limiter>() else {
+        return missing_limiter(route);
+    };
+    let inner = &*limiter.inner;
+    let charged = {
+        let mut extensions = req.extensions_mut();
+        extensions.insert(Handled);
+        extensions.remove::<Charged>().is_some()
+    };
+    if charged {
+        // The middleware did not know this route yet (or found it ambiguous) and charged it
+        // as a plain one: give that back, then decide what really applies, in one call.
+        refund_middleware_charge(inner, &req).await;
+    }
+    if !inner.enabled || inner.filtered(&req) {
+        return handler(req.clone(), payload).await;
+    }
+    let mut batch = Batch::take();
+    collect(route, inner, &req, &mut batch);
+    if batch.is_empty() {
+        batch.give();
+        return handler(req.clone(), payload).await;
+    }
+    let decision = inner.decide(&batch.hits()).await;
+    let decision = match decision {
+        Ok(decision) => decision,
+        Err(error) => {
+            batch.give();
+            return inner.storage_failure(&error);
+        }
+    };
+    if !decision.admitted {
+        let group = match decision.breached.map(|i| batch.items[i].origin) {
+            Some(Origin::Route(g)) => route.groups.get(usize::from(g)),
+            _ => None,
+        };
+        let on_breach = group.and_then(|g| g.on_breach);
+        let on_breach = on_breach.as_ref().map(|f| f as BreachFn<'_>);
+        let response = inner.rejection(
+            &req,
+            &batch,
+            &decision,
+            group.and_then(|g| g.error_message),
+            on_breach,
+        );
+        batch.give();
+        return response;
+    }
+    let mut response = handler(req.clone(), payload).await;
+    if route.groups.iter().any(|g| g.deduct_when.is_some()) {
+        let refunds: Hits<'_> = batch
+            .items
+            .iter()
+            .filter(|item| match item.origin {
+                Origin::Route(g) => route.groups[usize::from(g)]
+                    .deduct_when
+                    .is_some_and(|deduct| !deduct(&response)),
+                _ => false,
+            })
+            .map(|item| batch.hit(item))
+            .collect();
+        inner.refund(&refunds).await;
+    }
+    inner.add_headers(response.headers_mut(), &batch, &decision);
+    batch.give();
+    response
+}
+
+/// Adds the route's, the default and the application limits that apply to `req`, in that order.
+fn collect(route: &Route, inner: &Inner, req: &HttpRequest, batch: &mut Batch) {
+    let compiled = route.compiled();
+    let method = req.method();
+    let method_index = method_index(method);
+    let mut client: Option<bool> = None;
+    // As in Flask-Limiter: defaults apply unless a route limit for this method overrides them.
+    let mut defaults_apply = true;
+    for (g, (group, compiled)) in route.groups.iter().zip(compiled.groups.iter()).enumerate() {
+        if group
+            .methods
+            .is_some_and(|methods| !methods.contains(&method.as_str()))
+        {
+            continue;
+        }
+        if group.override_defaults {
+            defaults_apply = false;
+        }
+        if group.exempt_when.is_some_and(|exempt| exempt(req)) {
+            continue;
+        }
+        let cost = match group.cost {
+            Cost::Fixed(cost) => cost,
+            Cost::Dynamic(f) => f(req),
+        };
+        if cost == 0 {
+            continue;
+        }
+        let own_key = match group.key {
+            Some(key) => {
+                batch.scratch.clear();
+                if !key(req, &mut batch.scratch) {
+                    tracing::debug!(
+                        route = route.name,
+                        "key function gave no key; this limit is skipped"
+                    );
+                    continue;
+                }
+                true
+            }
+            None => {
+                if !*client.get_or_insert_with(|| inner.client_key(req, batch)) {
+                    continue;
+                }
+                false
+            }
+        };
+        let strategy = group.strategy.unwrap_or(inner.strategy);
+        let push = |rates: &[CompiledRate], batch: &mut Batch| {
+            for rate in rates {
+                let suffix = rate.suffix(&compiled.scope, method, method_index);
+                let origin = Origin::Route(g as u16);
+                batch.push(
+                    &inner.prefix,
+                    own_key,
+                    &suffix,
+                    rate.rate,
+                    strategy,
+                    cost,
+                    origin,
+                );
+            }
+        };
+        match group.dynamic {
+            None => push(&compiled.rates, batch),
+            Some(dynamic) => {
+                if let Some(text) = dynamic(req) {
+                    if let Some(rates) = compiled.dynamic_rates(route.name, &text, group.per_method)
+                    {
+                        push(&rates, batch);
+                    }
+                }
+            }
+        }
+    }
+    let defaults = defaults_apply && !route.exempt.defaults && !inner.defaults.is_empty();
+    let application = !route.exempt.application && !inner.application.is_empty();
+    if !(defaults || application) || !*client.get_or_insert_with(|| inner.client_key(req, batch)) {
+        return;
+    }
+    if defaults {
+        // Default limits count per route: scoped to the pattern this request matched.
+        if let Some(pattern) = req.match_pattern() {
+            for (i, rate) in inner.defaults.iter().enumerate() {
+                let suffix = key_suffix(&pattern, rate);
+                batch.push(
+                    &inner.prefix,
+                    false,
+                    &suffix,
+                    *rate,
+                    inner.strategy,
+                    1,
+                    Origin::Default(i as u16),
+                );
+            }
+        }
+    }
+    if application {
+        inner.push_application(batch);
+    }
+}
+
+/// Gives back what the middleware charged before routing (see `Charged`).
+async fn refund_middleware_charge(inner: &Inner, req: &HttpRequest) {
+    let mut batch = Batch::take();
+    if inner.client_key(req, &mut batch) {
+        let suffixes = req
+            .resource_map()
+            .match_pattern(req.path())
+            .map(|pattern| default_suffixes(&pattern, &inner.defaults));
+        inner.push_app_and_defaults(&mut batch, suffixes.as_deref());
+        inner.refund(&batch.hits()).await;
+    }
+    batch.give();
+}
+
+fn missing_limiter(route: &Route) -> HttpResponse {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::error!(
+            handler = route.name,
+            "a #[limit]/#[exempt] handler ran in an app without a Limiter: answering 500. \
+             Build one with limiter_actix::Limiter::builder()...build() and register it with \
+             App::new().wrap(limiter)"
+        );
+    });
+    HttpResponse::InternalServerError().body("rate limiter not configured")
+}

@@ -1,0 +1,184 @@
+//! The route table of DESIGN §5: what the middleware knows about each (method, pattern).
+//!
+//! actix runs app middleware before routing and has no app-wide hook between routing and the
+//! handler, so the middleware learns, from what `#[limit]`/`#[exempt]` wrappers mark in the
+//! request extensions, which routes decide for themselves. Reads happen on every request and
+//! must cost nothing: each worker keeps its own snapshot (an `Arc` it owns) and only compares
+//! an epoch counter; writes (a route seen for the first time, or behaving differently) copy
+//! the table under a mutex and bump the epoch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use hashbrown::HashMap;
+use limiter_core::keys::key_suffix;
+use limiter_core::Rate;
+use parking_lot::Mutex;
+
+/// Standard methods get a slot each; extension methods are never learned (always charged
+/// before routing, which is safe).
+pub(crate) const METHODS: usize = 9;
+
+pub(crate) fn method_index(method: &Method) -> Option<usize> {
+    Some(match *method {
+        Method::GET => 0,
+        Method::POST => 1,
+        Method::PUT => 2,
+        Method::DELETE => 3,
+        Method::PATCH => 4,
+        Method::HEAD => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => return None,
+    })
+}
+
+pub(crate) const METHOD_NAMES: [&str; METHODS] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+];
+
+/// What the middleware does for a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum RouteState {
+    /// Never seen: charge application + default limits before routing (never under-protect).
+    #[default]
+    Unknown,
+    /// Seen without a wrapper: charge application + default limits before routing.
+    Plain,
+    /// Seen with a wrapper: let the wrapper decide everything in one call.
+    Deferred,
+    /// Seen both ways (overlapping patterns, guards): charge before routing, wrappers refund.
+    Ambiguous,
+}
+
+impl RouteState {
+    fn observe(self, handled: bool) -> RouteState {
+        let seen = if handled {
+            RouteState::Deferred
+        } else {
+            RouteState::Plain
+        };
+        match self {
+            RouteState::Unknown => seen,
+            same if same == seen => same,
+            _ => RouteState::Ambiguous,
+        }
+    }
+}
+
+/// One pattern's states per method, and the key suffixes of the default limits scoped to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) states: [RouteState; METHODS],
+    pub(crate) default_suffixes: Arc<[Box<str>]>,
+}
+
+/// Static routes are keyed by path (so a request finds them without asking actix's resource
+/// map), other routes by their pattern.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Routes {
+    pub(crate) static_paths: HashMap<Box<str>, Entry>,
+    pub(crate) patterns: HashMap<Box<str>, Entry>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RouteTable {
+    current: Mutex<Arc<Routes>>,
+    epoch: AtomicU64,
+}
+
+/// Whether a learned key is a static path or a dynamic pattern.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    StaticPath,
+    Pattern,
+}
+
+pub(crate) fn default_suffixes(pattern: &str, defaults: &[Rate]) -> Arc<[Box<str>]> {
+    defaults
+        .iter()
+        .map(|rate| key_suffix(pattern, rate).into_boxed_str())
+        .collect()
+}
+
+impl RouteTable {
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn snapshot(&self) -> (u64, Arc<Routes>) {
+        let current = self.current.lock();
+        (self.epoch(), current.clone())
+    }
+
+    /// Records one observation; returns the route's new state.
+    pub(crate) fn record(
+        &self,
+        kind: KeyKind,
+        key: &str,
+        method: usize,
+        handled: bool,
+        defaults: &[Rate],
+    ) -> RouteState {
+        let mut current = self.current.lock();
+        let map = |routes: &Routes| match kind {
+            KeyKind::StaticPath => routes.static_paths.get(key).map(|e| e.states[method]),
+            KeyKind::Pattern => routes.patterns.get(key).map(|e| e.states[method]),
+        };
+        let before = map(&current).unwrap_or_default();
+        let after = before.observe(handled);
+        if after == before {
+            return after;
+        }
+        let routes = Arc::make_mut(&mut current);
+        let table = match kind {
+            KeyKind::StaticPath => &mut routes.static_paths,
+            KeyKind::Pattern => &mut routes.patterns,
+        };
+        let entry = table.entry(key.into()).or_insert_with(|| Entry {
+            states: [RouteState::Unknown; METHODS],
+            default_suffixes: default_suffixes(key, defaults),
+        });
+        entry.states[method] = after;
+        if after == RouteState::Ambiguous {
+            tracing::debug!(
+                route = key,
+                method = METHOD_NAMES[method],
+                "route seen with and without a #[limit]/#[exempt] wrapper; charging it before routing from now on"
+            );
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        after
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_settle_or_turn_ambiguous() {
+        assert_eq!(RouteState::Unknown.observe(false), RouteState::Plain);
+        assert_eq!(RouteState::Unknown.observe(true), RouteState::Deferred);
+        assert_eq!(RouteState::Plain.observe(false), RouteState::Plain);
+        assert_eq!(RouteState::Plain.observe(true), RouteState::Ambiguous);
+        assert_eq!(RouteState::Deferred.observe(false), RouteState::Ambiguous);
+        assert_eq!(RouteState::Ambiguous.observe(true), RouteState::Ambiguous);
+    }
+
+    #[test]
+    fn record_bumps_epoch_only_on_change() {
+        let table = RouteTable::default();
+        let e0 = table.epoch();
+        table.record(KeyKind::StaticPath, "/a", 0, true, &[]);
+        let e1 = table.epoch();
+        assert!(e1 > e0);
+        table.record(KeyKind::StaticPath, "/a", 0, true, &[]);
+        assert_eq!(table.epoch(), e1);
+        let (_, routes) = table.snapshot();
+        assert_eq!(routes.static_paths["/a"].states[0], RouteState::Deferred);
+    }
+}

@@ -1,0 +1,1180 @@
+//! Behaviour users rely on, through actix's test service with a manual clock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::body::{to_bytes, MessageBody};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
+use actix_web::test::{self, TestRequest};
+use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder};
+use limiter_actix::{exempt, limit, Breach, Headers, Limiter, ManualClock, RetryAfter, Timestamp};
+
+/// Top of a minute, an hour and a day: fixed windows start here.
+const START: u64 = 1_700_006_400;
+
+fn clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_secs(START))
+}
+
+fn peer(ip: &str) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), 40_000)
+}
+
+fn get_from(uri: &str, ip: &str) -> TestRequest {
+    TestRequest::get().uri(uri).peer_addr(peer(ip))
+}
+
+async fn body<B: MessageBody>(res: ServiceResponse<B>) -> String {
+    let Ok(bytes) = to_bytes(res.into_body()).await else {
+        panic!("body could not be read")
+    };
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn header<'a, B>(res: &'a ServiceResponse<B>, name: &str) -> Option<&'a str> {
+    res.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+#[get("/slow")]
+#[limit("1 per minute")]
+async fn slow() -> impl Responder {
+    HttpResponse::Ok().json(serde_json::json!({"message": "This is a slow route."}))
+}
+
+#[limit("100 per hour")]
+#[get("/fast")]
+async fn fast() -> &'static str {
+    "fast"
+}
+
+#[actix_web::test]
+async fn n_allowed_then_429_with_message_and_retry_after() {
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .default_error_message("You've hit the rate limit!")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow).service(fast)).await;
+
+    let first = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(body(first).await, r#"{"message":"This is a slow route."}"#);
+
+    clock.advance(Duration::from_secs(20));
+    let second = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&second, "retry-after"), Some("40"));
+    assert_eq!(body(second).await, "You've hit the rate limit!");
+
+    // Another client has its own bucket; another route too.
+    let other = test::call_service(&app, get_from("/slow", "10.0.0.2").to_request()).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    let other_route = test::call_service(&app, get_from("/fast", "10.0.0.1").to_request()).await;
+    assert_eq!(other_route.status(), StatusCode::OK);
+
+    // The window ends at the top of the next minute.
+    clock.advance(Duration::from_secs(40));
+    let later = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(later.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn default_message_is_the_breached_rate() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body(res).await, "1 per 1 minute");
+}
+
+#[get("/three")]
+#[limit("3 per minute")]
+async fn three() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn headers_show_remaining_falling_and_reset_at_window_end() {
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .headers(Headers::XRateLimit)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(three)).await;
+    clock.advance(Duration::from_secs(15));
+    let window_end = (START + 60).to_string();
+    for remaining in ["2", "1", "0"] {
+        let res = test::call_service(&app, get_from("/three", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some("3"));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some(remaining));
+        assert_eq!(header(&res, "x-ratelimit-reset"), Some(window_end.as_str()));
+    }
+    let res = test::call_service(&app, get_from("/three", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "x-ratelimit-limit"), Some("3"));
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
+    assert_eq!(header(&res, "x-ratelimit-reset"), Some(window_end.as_str()));
+    assert_eq!(header(&res, "retry-after"), Some("45"));
+}
+
+#[actix_web::test]
+async fn header_names_ietf_fields_and_http_date() {
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .headers(Headers::XRateLimit)
+        .header_names("RL-Limit", "RL-Left", "RL-Reset")
+        .retry_after(RetryAfter::HttpDate)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(header(&res, "rl-limit"), Some("1"));
+    assert_eq!(header(&res, "rl-left"), Some("0"));
+    assert_eq!(header(&res, "x-ratelimit-limit"), None);
+    clock.advance(Duration::from_secs(30));
+    let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // START + 60 = 2023-11-15 00:01:00 UTC.
+    assert_eq!(
+        header(&res, "retry-after"),
+        Some("Wed, 15 Nov 2023 00:01:00 GMT")
+    );
+
+    let clock = self::clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .headers(Headers::Ietf)
+        .application_limits("10 per hour")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    clock.advance(Duration::from_secs(20));
+    let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some("\"route-0\";q=1;w=60, \"application-0\";q=10;w=3600")
+    );
+    assert_eq!(header(&res, "ratelimit"), Some("\"route-0\";r=0;t=40"));
+}
+
+#[get("/stacked")]
+#[limit("2 per minute")]
+#[limit("3 per hour", error_message = "hourly quota used")]
+async fn stacked() -> &'static str {
+    "ok"
+}
+
+#[get("/chained")]
+#[limit("2 per minute, 3 per hour")]
+async fn chained() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn stacked_and_chained_limits_all_apply() {
+    for (uri, hour_message) in [
+        ("/stacked", "hourly quota used"),
+        ("/chained", "3 per 1 hour"),
+    ] {
+        let clock = clock();
+        let limiter = Limiter::builder().clock(clock.clone()).build().unwrap();
+        let app =
+            test::init_service(App::new().wrap(limiter).service(stacked).service(chained)).await;
+        let call = || test::call_service(&app, get_from(uri, "10.0.0.1").to_request());
+        assert_eq!(call().await.status(), StatusCode::OK);
+        assert_eq!(call().await.status(), StatusCode::OK);
+        let third = call().await;
+        assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        assert_eq!(body(third).await, "2 per 1 minute");
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(call().await.status(), StatusCode::OK);
+        let hourly = call().await;
+        assert_eq!(hourly.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&hourly, "retry-after"), Some("3540"));
+        assert_eq!(body(hourly).await, hour_message);
+        // The rejected request charged nothing: the minute bucket still has room next minute,
+        // but the hour is used up.
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+fn api_key(req: &HttpRequest) -> Option<&str> {
+    req.headers().get("x-api-key")?.to_str().ok()
+}
+
+#[get("/keyed")]
+#[limit("2 per minute", key = api_key)]
+async fn keyed() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn key_by_header() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(keyed)).await;
+    let with_key = |key: &str, ip: &str| {
+        get_from("/keyed", ip)
+            .insert_header(("x-api-key", key.to_string()))
+            .to_request()
+    };
+    // One key from two addresses shares a bucket.
+    assert_eq!(
+        test::call_service(&app, with_key("alpha", "10.0.0.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, with_key("alpha", "10.0.0.2"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, with_key("alpha", "10.0.0.3"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another key from the same address does not.
+    assert_eq!(
+        test::call_service(&app, with_key("beta", "10.0.0.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // No key: the limit is skipped.
+    for _ in 0..5 {
+        let res = test::call_service(&app, get_from("/keyed", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+#[actix_web::test]
+async fn limiter_key_fn_keys_every_limit() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .key_fn(|req| api_key(req).map(str::to_string))
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/plain", web::get().to(|| async { "plain" })),
+    )
+    .await;
+    let req = |key: &str, ip: &str| {
+        get_from("/plain", ip)
+            .insert_header(("x-api-key", key.to_string()))
+            .to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, req("k1", "10.0.0.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, req("k1", "10.0.0.9"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        test::call_service(&app, req("k2", "10.0.0.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+// Exemptions.
+#[get("/health")]
+#[exempt]
+async fn health() -> &'static str {
+    "up"
+}
+
+#[get("/no-app")]
+#[exempt(application)]
+async fn no_app() -> &'static str {
+    "ok"
+}
+
+#[get("/no-defaults")]
+#[exempt(defaults)]
+async fn no_defaults() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn exemptions() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .application_limits("3 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(health)
+            .service(no_app)
+            .service(no_defaults),
+    )
+    .await;
+    let status = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    // #[exempt]: neither defaults nor application limits, ever.
+    for _ in 0..6 {
+        assert_eq!(status("/health").await, StatusCode::OK);
+    }
+    // #[exempt(application)]: the default (1/minute, its own bucket) still applies; the
+    // application bucket is untouched.
+    assert_eq!(status("/no-app").await, StatusCode::OK);
+    assert_eq!(status("/no-app").await, StatusCode::TOO_MANY_REQUESTS);
+    // #[exempt(defaults)]: only the application limit (3 per minute) applies.
+    assert_eq!(status("/no-defaults").await, StatusCode::OK);
+    assert_eq!(status("/no-defaults").await, StatusCode::OK);
+    assert_eq!(status("/no-defaults").await, StatusCode::OK);
+    assert_eq!(status("/no-defaults").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[actix_web::test]
+async fn defaults_on_undecorated_routes_from_their_first_request() {
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .default_limits("2 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/a", web::get().to(|| async { "a" }))
+            .route("/items/{id}", web::get().to(|| async { "item" })),
+    )
+    .await;
+    let status = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    assert_eq!(status("/a").await, StatusCode::OK);
+    assert_eq!(status("/a").await, StatusCode::OK);
+    assert_eq!(status("/a").await, StatusCode::TOO_MANY_REQUESTS);
+    // Defaults count per route: /items/{id} has its own bucket, shared by every id.
+    assert_eq!(status("/items/1").await, StatusCode::OK);
+    assert_eq!(status("/items/2").await, StatusCode::OK);
+    assert_eq!(status("/items/3").await, StatusCode::TOO_MANY_REQUESTS);
+    // A 404 is not charged the defaults.
+    for _ in 0..4 {
+        assert_eq!(status("/nowhere").await, StatusCode::NOT_FOUND);
+    }
+}
+
+#[get("/decorated")]
+#[limit("3 per minute")]
+async fn decorated() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn decorated_routes_are_never_charged_the_defaults() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(decorated)).await;
+    // The first request finds the route unknown (charged defaults before routing, refunded by
+    // the wrapper); later ones are deferred to the wrapper. Either way: 3 per minute, not 1.
+    for _ in 0..3 {
+        let res = test::call_service(&app, get_from("/decorated", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = test::call_service(&app, get_from("/decorated", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body(res).await, "3 per 1 minute");
+}
+
+#[get("/with-defaults")]
+#[limit("5 per minute", override_defaults = false)]
+async fn with_defaults() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn override_defaults_false_keeps_the_defaults() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("2 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(with_defaults)).await;
+    let call = || test::call_service(&app, get_from("/with-defaults", "10.0.0.1").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::OK);
+    let res = call().await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body(res).await, "2 per 1 minute");
+}
+
+#[get("/one")]
+#[limit("10 per minute")]
+async fn one() -> &'static str {
+    "one"
+}
+
+#[get("/two")]
+#[limit("10 per minute")]
+async fn two() -> &'static str {
+    "two"
+}
+
+#[actix_web::test]
+async fn application_limits_are_shared_across_routes() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .application_limits("3 per minute")
+        .default_error_message("global quota")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(one)
+            .service(two)
+            .route("/plain", web::get().to(|| async { "plain" })),
+    )
+    .await;
+    let status = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    assert_eq!(status("/one").await, StatusCode::OK);
+    assert_eq!(status("/two").await, StatusCode::OK);
+    assert_eq!(status("/plain").await, StatusCode::OK);
+    assert_eq!(status("/one").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(status("/two").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(status("/plain").await, StatusCode::TOO_MANY_REQUESTS);
+    // Even a 404 counts against the application limits.
+    assert_eq!(status("/nowhere").await, StatusCode::TOO_MANY_REQUESTS);
+    // Another client is untouched.
+    let other = test::call_service(&app, get_from("/one", "10.0.0.2").to_request()).await;
+    assert_eq!(other.status(), StatusCode::OK);
+}
+
+#[get("/public")]
+#[limit("2 per minute", error_message = "route limit")]
+async fn public() -> &'static str {
+    "public"
+}
+
+#[actix_web::test]
+async fn route_limit_reported_before_the_global_one() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .application_limits("2 per day")
+        .default_error_message("global limit")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(public)).await;
+    let call = || test::call_service(&app, get_from("/public", "10.0.0.1").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::OK);
+    // Both are breached now: the route's limit is the one reported; Retry-After waits for both.
+    let res = call().await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("86400"));
+    assert_eq!(body(res).await, "route limit");
+}
+
+#[route("/m", method = "GET", method = "POST", method = "PUT")]
+#[limit("1 per minute", methods = [POST, "put"])]
+async fn methods_only() -> &'static str {
+    "ok"
+}
+
+#[route("/pm", method = "GET", method = "POST")]
+#[limit("1 per minute", per_method)]
+async fn per_method() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn methods_and_per_method() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(methods_only)
+            .service(per_method),
+    )
+    .await;
+    let call = |method: Method, uri: &'static str| {
+        let app = &app;
+        async move {
+            let req = TestRequest::default()
+                .method(method)
+                .uri(uri)
+                .peer_addr(peer("10.0.0.1"));
+            test::call_service(app, req.to_request()).await.status()
+        }
+    };
+    // GET is not limited.
+    for _ in 0..3 {
+        assert_eq!(call(Method::GET, "/m").await, StatusCode::OK);
+    }
+    // POST and PUT share one bucket.
+    assert_eq!(call(Method::POST, "/m").await, StatusCode::OK);
+    assert_eq!(call(Method::PUT, "/m").await, StatusCode::TOO_MANY_REQUESTS);
+    // per_method: one bucket per method.
+    assert_eq!(call(Method::GET, "/pm").await, StatusCode::OK);
+    assert_eq!(call(Method::POST, "/pm").await, StatusCode::OK);
+    assert_eq!(
+        call(Method::GET, "/pm").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        call(Method::POST, "/pm").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+fn heavy_cost(req: &HttpRequest) -> u32 {
+    if req.query_string().contains("heavy") {
+        3
+    } else {
+        1
+    }
+}
+
+#[get("/cost")]
+#[limit("5 per minute", cost = 2)]
+async fn fixed_cost() -> &'static str {
+    "ok"
+}
+
+#[get("/dyncost")]
+#[limit("5 per minute", cost = heavy_cost)]
+async fn dynamic_cost() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn cost() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .headers(Headers::XRateLimit)
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(fixed_cost)
+            .service(dynamic_cost),
+    )
+    .await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move { test::call_service(app, get_from(uri, "10.0.0.1").to_request()).await }
+    };
+    let res = call("/cost").await;
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("3"));
+    let res = call("/cost").await;
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("1"));
+    // 1 left, a hit costs 2.
+    assert_eq!(call("/cost").await.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    assert_eq!(call("/dyncost?heavy").await.status(), StatusCode::OK);
+    assert_eq!(call("/dyncost").await.status(), StatusCode::OK);
+    assert_eq!(
+        call("/dyncost?heavy").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(call("/dyncost").await.status(), StatusCode::OK);
+}
+
+fn only_errors(res: &HttpResponse) -> bool {
+    res.status().is_client_error() || res.status().is_server_error()
+}
+
+#[get("/login/{outcome}")]
+#[limit("2 per minute", deduct_when = only_errors)]
+async fn login(path: web::Path<String>) -> HttpResponse {
+    if path.as_str() == "good" {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::Unauthorized().finish()
+    }
+}
+
+#[actix_web::test]
+async fn deduct_when_charges_only_matching_responses() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(login)).await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(call("/login/good").await, StatusCode::OK);
+    }
+    assert_eq!(call("/login/bad").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(call("/login/bad").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(call("/login/bad").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call("/login/good").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+fn is_internal(req: &HttpRequest) -> bool {
+    req.headers().contains_key("x-internal")
+}
+
+#[get("/exempt-when")]
+#[limit("1 per minute", exempt_when = is_internal)]
+async fn exempt_when() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn exempt_when_skips_the_limit() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(exempt_when)).await;
+    for _ in 0..3 {
+        let req = get_from("/exempt-when", "10.0.0.1")
+            .insert_header(("x-internal", "1"))
+            .to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), StatusCode::OK);
+    }
+    let call = || test::call_service(&app, get_from("/exempt-when", "10.0.0.1").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+fn plan_rate(req: &HttpRequest) -> &'static str {
+    match req.headers().get("x-plan").map(|v| v.as_bytes()) {
+        Some(b"pro") => "3 per minute",
+        _ => "1 per minute",
+    }
+}
+
+#[get("/plan")]
+#[limit(dynamic = plan_rate)]
+async fn plan_route() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn dynamic_limits() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(plan_route)).await;
+    let call = |plan: &'static str, ip: &'static str| {
+        let app = &app;
+        async move {
+            let req = get_from("/plan", ip)
+                .insert_header(("x-plan", plan))
+                .to_request();
+            test::call_service(app, req).await
+        }
+    };
+    assert_eq!(call("free", "10.0.0.1").await.status(), StatusCode::OK);
+    let res = call("free", "10.0.0.1").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body(res).await, "1 per 1 minute");
+    for _ in 0..3 {
+        assert_eq!(call("pro", "10.0.0.2").await.status(), StatusCode::OK);
+    }
+    let res = call("pro", "10.0.0.2").await;
+    assert_eq!(body(res).await, "3 per 1 minute");
+}
+
+#[get("/shared-a")]
+#[limit("3 per minute", shared = "search")]
+async fn shared_a() -> &'static str {
+    "a"
+}
+
+#[get("/shared-b")]
+#[limit("3 per minute", shared = "search")]
+async fn shared_b() -> &'static str {
+    "b"
+}
+
+#[actix_web::test]
+async fn shared_scopes_share_one_bucket() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app =
+        test::init_service(App::new().wrap(limiter).service(shared_a).service(shared_b)).await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    assert_eq!(call("/shared-a").await, StatusCode::OK);
+    assert_eq!(call("/shared-b").await, StatusCode::OK);
+    assert_eq!(call("/shared-a").await, StatusCode::OK);
+    assert_eq!(call("/shared-b").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call("/shared-a").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+fn teapot(_: &HttpRequest, breach: &Breach) -> HttpResponse {
+    HttpResponse::ImATeapot().body(format!(
+        "slow down: {} (retry in {}s)",
+        breach.limit(),
+        breach.retry_after().as_secs()
+    ))
+}
+
+#[get("/breach")]
+#[limit("1 per minute", on_breach = teapot)]
+async fn breach_route() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn on_breach_responses() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .on_breach(|_, breach| {
+            HttpResponse::TooManyRequests().json(serde_json::json!({"error": breach.message()}))
+        })
+        .build()
+        .unwrap();
+    let app =
+        test::init_service(App::new().wrap(limiter).service(breach_route).service(slow)).await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move { test::call_service(app, get_from(uri, "10.0.0.1").to_request()).await }
+    };
+    call("/breach").await;
+    let res = call("/breach").await;
+    assert_eq!(res.status(), StatusCode::IM_A_TEAPOT);
+    assert_eq!(header(&res, "retry-after"), Some("60"));
+    assert_eq!(body(res).await, "slow down: 1 per 1 minute (retry in 60s)");
+    // The limiter's on_breach for every other limit.
+    call("/slow").await;
+    let res = call("/slow").await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("60"));
+    assert_eq!(body(res).await, r#"{"error":"1 per 1 minute"}"#);
+}
+
+#[derive(serde::Deserialize)]
+struct Upload {
+    name: String,
+}
+
+#[post("/upload")]
+#[limit("1 per minute")]
+async fn upload(body: web::Json<Upload>) -> String {
+    format!("got {}", body.name)
+}
+
+#[actix_web::test]
+async fn rejected_request_never_reads_its_body() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(upload)).await;
+    let res = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/upload")
+            .peer_addr(peer("10.0.0.1"))
+            .set_json(serde_json::json!({"name": "a"}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(body(res).await, "got a");
+    // Invalid JSON: had the body been read, this would be a 400.
+    let res = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/upload")
+            .peer_addr(peer("10.0.0.1"))
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{not json")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // And an admitted request with a bad body gets the extractor's error.
+    let res = test::call_service(
+        &app,
+        TestRequest::post()
+            .uri("/upload")
+            .peer_addr(peer("10.0.0.2"))
+            .insert_header(("content-type", "application/json"))
+            .set_payload("{not json")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[limit("2 per minute")]
+async fn by_hand(path: web::Path<u32>) -> String {
+    format!("item {path}")
+}
+
+#[actix_web::test]
+async fn manual_registration() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/hand/{id}", web::get().to(by_hand)),
+    )
+    .await;
+    let res = test::call_service(&app, get_from("/hand/7", "10.0.0.1").to_request()).await;
+    assert_eq!(body(res).await, "item 7");
+    let res = test::call_service(&app, get_from("/hand/8", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = test::call_service(&app, get_from("/hand/9", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[actix_web::test]
+async fn forwarded_headers_only_from_trusted_proxies() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .trusted_proxies(["10.0.0.0/8"])
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let via = |peer_ip: &str, xff: &str| {
+        get_from("/slow", peer_ip)
+            .insert_header(("x-forwarded-for", xff.to_string()))
+            .to_request()
+    };
+    // Untrusted peer: its header is ignored, the peer is the client.
+    assert_eq!(
+        test::call_service(&app, via("203.0.113.5", "198.51.100.1"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, via("203.0.113.5", "198.51.100.2"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Trusted proxy: the rightmost untrusted hop is the client (a spoofed left entry is ignored).
+    assert_eq!(
+        test::call_service(&app, via("10.0.0.1", "1.1.1.1, 198.51.100.7, 10.0.0.2"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, via("10.0.0.3", "9.9.9.9, 198.51.100.7"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        test::call_service(&app, via("10.0.0.1", "198.51.100.8"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // The Forwarded header, and a garbage header falling back to the peer.
+    let forwarded = get_from("/slow", "10.0.0.1")
+        .insert_header(("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"))
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, forwarded).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, via("10.0.0.4", "not an address"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, via("10.0.0.4", "garbage"))
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[actix_web::test]
+async fn ipv6_clients_in_one_64_share_a_bucket() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let call = |ip: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from("/slow", ip).to_request())
+                .await
+                .status()
+        }
+    };
+    assert_eq!(call("2001:db8:1:2::1").await, StatusCode::OK);
+    assert_eq!(
+        call("2001:db8:1:2:ffff:eeee:dddd:cccc").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(call("2001:db8:1:3::1").await, StatusCode::OK);
+    // IPv4-mapped addresses are their IPv4 client.
+    assert_eq!(call("192.0.2.1").await, StatusCode::OK);
+    assert_eq!(
+        call("::ffff:192.0.2.1").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[actix_web::test]
+async fn decorated_handler_without_limiter_answers_500() {
+    let app = test::init_service(App::new().service(slow)).await;
+    let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[actix_web::test]
+async fn enabled_switch_and_request_filter() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .enabled(false)
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(slow)
+            .route("/p", web::get().to(|| async { "p" })),
+    )
+    .await;
+    for uri in ["/slow", "/slow", "/p", "/p"] {
+        assert_eq!(
+            test::call_service(&app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .request_filter(|req| req.peer_addr().is_some_and(|a| a.ip().is_loopback()))
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(slow)
+            .route("/p", web::get().to(|| async { "p" })),
+    )
+    .await;
+    for uri in ["/slow", "/slow", "/p", "/p"] {
+        assert_eq!(
+            test::call_service(&app, get_from(uri, "127.0.0.1").to_request())
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        test::call_service(&app, get_from("/p", "10.0.0.1").to_request())
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, get_from("/p", "10.0.0.1").to_request())
+            .await
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[actix_web::test]
+async fn build_rejects_bad_values_naming_them() {
+    let err = |b: limiter_actix::LimiterBuilder| b.build().unwrap_err().to_string();
+    assert!(
+        err(Limiter::builder().default_limits("1 per minit")).contains("did you mean \"minute\"")
+    );
+    assert!(err(Limiter::builder().application_limits("x")).contains("application limits"));
+    assert!(err(Limiter::builder().strategy("leaky-bucket")).contains("\"leaky-bucket\""));
+    assert!(err(Limiter::builder().storage_uri("mongodb://x")).contains("mongodb"));
+    assert!(err(Limiter::builder().trusted_proxies(["10.0.0.0/99"])).contains("10.0.0.0/99"));
+    assert!(err(Limiter::builder().header_names("bad name", "b", "c")).contains("bad name"));
+    assert!(err(Limiter::builder().storage_failure_status(StatusCode::OK)).contains("200"));
+}
+
+#[actix_web::test]
+async fn decorated_and_plain_routes_learned_under_one_middleware() {
+    // Many requests across plain, decorated and overlapping routes: counts stay exact.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("2 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(decorated)
+            .route("/plain", web::get().to(|| async { "plain" })),
+    )
+    .await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move {
+            app.call(get_from(uri, "10.0.0.1").to_request())
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(call("/plain").await, StatusCode::OK);
+    assert_eq!(call("/decorated").await, StatusCode::OK);
+    assert_eq!(call("/plain").await, StatusCode::OK);
+    assert_eq!(call("/decorated").await, StatusCode::OK);
+    assert_eq!(call("/plain").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call("/decorated").await, StatusCode::OK);
+    assert_eq!(call("/decorated").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[get("/api/data")]
+#[limit("5 per minute")]
+async fn api_data() -> &'static str {
+    "data"
+}
+
+#[actix_web::test]
+async fn moving_window_as_the_article_describes() {
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .strategy("moving-window")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(api_data)).await;
+    let call = || test::call_service(&app, get_from("/api/data", "10.0.0.1").to_request());
+    // 5 requests at 00:00:01...
+    clock.advance(Duration::from_secs(1));
+    for _ in 0..5 {
+        assert_eq!(call().await.status(), StatusCode::OK);
+    }
+    // ...a 6th at 00:00:59 is denied...
+    clock.advance(Duration::from_secs(58));
+    let sixth = call().await;
+    assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&sixth, "retry-after"), Some("2"));
+    // ...and still at 00:01:00, when a fixed window would have reset.
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // At 00:01:02 the first five have left the window.
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(call().await.status(), StatusCode::OK);
+}
+
+#[get("/strict")]
+#[limit("2 per minute", strategy = "fixed-window-elastic-expiry")]
+async fn strict() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn per_limit_strategy() {
+    let clock = clock();
+    let limiter = Limiter::builder().clock(clock.clone()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(strict)).await;
+    let call = || test::call_service(&app, get_from("/strict", "10.0.0.1").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::OK);
+    // Hammering keeps pushing the window's end: 50 s later it is still closed.
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(call().await.status(), StatusCode::OK);
+}
+
+#[limit("2 per minute")]
+async fn guarded() -> &'static str {
+    "guarded"
+}
+
+#[actix_web::test]
+async fn ambiguous_routes_charged_before_routing_and_refunded_by_the_wrapper() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("5 per minute")
+        .build()
+        .unwrap();
+    // Same method and pattern, told apart by a guard: one decorated, one plain.
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(
+                web::resource("/amb")
+                    .guard(actix_web::guard::Header("x-version", "2"))
+                    .route(web::get().to(guarded)),
+            )
+            .route("/amb", web::get().to(|| async { "plain" })),
+    )
+    .await;
+    let call = |v2: bool| {
+        let app = &app;
+        async move {
+            let mut req = get_from("/amb", "10.0.0.1");
+            if v2 {
+                req = req.insert_header(("x-version", "2"));
+            }
+            let res = test::call_service(app, req.to_request()).await;
+            (res.status(), body(res).await)
+        }
+    };
+    assert_eq!(call(true).await, (StatusCode::OK, "guarded".into()));
+    assert_eq!(call(true).await, (StatusCode::OK, "guarded".into()));
+    // The plain route: the pattern is now ambiguous.
+    assert_eq!(call(false).await, (StatusCode::OK, "plain".into()));
+    // The decorated one is still held to its own limit only...
+    assert_eq!(
+        call(true).await,
+        (StatusCode::TOO_MANY_REQUESTS, "2 per 1 minute".into())
+    );
+    // ...and what the middleware charged it before routing was given back: the plain route
+    // has 4 of its 5 default hits left.
+    for _ in 0..4 {
+        assert_eq!(call(false).await, (StatusCode::OK, "plain".into()));
+    }
+    assert_eq!(
+        call(false).await,
+        (StatusCode::TOO_MANY_REQUESTS, "5 per 1 minute".into())
+    );
+}

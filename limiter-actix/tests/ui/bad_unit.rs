@@ -1,0 +1,8 @@
+use limiter_actix::limit;
+
+#[limit("10 per minit")]
+async fn handler() -> &'static str {
+    "ok"
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use limiter_actix::limit;
+
+#[limit("1 per minute", override_defaults = "no")]
+async fn handler() -> &'static str {
+    "ok"
+}
+
+fn main() {}
