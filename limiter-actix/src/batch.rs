@@ -41,6 +41,8 @@ pub(crate) struct Batch {
     /// Scratch space for a limit's own key function.
     pub(crate) scratch: String,
     pub(crate) items: SmallVec<[Item; 8]>,
+    /// The decision, kept for the response's headers while the handler runs.
+    pub(crate) decision: Option<limiter_core::Decision>,
 }
 
 const POOL_CAP: usize = 256;
@@ -65,6 +67,7 @@ impl Batch {
         self.client.clear();
         self.scratch.clear();
         self.items.clear();
+        self.decision = None;
         POOL.with(|pool| {
             let mut pool = pool.borrow_mut();
             if pool.len() < POOL_CAP {

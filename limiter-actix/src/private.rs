@@ -333,7 +333,160 @@ pub fn extract_error(error: impl Into<actix_web::Error>) -> HttpResponse {
 
 /// Runs a decorated handler: decides every applicable limit in one call, then (only if
 /// admitted) runs the extractors and the handler, whose body is `handler`.
-pub async fn run<F, Fut>(
+///
+/// The common case (memory store, nothing charged before routing, no `deduct_when`) decides
+/// right here, synchronously, and the returned future holds little more than the handler's
+/// own: actix boxes every handler future, so its size is an allocation and a copy per request.
+/// Everything else goes through [`run_slow`], boxed once more.
+pub fn run<F, Fut>(
+    route: &'static Route,
+    req: HttpRequest,
+    payload: Payload,
+    handler: F,
+) -> Run<Fut>
+where
+    F: FnOnce(HttpRequest, DevPayload) -> Fut + 'static,
+    Fut: Future<Output = HttpResponse> + 'static,
+{
+    let Some(limiter) = req.app_data::<Limiter>().cloned() else {
+        return Run::Ready {
+            response: Some(missing_limiter(route)),
+        };
+    };
+    let inner = &*limiter.inner;
+    let charged = {
+        let mut extensions = req.extensions_mut();
+        extensions.insert(Handled);
+        extensions.remove::<Charged>().is_some()
+    };
+    let synchronous = matches!(inner.store, limiter_core::Store::Memory(_));
+    if charged || !synchronous || route.groups.iter().any(|g| g.deduct_when.is_some()) {
+        return Run::Slow {
+            fut: Box::pin(run_slow(limiter, charged, route, req, payload, handler)),
+        };
+    }
+    let payload = payload.into_inner();
+    if !inner.enabled || inner.filtered(&req) {
+        return Run::Handler {
+            fut: handler(req.clone(), payload),
+            after: None,
+        };
+    }
+    let mut batch = Batch::take();
+    collect(route, inner, &req, &mut batch);
+    if batch.is_empty() {
+        batch.give();
+        return Run::Handler {
+            fut: handler(req.clone(), payload),
+            after: None,
+        };
+    }
+    let Some(decision) = inner.decide_sync(&batch.hits()) else {
+        unreachable!("the memory store decides synchronously")
+    };
+    if !decision.admitted {
+        let response = reject(route, inner, &req, &batch, &decision);
+        batch.give();
+        return Run::Ready {
+            response: Some(response),
+        };
+    }
+    let after = if inner.headers == crate::limiter::Headers::Off {
+        batch.give();
+        None
+    } else {
+        batch.decision = Some(decision);
+        Some((limiter, batch))
+    };
+    Run::Handler {
+        fut: handler(req.clone(), payload),
+        after,
+    }
+}
+
+pub use run_future::Run;
+use run_future::RunProjection;
+
+mod run_future {
+    // pin-project-lite takes no doc comments on enum fields.
+    #![allow(missing_docs)]
+    use super::*;
+
+    pin_project_lite::pin_project! {
+        /// The future of a decorated handler (see [`run`]).
+        #[project = RunProjection]
+        pub enum Run<Fut> {
+            /// Answered without running the handler.
+            Ready { response: Option<HttpResponse> },
+            /// Admitted: the handler runs; `after` adds the decision's headers to its response.
+            Handler { #[pin] fut: Fut, after: Option<(Limiter, Box<Batch>)> },
+            /// Every other case.
+            Slow { fut: std::pin::Pin<Box<dyn Future<Output = HttpResponse>>> },
+        }
+    }
+}
+
+impl<Fut: Future<Output = HttpResponse>> Future for Run<Fut> {
+    type Output = HttpResponse;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<HttpResponse> {
+        use std::task::Poll;
+        match self.project() {
+            RunProjection::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(response),
+                None => Poll::Pending,
+            },
+            RunProjection::Handler { fut, after } => {
+                let Poll::Ready(mut response) = fut.poll(cx) else {
+                    return Poll::Pending;
+                };
+                if let Some((limiter, mut batch)) = after.take() {
+                    if let Some(decision) = batch.decision.take() {
+                        limiter
+                            .inner
+                            .add_headers(response.headers_mut(), &batch, &decision);
+                    }
+                    batch.give();
+                }
+                Poll::Ready(response)
+            }
+            RunProjection::Slow { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// The rejection of a request a route decided: the breached route limit's own message and
+/// `on_breach`, if it was a route limit.
+fn reject(
+    route: &Route,
+    inner: &Inner,
+    req: &HttpRequest,
+    batch: &Batch,
+    decision: &limiter_core::Decision,
+) -> HttpResponse {
+    let group = match decision.breached.map(|i| batch.items[i].origin) {
+        Some(Origin::Route(g)) => route.groups.get(usize::from(g)),
+        _ => None,
+    };
+    let on_breach = group.and_then(|g| g.on_breach);
+    let on_breach = on_breach.as_ref().map(|f| f as BreachFn<'_>);
+    inner.rejection(
+        req,
+        batch,
+        decision,
+        group.and_then(|g| g.error_message),
+        on_breach,
+    )
+}
+
+/// [`run`] for an asynchronous store, a request the middleware charged before routing, or a
+/// route with `deduct_when`.
+async fn run_slow<F, Fut>(
+    limiter: Limiter,
+    charged: bool,
     route: &'static Route,
     req: HttpRequest,
     payload: Payload,
@@ -344,15 +497,7 @@ where
     Fut: Future<Output = HttpResponse>,
 {
     let payload = payload.into_inner();
-    let Some(limiter) = req.app_data::<Limiter>() else {
-        return missing_limiter(route);
-    };
     let inner = &*limiter.inner;
-    let charged = {
-        let mut extensions = req.extensions_mut();
-        extensions.insert(Handled);
-        extensions.remove::<Charged>().is_some()
-    };
     if charged {
         // The middleware did not know this route yet (or found it ambiguous) and charged it
         // as a plain one: give that back, then decide what really applies, in one call.
@@ -376,19 +521,7 @@ where
         }
     };
     if !decision.admitted {
-        let group = match decision.breached.map(|i| batch.items[i].origin) {
-            Some(Origin::Route(g)) => route.groups.get(usize::from(g)),
-            _ => None,
-        };
-        let on_breach = group.and_then(|g| g.on_breach);
-        let on_breach = on_breach.as_ref().map(|f| f as BreachFn<'_>);
-        let response = inner.rejection(
-            &req,
-            &batch,
-            &decision,
-            group.and_then(|g| g.error_message),
-            on_breach,
-        );
+        let response = reject(route, inner, &req, &batch, &decision);
         batch.give();
         return response;
     }
