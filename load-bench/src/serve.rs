@@ -1,0 +1,97 @@
+//! The servers under test: one handler, one actix worker, and the variant's limiter.
+
+use std::time::Duration;
+
+use actix_governor::{Governor, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError};
+use actix_web::dev::ServiceRequest;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::load::Scenario;
+use crate::Variant;
+
+/// Route and application limits per scenario: never reached, or 10 per minute on the route.
+fn route_rate(scenario: Scenario) -> (u32, Duration) {
+    match scenario {
+        Scenario::Under | Scenario::Many => (1_000_000_000, Duration::from_secs(60)),
+        Scenario::Over => (10, Duration::from_secs(60)),
+    }
+}
+
+async fn hello() -> HttpResponse {
+    HttpResponse::Ok().body("hello")
+}
+
+fn client_of(req: &ServiceRequest) -> Option<String> {
+    req.headers()
+        .get("x-client")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// actix-governor keyed by the same header as every other variant.
+#[derive(Clone)]
+struct ClientHeader;
+
+impl KeyExtractor for ClientHeader {
+    type Key = String;
+    type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
+
+    fn extract(&self, req: &ServiceRequest) -> Result<String, Self::KeyExtractionError> {
+        client_of(req).ok_or_else(|| SimpleKeyExtractionError::new("no client header"))
+    }
+}
+
+pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std::io::Result<()> {
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let (amount, period) = route_rate(scenario);
+        match variant {
+            Variant::None => {
+                HttpServer::new(|| App::new().route("/hello", web::get().to(hello)))
+                    .workers(1)
+                    .bind(bind)?
+                    .run()
+                    .await
+            }
+            Variant::Governor => {
+                let config = GovernorConfigBuilder::default()
+                    .period(period / amount)
+                    .burst_size(amount)
+                    .key_extractor(ClientHeader)
+                    .use_headers()
+                    .finish()
+                    .expect("a valid governor config");
+                HttpServer::new(move || {
+                    App::new()
+                        .wrap(Governor::new(&config))
+                        .route("/hello", web::get().to(hello))
+                })
+                .workers(1)
+                .bind(bind)?
+                .run()
+                .await
+            }
+            Variant::Limitation => {
+                let limiter = web::Data::new(
+                    actix_limitation::Limiter::builder(redis)
+                        .key_by(client_of)
+                        .limit(amount as usize)
+                        .period(period)
+                        .build()
+                        .expect("a valid actix-limitation config"),
+                );
+                HttpServer::new(move || {
+                    App::new()
+                        .app_data(limiter.clone())
+                        .wrap(actix_limitation::RateLimiter::default())
+                        .route("/hello", web::get().to(hello))
+                })
+                .workers(1)
+                .bind(bind)?
+                .run()
+                .await
+            }
+            ours => crate::serve_ours::run(ours, scenario, bind, redis).await,
+        }
+    })
+}

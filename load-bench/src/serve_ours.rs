@@ -1,0 +1,60 @@
+//! This project's limiter: a route limit (`#[limit]`) and an application limit, headers on,
+//! keyed by the same client header as the other variants.
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use limiter_actix::{limit, Headers, Limiter};
+
+use crate::load::Scenario;
+use crate::Variant;
+
+#[limit("1000000000 per minute")]
+async fn hello_under() -> HttpResponse {
+    HttpResponse::Ok().body("hello")
+}
+
+#[limit("10 per minute")]
+async fn hello_over() -> HttpResponse {
+    HttpResponse::Ok().body("hello")
+}
+
+fn client_of(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get("x-client")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+pub async fn run(
+    variant: Variant,
+    scenario: Scenario,
+    bind: &str,
+    redis: &str,
+) -> std::io::Result<()> {
+    let (strategy, uri) = match variant {
+        Variant::MemoryFixed => ("fixed-window", "memory://"),
+        Variant::MemoryGcra => ("gcra", "memory://"),
+        Variant::MemoryMoving => ("moving-window", "memory://"),
+        Variant::RedisFixed => ("fixed-window", redis),
+        Variant::RedisMoving => ("moving-window", redis),
+        other => unreachable!("{other:?} is not this crate's"),
+    };
+    let limiter = Limiter::builder()
+        .storage_uri(uri)
+        .strategy(strategy)
+        .application_limits("1000000000 per minute")
+        .headers(Headers::XRateLimit)
+        .key_fn(client_of)
+        .build()
+        .map_err(std::io::Error::other)?;
+    HttpServer::new(move || {
+        let app = App::new().wrap(limiter.clone());
+        match scenario {
+            Scenario::Over => app.route("/hello", web::get().to(hello_over)),
+            Scenario::Under | Scenario::Many => app.route("/hello", web::get().to(hello_under)),
+        }
+    })
+    .workers(1)
+    .bind(bind)?
+    .run()
+    .await
+}
