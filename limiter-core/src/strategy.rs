@@ -249,7 +249,9 @@ impl State {
                     }
                     // The request fits once `used + cost - n` of the oldest hits have expired.
                     let must_expire = (used + cost - n) as usize;
-                    log[must_expire - 1] + p - t
+                    // Saturating: after the clock stepped back, the log may hold an entry
+                    // that is out of the window but not at its front.
+                    (log[must_expire - 1] + p).saturating_sub(t)
                 });
                 stats(admitted, n, n.saturating_sub(used), reset, retry)
             }
@@ -324,7 +326,9 @@ impl State {
                 } else {
                     base
                 };
-                let remaining = (tolerance - (after - t)) / interval;
+                // Saturating: after the clock stepped back, the TAT may lie further ahead
+                // than the tolerance.
+                let remaining = tolerance.saturating_sub(after - t) / interval;
                 let retry = (!admitted).then(|| {
                     if impossible {
                         p
