@@ -12,6 +12,8 @@ use crate::rate::Rate;
 use crate::strategy::{Action, LimitStats, Strategy};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// One limit to apply to a request: the counter's key, its rate and strategy, and what the
 /// request costs.
@@ -157,10 +159,29 @@ pub(crate) fn decide_batch(
 pub enum Store {
     /// `memory://`.
     Memory(memory::MemoryStore),
+    /// `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://`, `redis+sentinel://`
+    /// and the `valkey` spellings.
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisStore),
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisStore> for Store {
+    fn from(store: redis::RedisStore) -> Store {
+        Store::Redis(store)
+    }
+}
+
+impl From<memory::MemoryStore> for Store {
+    fn from(store: memory::MemoryStore) -> Store {
+        Store::Memory(store)
+    }
 }
 
 impl Store {
-    /// Builds the store a URI names.
+    /// Builds the store a URI names, with the settings of its query. Nothing connects
+    /// yet; for settings beyond the query, build a [`redis::RedisStore`] with its builder
+    /// and convert it with `Store::from`.
     ///
     /// # Errors
     /// A URI whose back-end is not compiled in, or whose settings are wrong.
@@ -170,6 +191,9 @@ impl Store {
             StorageUri::Memory { max_keys } => {
                 Ok(Store::Memory(memory::MemoryStore::new(*max_keys)))
             }
+            #[cfg(feature = "redis")]
+            StorageUri::Redis { .. } => Ok(Store::Redis(redis::RedisStore::from_uri(uri)?)),
+            #[cfg(not(feature = "redis"))]
             StorageUri::Redis { uri, .. } => Err(crate::error::ConfigError::FeatureDisabled {
                 uri: uri.clone(),
                 feature: "redis",
@@ -187,6 +211,8 @@ impl Storage for Store {
         async move {
             match self {
                 Store::Memory(m) => Ok(m.decide_now(hits, now)),
+                #[cfg(feature = "redis")]
+                Store::Redis(r) => Box::pin(r.decide(hits, now)).await,
             }
         }
     }
@@ -199,6 +225,8 @@ impl Storage for Store {
         async move {
             match self {
                 Store::Memory(m) => m.refund(hits, now).await,
+                #[cfg(feature = "redis")]
+                Store::Redis(r) => Box::pin(r.refund(hits, now)).await,
             }
         }
     }
@@ -211,6 +239,8 @@ impl Storage for Store {
         async move {
             match self {
                 Store::Memory(m) => m.peek(hits, now).await,
+                #[cfg(feature = "redis")]
+                Store::Redis(r) => Box::pin(r.peek(hits, now)).await,
             }
         }
     }
@@ -219,6 +249,8 @@ impl Storage for Store {
         async move {
             match self {
                 Store::Memory(m) => m.clear(key).await,
+                #[cfg(feature = "redis")]
+                Store::Redis(r) => Box::pin(r.clear(key)).await,
             }
         }
     }
@@ -227,6 +259,8 @@ impl Storage for Store {
         async move {
             match self {
                 Store::Memory(m) => m.reset().await,
+                #[cfg(feature = "redis")]
+                Store::Redis(r) => Box::pin(r.reset()).await,
             }
         }
     }
@@ -235,6 +269,8 @@ impl Storage for Store {
         async move {
             match self {
                 Store::Memory(m) => m.health_check().await,
+                #[cfg(feature = "redis")]
+                Store::Redis(r) => Box::pin(r.health_check()).await,
             }
         }
     }
