@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time: microseconds since the Unix epoch.
@@ -98,11 +98,38 @@ impl Clock {
     }
 }
 
+/// Wall-clock microseconds, read through the CPU's time-stamp counter.
+///
+/// Reading the system clock costs ~40 ns on some virtual machines, as much as the rest of a
+/// decision. The TSC (through `quanta`) costs a few; its offset to the wall clock is
+/// re-measured every second, so the result follows the system clock (NTP slews and steps
+/// included) within a second.
 fn system_now() -> Timestamp {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp(duration_micros(since_epoch))
+    struct Tsc {
+        clock: quanta::Clock,
+        start: u64,
+    }
+    static TSC: OnceLock<Tsc> = OnceLock::new();
+    static OFFSET: AtomicU64 = AtomicU64::new(0);
+    static ANCHORED_AT: AtomicU64 = AtomicU64::new(0);
+    let tsc = TSC.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let start = clock.raw();
+        Tsc { clock, start }
+    });
+    let mono = tsc.clock.delta_as_nanos(tsc.start, tsc.clock.raw()) / 1_000;
+    let anchored_at = ANCHORED_AT.load(Ordering::Relaxed);
+    if anchored_at == 0 || mono.wrapping_sub(anchored_at) > 1_000_000 {
+        let wall = duration_micros(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
+        ANCHORED_AT.store(mono.max(1), Ordering::Relaxed);
+        return Timestamp(wall);
+    }
+    Timestamp(mono.wrapping_add(OFFSET.load(Ordering::Relaxed)))
 }
 
 impl From<ManualClock> for Clock {

@@ -406,6 +406,10 @@ impl<'a> Parser<'a> {
             ..e
         })?;
         self.skip_ws();
+        // `limits` also takes a colon right before a separator ("1/second:;2/minute").
+        if self.rest().starts_with(':') && self.rest()[1..].starts_with(is_separator) {
+            self.pos += 1;
+        }
         match self.peek() {
             None => Ok(rate),
             Some(c) if is_separator(c) => Ok(rate),

@@ -114,29 +114,34 @@ pub struct LimitStats {
 }
 
 /// One key's state. Each strategy uses its own variant; a key met with another strategy
-/// starts afresh.
+/// starts afresh. Every variant knows when it expires without being told the rate, and the
+/// whole enum is 24 bytes, so a memory-store slot (key + state) fills half a cache line.
 #[derive(Clone, Debug, Default)]
 pub(crate) enum State {
     #[default]
     Empty,
-    Window {
-        start: u64,
-        count: u64,
-    },
-    Elastic {
-        expires: u64,
-        count: u64,
-    },
+    /// Fixed window: `end` is the current window's end.
+    Window { end: u64, count: u64 },
+    /// Elastic fixed window.
+    Elastic { expires: u64, count: u64 },
+    /// Sliding window counter: `expires` is the current bucket's end plus one period (when
+    /// the current bucket stops weighing in). Counts saturate at `u32::MAX`.
     Sliding {
-        start: u64,
-        current: u64,
-        previous: u64,
+        expires: u64,
+        current: u32,
+        previous: u32,
     },
-    Gcra {
-        tat: u64,
-    },
-    /// Hit times, oldest first; never longer than the rate's amount.
-    Log(VecDeque<u64>),
+    /// GCRA's theoretical arrival time.
+    Gcra { tat: u64 },
+    /// Moving window log.
+    Log(Box<HitLog>),
+}
+
+/// The moving window's hit times, oldest first; never longer than the rate's amount.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HitLog {
+    times: VecDeque<u64>,
+    period: u64,
 }
 
 /// Peek reports without changing what counts; Hit charges an admitted request and, for the
@@ -159,6 +164,9 @@ fn stats(admitted: bool, n: u64, remaining: u64, reset: u64, retry: Option<u64>)
 
 impl State {
     /// Decides one request of `cost` units at `now` and returns the limit's stats.
+    // Inlined so the stats are written straight where the caller keeps them: returned through
+    // memory, their reload stalls on store forwarding, a third of a decision's time.
+    #[inline(always)]
     pub(crate) fn decide(
         &mut self,
         strategy: Strategy,
@@ -174,11 +182,14 @@ impl State {
         let impossible = cost > n;
         match strategy {
             Strategy::FixedWindow => {
-                let start = t - t % p;
+                // The state's own window spares the hot path a 64-bit division.
                 let count = match self {
-                    State::Window { start: s, count } if *s == start => count,
+                    State::Window { end, count } if t < *end && *end - t <= p => count,
                     _ => {
-                        *self = State::Window { start, count: 0 };
+                        *self = State::Window {
+                            end: t - t % p + p,
+                            count: 0,
+                        };
                         let State::Window { count, .. } = self else {
                             unreachable!()
                         };
@@ -189,9 +200,12 @@ impl State {
                 if hit && admitted {
                     *count += cost;
                 }
-                let reset = start + p;
+                let count = *count;
+                let State::Window { end: reset, .. } = *self else {
+                    unreachable!()
+                };
                 let retry = (!admitted).then(|| if impossible { p } else { reset - t });
-                stats(admitted, n, n.saturating_sub(*count), reset, retry)
+                stats(admitted, n, n.saturating_sub(count), reset, retry)
             }
             Strategy::FixedWindowElastic => {
                 let (expires, count) = match self {
@@ -225,11 +239,16 @@ impl State {
             }
             Strategy::MovingWindow | Strategy::MovingWindowElastic => {
                 if !matches!(self, State::Log(_)) {
-                    *self = State::Log(VecDeque::new());
+                    *self = State::Log(Box::new(HitLog {
+                        times: VecDeque::new(),
+                        period: p,
+                    }));
                 }
-                let State::Log(log) = self else {
+                let State::Log(hit_log) = self else {
                     unreachable!()
                 };
+                hit_log.period = p;
+                let log = &mut hit_log.times;
                 while log.front().is_some_and(|&oldest| oldest + p <= t) {
                     log.pop_front();
                 }
@@ -256,23 +275,29 @@ impl State {
                 stats(admitted, n, n.saturating_sub(used), reset, retry)
             }
             Strategy::SlidingWindowCounter => {
-                let start = t - t % p;
+                let start = match *self {
+                    State::Sliding { expires, .. } if t < expires - p && expires - p - t <= p => {
+                        expires - 2 * p
+                    }
+                    _ => t - t % p,
+                };
                 let (current, previous) = match self {
                     State::Sliding {
-                        start: s,
+                        expires,
                         current,
                         previous,
                     } => {
-                        if *s != start {
-                            *previous = if *s + p == start { *current } else { 0 };
+                        let old_start = *expires - 2 * p;
+                        if old_start != start {
+                            *previous = if old_start + p == start { *current } else { 0 };
                             *current = 0;
-                            *s = start;
+                            *expires = start + 2 * p;
                         }
                         (current, previous)
                     }
                     _ => {
                         *self = State::Sliding {
-                            start,
+                            expires: start + 2 * p,
                             current: 0,
                             previous: 0,
                         };
@@ -286,18 +311,26 @@ impl State {
                     }
                 };
                 let elapsed = t - start;
-                let weighted = sliding_weighted(*previous, p, elapsed).saturating_add(*current);
+                let weighted =
+                    sliding_weighted(u64::from(*previous), p, elapsed) + u64::from(*current);
                 let admitted = weighted.saturating_add(cost) <= n;
                 let mut used = weighted;
                 if hit && admitted {
-                    *current += cost;
+                    *current = current.saturating_add(u32::try_from(cost).unwrap_or(u32::MAX));
                     used += cost;
                 }
                 let retry = (!admitted).then(|| {
                     if impossible {
                         return p;
                     }
-                    sliding_retry(*previous, *current, n, cost, p, elapsed)
+                    sliding_retry(
+                        u64::from(*previous),
+                        u64::from(*current),
+                        n,
+                        cost,
+                        p,
+                        elapsed,
+                    )
                 });
                 stats(admitted, n, n.saturating_sub(used), start + p, retry)
             }
@@ -345,20 +378,23 @@ impl State {
     pub(crate) fn refund(&mut self, strategy: Strategy, rate: &Rate, now: Timestamp, cost: u64) {
         let (t, p) = (now.as_micros(), rate.period_micros());
         match (strategy, self) {
-            (Strategy::FixedWindow, State::Window { start, count }) if *start == t - t % p => {
+            (Strategy::FixedWindow, State::Window { end, count }) if t < *end && *end - t <= p => {
                 *count = count.saturating_sub(cost);
             }
             (Strategy::FixedWindowElastic, State::Elastic { expires, count }) if *expires > t => {
                 *count = count.saturating_sub(cost);
             }
             (Strategy::MovingWindow | Strategy::MovingWindowElastic, State::Log(log)) => {
-                let keep = log.len().saturating_sub(cost as usize);
-                log.truncate(keep);
+                let keep = log.times.len().saturating_sub(cost as usize);
+                log.times.truncate(keep);
             }
-            (Strategy::SlidingWindowCounter, State::Sliding { start, current, .. })
-                if *start == t - t % p =>
-            {
-                *current = current.saturating_sub(cost);
+            (
+                Strategy::SlidingWindowCounter,
+                State::Sliding {
+                    expires, current, ..
+                },
+            ) if *expires - 2 * p == t - t % p => {
+                *current = current.saturating_sub(u32::try_from(cost).unwrap_or(u32::MAX));
             }
             (Strategy::Gcra, State::Gcra { tat }) if rate.amount() > 0 => {
                 let back = cost.saturating_mul(gcra_interval(p, rate.amount()));
@@ -368,16 +404,23 @@ impl State {
         }
     }
 
+    /// A copy to restore if a charge must be undone, or `None` for the moving window's log,
+    /// whose charges are undone by [`State::refund`] (a copy would allocate).
+    pub(crate) fn snapshot(&self) -> Option<State> {
+        match self {
+            State::Log(_) => None,
+            other => Some(other.clone()),
+        }
+    }
+
     /// When this state becomes equivalent to no state at all, so storage may drop it.
-    pub(crate) fn expires_at(&self, rate: &Rate) -> u64 {
-        let p = rate.period_micros();
+    pub(crate) fn expires_at(&self) -> u64 {
         match self {
             State::Empty => 0,
-            State::Window { start, .. } => start + p,
-            State::Elastic { expires, .. } => *expires,
-            State::Sliding { start, .. } => start + 2 * p,
+            State::Window { end, .. } => *end,
+            State::Elastic { expires, .. } | State::Sliding { expires, .. } => *expires,
             State::Gcra { tat } => *tat,
-            State::Log(log) => log.back().map_or(0, |&newest| newest + p),
+            State::Log(log) => log.times.back().map_or(0, |&newest| newest + log.period),
         }
     }
 }

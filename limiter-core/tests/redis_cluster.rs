@@ -25,7 +25,10 @@ fn start_cluster() -> Vec<RedisServer> {
             ])
         })
         .collect();
-    let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
     let status = Command::new("redis-cli")
         .args(["--cluster", "create"])
         .args(&addresses)
@@ -36,15 +39,31 @@ fn start_cluster() -> Vec<RedisServer> {
     assert!(status.success());
     for node in &nodes {
         wait_until(Duration::from_secs(10), "cluster_state:ok", || {
-            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut node.admin()).unwrap();
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut node.admin())
+                .unwrap();
             info.contains("cluster_state:ok")
         });
     }
     nodes
 }
 
-const CLIENTS: [&str; 6] = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "api-key-7", "user:42", "10.9.9.9"];
-const RATES: [&str; 5] = ["3 per second", "5 per 2 seconds", "2 per 3 seconds", "4 per minute", "1 per second"];
+const CLIENTS: [&str; 6] = [
+    "10.0.0.1",
+    "10.0.0.2",
+    "10.0.0.3",
+    "api-key-7",
+    "user:42",
+    "10.9.9.9",
+];
+const RATES: [&str; 5] = [
+    "3 per second",
+    "5 per 2 seconds",
+    "2 per 3 seconds",
+    "4 per minute",
+    "1 per second",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_decides_like_memory_within_and_across_slots() {
@@ -65,10 +84,16 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
 
     // Slots really differ: the clients' keys land on more than one node.
     let slot_of = |key: &str| -> i64 {
-        redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query(&mut nodes[0].admin()).unwrap()
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut nodes[0].admin())
+            .unwrap()
     };
-    let slots: std::collections::BTreeSet<i64> =
-        CLIENTS.iter().map(|c| slot_of(&format!("LIMITER{{{c}}}:x"))).collect();
+    let slots: std::collections::BTreeSet<i64> = CLIENTS
+        .iter()
+        .map(|c| slot_of(&format!("LIMITER{{{c}}}:x")))
+        .collect();
     assert!(slots.len() >= 3, "{slots:?}");
 
     let mut steps = 0;
@@ -76,7 +101,9 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
     for seed in 1..=24u64 {
         let mut rng = Rng::new(seed);
         let memory = MemoryStore::new(10_000);
-        let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_000_000 + rng.below(9_000_000)));
+        let clock = ManualClock::new(Timestamp::from_micros(
+            1_700_000_000_000_000 + rng.below(9_000_000),
+        ));
         // The elastic fixed window is left out of cross-slot batches: a refund cannot move
         // its window end back (documented), so it differs from memory there by design.
         let strategy = [
@@ -89,7 +116,11 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
         let across = seed % 3 != 0;
         let limits: Vec<(String, Rate)> = (0..6)
             .map(|i| {
-                let client = if across { *rng.pick(&CLIENTS) } else { CLIENTS[seed as usize % 6] };
+                let client = if across {
+                    *rng.pick(&CLIENTS)
+                } else {
+                    CLIENTS[seed as usize % 6]
+                };
                 let rate: Rate = rng.pick(&RATES).parse().unwrap();
                 (format!("LIMITER{{{client}}}:c{seed}-{i}:{rate}"), rate)
             })
@@ -104,8 +135,10 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
                     batch.push(Hit::new(key, *rate, strategy).with_cost(1 + rng.below(10) / 8));
                 }
             }
-            let tags: std::collections::BTreeSet<&str> =
-                batch.iter().map(|h| h.key.split('}').next().unwrap()).collect();
+            let tags: std::collections::BTreeSet<&str> = batch
+                .iter()
+                .map(|h| h.key.split('}').next().unwrap())
+                .collect();
             let now = clock.now();
             let expected = memory.decide_now(&batch, now);
             let got = store.decide(&batch, now).await.expect("decide");
@@ -121,9 +154,15 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
     assert!(cross_slot > 100 && cross_denied > 20);
 
     // Keys sit on every primary; reset() deletes them everywhere.
-    let counts: Vec<usize> = nodes.iter().map(|n| all_keys(&mut admin(n.port)).len()).collect();
+    let counts: Vec<usize> = nodes
+        .iter()
+        .map(|n| all_keys(&mut admin(n.port)).len())
+        .collect();
     assert!(counts.iter().all(|&c| c > 0), "{counts:?}");
     store.reset().await.unwrap();
-    let counts: Vec<usize> = nodes.iter().map(|n| all_keys(&mut admin(n.port)).len()).collect();
+    let counts: Vec<usize> = nodes
+        .iter()
+        .map(|n| all_keys(&mut admin(n.port)).len())
+        .collect();
     assert_eq!(counts, [0, 0, 0]);
 }

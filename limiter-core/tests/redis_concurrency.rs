@@ -31,7 +31,13 @@ fn two_processes_admit_exactly_the_limit() {
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(&exe)
-                .args(["--ignored", "--exact", "worker_process", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "worker_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(PORT_VAR, server.port.to_string())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -62,7 +68,10 @@ fn two_processes_admit_exactly_the_limit() {
     assert_eq!(admitted.len(), Strategy::ALL.len() + 1, "{admitted:?}");
     for strategy in Strategy::ALL {
         assert_eq!(admitted[strategy.name()], LIMIT, "{strategy}");
-        assert_eq!(attempts[strategy.name()], (PROCESSES * TASKS * TRIES) as u64);
+        assert_eq!(
+            attempts[strategy.name()],
+            (PROCESSES * TASKS * TRIES) as u64
+        );
     }
     assert_eq!(admitted["batch"], 25);
 }
@@ -100,7 +109,13 @@ fn worker_process() {
             BATCH
                 .iter()
                 .zip([Strategy::MovingWindow, Strategy::Gcra])
-                .map(|(r, s)| (format!("LIMITER{{shared}}:batch:{r}"), Rate::parse(r).unwrap(), s))
+                .map(|(r, s)| {
+                    (
+                        format!("LIMITER{{shared}}:batch:{r}"),
+                        Rate::parse(r).unwrap(),
+                        s,
+                    )
+                })
                 .collect(),
         ));
         for (name, limits) in cases {

@@ -69,9 +69,9 @@ async fn ttls_follow_the_callers_clock_plus_the_grace() {
     let clock = ManualClock::new(Timestamp::from_secs(1_700_000_020)); // hh:mm:40
     let rate: Rate = "2 per minute".parse().unwrap();
     let expected_ttl_ms = [
-        (Strategy::FixedWindow, 20_000 + 1_000),          // the window ends at :00
-        (Strategy::FixedWindowElastic, 60_000 + 1_000),   // now + period
-        (Strategy::MovingWindow, 60_000 + 1_000),         // newest hit + period
+        (Strategy::FixedWindow, 20_000 + 1_000), // the window ends at :00
+        (Strategy::FixedWindowElastic, 60_000 + 1_000), // now + period
+        (Strategy::MovingWindow, 60_000 + 1_000), // newest hit + period
         (Strategy::MovingWindowElastic, 60_000 + 1_000),
         (Strategy::SlidingWindowCounter, 80_000 + 1_000), // the bucket's end + period
         (Strategy::Gcra, 30_000 + 1_000),                 // TAT: one emission interval

@@ -50,7 +50,10 @@ async fn until_back_on_redis(store: &RedisStore, hits: &[Hit<'_>]) -> Decision {
         if !store.is_degraded() {
             return result.expect("redis answered");
         }
-        assert!(start.elapsed() < Duration::from_secs(3), "never went back to redis");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "never went back to redis"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -79,7 +82,10 @@ async fn fallback_to_memory_rides_out_every_fault() {
     assert_eq!(remaining_on_redis(&server).await, 2);
 
     // SCRIPT FLUSH: NOSCRIPT is answered by sending the script again, on Redis.
-    redis::cmd("SCRIPT").arg("FLUSH").exec(&mut server.admin()).unwrap();
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec(&mut server.admin())
+        .unwrap();
     assert!(timed(&store, &hits).await.unwrap().admitted);
     assert!(!store.is_degraded());
     assert_eq!(remaining_on_redis(&server).await, 1);

@@ -44,7 +44,10 @@ async fn n_requests_with_four_limits_cost_n_script_calls() {
     // The first call loads the script (NOSCRIPT, then EVAL); count from the second on.
     assert!(store.decide(&hits, now).await.unwrap().admitted);
     let mut admin = server.admin();
-    redis::cmd("CONFIG").arg("RESETSTAT").exec(&mut admin).unwrap();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut admin)
+        .unwrap();
 
     const N: u64 = 200;
     let mut admitted = 0;
@@ -70,7 +73,10 @@ async fn n_requests_with_four_limits_cost_n_script_calls() {
                 && !["evalsha", "config|resetstat", "info"].contains(&c.as_str())
         })
         .collect();
-    println!("script calls per request: {}", count("evalsha") as f64 / N as f64);
+    println!(
+        "script calls per request: {}",
+        count("evalsha") as f64 / N as f64
+    );
     println!("commands run inside the script: {calls:?}");
     assert_eq!(count("evalsha"), N, "{calls:?}");
     assert_eq!(count("eval"), 0, "{calls:?}");
@@ -93,7 +99,8 @@ async fn decision_latency() {
         .on_failure(FailurePolicy::FailClosed)
         .build()
         .unwrap();
-    let rates = parse_rates("1000000 per second, 100 per minute, 1000 per hour, 5000 per day").unwrap();
+    let rates =
+        parse_rates("1000000 per second, 100 per minute, 1000 per hour, 5000 per day").unwrap();
     for (limits, strategy) in [
         (1, Strategy::FixedWindow),
         (4, Strategy::FixedWindow),

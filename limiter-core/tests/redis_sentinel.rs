@@ -22,7 +22,8 @@ struct Sentinel {
 impl Sentinel {
     fn start(primary_port: u16) -> Sentinel {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("limiter-sentinel-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("limiter-sentinel-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let conf = dir.join("sentinel.conf");
         std::fs::write(
@@ -84,30 +85,37 @@ async fn sentinel_failover_is_survived() {
         .exec(&mut replica.admin())
         .unwrap();
     wait_until(Duration::from_secs(10), "the replica to sync", || {
-        let info: String = redis::cmd("INFO").arg("replication").query(&mut replica.admin()).unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica.admin())
+            .unwrap();
         info.contains("master_link_status:up")
     });
     let sentinels = [Sentinel::start(primary.port), Sentinel::start(primary.port)];
     // Each sentinel must have talked to the replica itself (its INFO says the link to the
     // primary is up) before it can promote it.
     for s in &sentinels {
-        wait_until(Duration::from_secs(20), "sentinels to vet the replica", || {
-            let replicas: Vec<Vec<String>> = redis::cmd("SENTINEL")
-                .arg("REPLICAS")
-                .arg("limiter")
-                .query(&mut admin(s.port))
-                .unwrap();
-            replicas.iter().any(|fields| {
-                let field = |name: &str| {
-                    fields
-                        .chunks(2)
-                        .find(|kv| kv[0] == name)
-                        .map(|kv| kv[1].clone())
-                };
-                field("flags").as_deref() == Some("slave")
-                    && field("master-link-status").as_deref() == Some("ok")
-            })
-        });
+        wait_until(
+            Duration::from_secs(20),
+            "sentinels to vet the replica",
+            || {
+                let replicas: Vec<Vec<String>> = redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg("limiter")
+                    .query(&mut admin(s.port))
+                    .unwrap();
+                replicas.iter().any(|fields| {
+                    let field = |name: &str| {
+                        fields
+                            .chunks(2)
+                            .find(|kv| kv[0] == name)
+                            .map(|kv| kv[1].clone())
+                    };
+                    field("flags").as_deref() == Some("slave")
+                        && field("master-link-status").as_deref() == Some("ok")
+                })
+            },
+        );
     }
 
     let uri = format!(
@@ -137,7 +145,11 @@ async fn sentinel_failover_is_survived() {
         }
     }
     // Everything written is on the replica before the failover.
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5_000).query(&mut primary.admin()).unwrap();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5_000)
+        .query(&mut primary.admin())
+        .unwrap();
     assert_eq!(acked, 1);
 
     redis::cmd("SENTINEL")
@@ -145,9 +157,14 @@ async fn sentinel_failover_is_survived() {
         .arg("limiter")
         .exec(&mut admin(sentinels[0].port))
         .unwrap();
-    wait_until(Duration::from_secs(15), "the replica to be promoted", || {
-        sentinels.iter().all(|s| s.primary_port() == replica.port) && role(replica.port) == "master"
-    });
+    wait_until(
+        Duration::from_secs(15),
+        "the replica to be promoted",
+        || {
+            sentinels.iter().all(|s| s.primary_port() == replica.port)
+                && role(replica.port) == "master"
+        },
+    );
     // Sentinel turns the old primary into a replica on its next 10 s INFO round; do what it
     // would do now, so the test does not idle.
     redis::cmd("REPLICAOF")
@@ -155,7 +172,9 @@ async fn sentinel_failover_is_survived() {
         .arg(replica.port)
         .exec(&mut primary.admin())
         .unwrap();
-    wait_until(Duration::from_secs(15), "the old primary to follow", || role(primary.port) == "slave");
+    wait_until(Duration::from_secs(15), "the old primary to follow", || {
+        role(primary.port) == "slave"
+    });
 
     // The store's connections still point at the old primary, now read-only: it must move
     // to the new one without an error, keeping the counts.
@@ -167,7 +186,9 @@ async fn sentinel_failover_is_survived() {
         let d = store.decide(hit, now).await.unwrap();
         assert!(!d.admitted, "{strategy}: the 11th hit must be denied");
     }
-    let on_new_primary: Vec<String> =
-        redis::cmd("KEYS").arg("LIMITER*").query(&mut replica.admin()).unwrap();
+    let on_new_primary: Vec<String> = redis::cmd("KEYS")
+        .arg("LIMITER*")
+        .query(&mut replica.admin())
+        .unwrap();
     assert_eq!(on_new_primary.len(), keys.len());
 }

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::rate::Rate;
-use crate::strategy::{Action, LimitStats, Strategy};
+use crate::strategy::{LimitStats, Strategy};
 
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -48,7 +48,7 @@ impl<'a> Hit<'a> {
 }
 
 /// Per-limit stats, inline for up to four limits (no allocation on the common path).
-pub type StatsList = SmallVec<[LimitStats; 4]>;
+pub type StatsList = SmallVec<[LimitStats; 3]>;
 
 /// The outcome of deciding a batch of limits for one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,15 +75,23 @@ impl Decision {
     }
 
     /// Builds the decision from per-limit stats.
+    #[inline]
     pub fn from_stats(stats: StatsList) -> Decision {
-        let breached = stats.iter().position(|s| !s.admitted);
-        let retry_after = stats.iter().filter_map(|s| s.retry_after).max();
-        Decision {
-            admitted: breached.is_none(),
+        let mut decision = Decision {
             stats,
-            breached,
-            retry_after,
-        }
+            ..Decision::unlimited()
+        };
+        decision.conclude();
+        decision
+    }
+
+    /// Sets `admitted`, `breached` and `retry_after` from `stats`, in place (moving a
+    /// decision costs as much as making one).
+    #[inline]
+    pub fn conclude(&mut self) {
+        self.breached = self.stats.iter().position(|s| !s.admitted);
+        self.admitted = self.breached.is_none();
+        self.retry_after = self.stats.iter().filter_map(|s| s.retry_after).max();
     }
 }
 
@@ -124,27 +132,6 @@ pub trait Storage: Send + Sync {
 
     /// Whether the store answers.
     fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send;
-}
-
-/// Runs the all-or-nothing batch for back-ends that hold state locally: `apply(i, action)`
-/// applies `action` to `hits[i]`'s state and returns its stats.
-pub(crate) fn decide_batch(
-    hits: &[Hit<'_>],
-    mut apply: impl FnMut(usize, Action) -> LimitStats,
-) -> Decision {
-    if let [_] = hits {
-        return Decision::from_stats(std::iter::once(apply(0, Action::Hit)).collect());
-    }
-    let mut stats: StatsList = (0..hits.len()).map(|i| apply(i, Action::Peek)).collect();
-    let all_admit = stats.iter().all(|s| s.admitted);
-    for (i, hit) in hits.iter().enumerate() {
-        // Admitted: charge everything. Denied: only the limits that denied it act (the
-        // elastic ones record the hit); the others keep their peeked stats.
-        if all_admit || (!stats[i].admitted && hit.strategy.is_elastic()) {
-            stats[i] = apply(i, Action::Hit);
-        }
-    }
-    Decision::from_stats(stats)
 }
 
 /// The store a limiter uses, chosen by its storage URI.
@@ -203,75 +190,51 @@ impl Store {
 }
 
 impl Storage for Store {
-    fn decide(
-        &self,
-        hits: &[Hit<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => Ok(m.decide_now(hits, now)),
-                #[cfg(feature = "redis")]
-                Store::Redis(r) => Box::pin(r.decide(hits, now)).await,
-            }
+    async fn decide(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+        match self {
+            Store::Memory(m) => Ok(m.decide_now(hits, now)),
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.decide(hits, now)).await,
         }
     }
 
-    fn refund(
-        &self,
-        hits: &[Hit<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.refund(hits, now).await,
-                #[cfg(feature = "redis")]
-                Store::Redis(r) => Box::pin(r.refund(hits, now)).await,
-            }
+    async fn refund(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.refund(hits, now).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.refund(hits, now)).await,
         }
     }
 
-    fn peek(
-        &self,
-        hits: &[Hit<'_>],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.peek(hits, now).await,
-                #[cfg(feature = "redis")]
-                Store::Redis(r) => Box::pin(r.peek(hits, now)).await,
-            }
+    async fn peek(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+        match self {
+            Store::Memory(m) => m.peek(hits, now).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.peek(hits, now)).await,
         }
     }
 
-    fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.clear(key).await,
-                #[cfg(feature = "redis")]
-                Store::Redis(r) => Box::pin(r.clear(key)).await,
-            }
+    async fn clear(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.clear(key).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.clear(key)).await,
         }
     }
 
-    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.reset().await,
-                #[cfg(feature = "redis")]
-                Store::Redis(r) => Box::pin(r.reset()).await,
-            }
+    async fn reset(&self) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.reset().await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.reset()).await,
         }
     }
 
-    fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
-        async move {
-            match self {
-                Store::Memory(m) => m.health_check().await,
-                #[cfg(feature = "redis")]
-                Store::Redis(r) => Box::pin(r.health_check()).await,
-            }
+    async fn health_check(&self) -> Result<(), StorageError> {
+        match self {
+            Store::Memory(m) => m.health_check().await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.health_check()).await,
         }
     }
 }

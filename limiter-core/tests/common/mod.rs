@@ -158,7 +158,8 @@ pub fn admin(port: u16) -> redis::Connection {
     let conn = client
         .get_connection_with_timeout(Duration::from_secs(5))
         .unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     conn
 }
 
@@ -172,7 +173,10 @@ pub fn wait_for_ping(port: u16, limit: Duration) {
                 }
             }
         }
-        assert!(start.elapsed() < limit, "redis on port {port} did not start");
+        assert!(
+            start.elapsed() < limit,
+            "redis on port {port} did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

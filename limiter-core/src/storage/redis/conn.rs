@@ -142,7 +142,9 @@ impl Pools {
                 let mut conn = Checked(Some(timed(deadline, p.get()).await?.map_err(pool_error)?));
                 let slots = timed(
                     deadline,
-                    ::redis::cmd("CLUSTER").arg("SLOTS").query_async::<Value>(conn.conn()),
+                    ::redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Value>(conn.conn()),
                 )
                 .await?
                 .map_err(backend)?;
@@ -153,10 +155,12 @@ impl Pools {
                         let Some(Value::Array(node)) = parts.get(2) else {
                             continue;
                         };
-                        let host = node.first().and_then(|v| {
-                            ::redis::from_redis_value::<String>(v).ok()
-                        });
-                        let port = node.get(1).and_then(|v| ::redis::from_redis_value::<u16>(v).ok());
+                        let host = node
+                            .first()
+                            .and_then(|v| ::redis::from_redis_value::<String>(v).ok());
+                        let port = node
+                            .get(1)
+                            .and_then(|v| ::redis::from_redis_value::<u16>(v).ok());
                         if let (Some(host), Some(port)) = (host, port) {
                             if !primaries.contains(&(host.clone(), port)) {
                                 primaries.push((host, port));
@@ -173,7 +177,11 @@ impl Pools {
                             port,
                         });
                         let mut scan = ::redis::cmd("SCAN");
-                        scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+                        scan.arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(500);
                         let page = timed(deadline, conn.conn().route_command(&scan, route))
                             .await?
                             .map_err(backend)?;
@@ -211,19 +219,28 @@ where
     M: Manager<Error = RedisError>,
     M::Type: ConnectionLike + Send,
 {
-    let mut conn = Checked(Some(timed(deadline, pool.get()).await?.map_err(pool_error)?));
+    let mut conn = Checked(Some(
+        timed(deadline, pool.get()).await?.map_err(pool_error)?,
+    ));
     let mut cursor = 0u64;
     let mut deleted = 0;
     loop {
         let mut scan = ::redis::cmd("SCAN");
-        scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
         let (next, keys): (u64, Vec<String>) = timed(deadline, scan.query_async(conn.conn()))
             .await?
             .map_err(backend)?;
         if !keys.is_empty() {
-            let n: u64 = timed(deadline, ::redis::cmd("UNLINK").arg(&keys).query_async(conn.conn()))
-                .await?
-                .map_err(backend)?;
+            let n: u64 = timed(
+                deadline,
+                ::redis::cmd("UNLINK").arg(&keys).query_async(conn.conn()),
+            )
+            .await?
+            .map_err(backend)?;
             deleted += n;
         }
         cursor = next;
@@ -235,7 +252,10 @@ where
     Ok(deleted)
 }
 
-async fn timed<T>(deadline: Duration, f: impl std::future::Future<Output = T>) -> Result<T, StorageError> {
+async fn timed<T>(
+    deadline: Duration,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, StorageError> {
     tokio::time::timeout(deadline, f)
         .await
         .map_err(|_| StorageError::Timeout(deadline))

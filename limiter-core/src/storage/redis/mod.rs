@@ -98,7 +98,9 @@ impl std::fmt::Debug for RedisStore {
 /// Hides a password in a URI meant for logs.
 fn redact(uri: &str) -> String {
     match (uri.find("://"), uri.rfind('@')) {
-        (Some(start), Some(at)) if at > start => format!("{}://***@{}", &uri[..start], &uri[at + 1..]),
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://***@{}", &uri[..start], &uri[at + 1..])
+        }
         _ => uri.to_string(),
     }
 }
@@ -349,7 +351,11 @@ impl RedisStore {
         groups.into_iter().map(|(_, members)| members).collect()
     }
 
-    async fn redis_decide(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+    async fn redis_decide(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
         let now = self.now_arg(now);
         let groups = self.groups(hits);
         if groups.len() == 1 {
@@ -384,7 +390,10 @@ impl RedisStore {
             }
         }
         Ok(Decision::from_stats(
-            stats.into_iter().map(|s| s.expect("every limit decided")).collect(),
+            stats
+                .into_iter()
+                .map(|s| s.expect("every limit decided"))
+                .collect(),
         ))
     }
 
@@ -407,7 +416,10 @@ impl RedisStore {
                 stats[i] = Some(s);
             }
         }
-        Ok(stats.into_iter().map(|s| s.expect("every limit peeked")).collect())
+        Ok(stats
+            .into_iter()
+            .map(|s| s.expect("every limit peeked"))
+            .collect())
     }
 
     /// The policy's answer while Redis is unavailable.
@@ -436,7 +448,11 @@ impl RedisStore {
         }
     }
 
-    async fn decide_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+    async fn decide_inner(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
         if hits.is_empty() {
             return Ok(Decision::unlimited());
         }
@@ -664,7 +680,9 @@ impl Breaker {
             .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            let outage = self.elapsed().saturating_sub(self.since.load(Ordering::Acquire));
+            let outage = self
+                .elapsed()
+                .saturating_sub(self.since.load(Ordering::Acquire));
             // Counts made during the outage stay with this process; Redis has its own.
             fallback.reset_now();
             tracing::info!(

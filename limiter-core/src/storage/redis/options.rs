@@ -216,7 +216,11 @@ pub(crate) fn parse(
             _ if PASSTHROUGH.contains(&name) => {
                 passthrough.push((name, pair.split_once('=').map_or("", |(_, v)| v)))
             }
-            _ => return Err(bad(format!("unknown option \"{name}\"; accepted: {ACCEPTED}"))),
+            _ => {
+                return Err(bad(format!(
+                    "unknown option \"{name}\"; accepted: {ACCEPTED}"
+                )))
+            }
         }
     }
     let query_string = |extra: &[(&str, &str)]| -> String {
@@ -318,16 +322,14 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -372,7 +374,10 @@ mod tests {
         assert_eq!(
             target("valkey+sentinel://u:p%40ss@h1:26379,h2:26380/mymaster/3"),
             Target::Sentinel {
-                sentinels: vec!["redis://u:p%40ss@h1:26379/".into(), "redis://u:p%40ss@h2:26380/".into()],
+                sentinels: vec![
+                    "redis://u:p%40ss@h1:26379/".into(),
+                    "redis://u:p%40ss@h2:26380/".into()
+                ],
                 service: "mymaster".into(),
                 db: 3,
                 username: Some("u".into()),

@@ -1,0 +1,295 @@
+//! The memory store: all-or-nothing batches, exactness under races, the key cap, and the
+//! rest of the storage contract.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use limiter_core::storage::Store;
+use limiter_core::{
+    ConfigError, Hit, ManualClock, MemoryStore, Rate, Storage, StorageUri, Strategy, Timestamp,
+};
+
+const T0: u64 = 1_700_006_400;
+
+fn rate(text: &str) -> Rate {
+    Rate::parse(text).unwrap()
+}
+
+#[test]
+fn a_batch_is_admitted_only_if_every_limit_admits() {
+    let store = MemoryStore::new(1_000);
+    let now = Timestamp::from_secs(T0);
+    let route = rate("2 per minute");
+    let app = rate("3 per minute");
+    let batch = [
+        Hit::new("route", route, Strategy::FixedWindow),
+        Hit::new("app", app, Strategy::FixedWindow),
+    ];
+    assert!(store.decide_now(&batch, now).admitted);
+    let d = store.decide_now(&batch, now);
+    assert!(d.admitted);
+    assert_eq!(d.stats[0].remaining, 0);
+    assert_eq!(d.stats[1].remaining, 1);
+    // The route limit is spent: the request is denied and the app limit is not charged.
+    let denied = store.decide_now(&batch, now);
+    assert!(!denied.admitted);
+    assert_eq!(denied.breached, Some(0));
+    assert_eq!(
+        denied.stats[1].remaining, 1,
+        "a denied request charges nothing"
+    );
+    let app_only = [Hit::new("app", app, Strategy::FixedWindow)];
+    assert!(store.decide_now(&app_only, now).admitted);
+    assert!(!store.decide_now(&app_only, now).admitted);
+}
+
+#[test]
+fn the_first_breached_limit_is_reported_and_retry_waits_for_all() {
+    let store = MemoryStore::new(1_000);
+    let now = Timestamp::from_secs(T0);
+    let batch = [
+        Hit::new("a", rate("5 per hour"), Strategy::FixedWindow),
+        Hit::new("b", rate("1 per second"), Strategy::FixedWindow),
+        Hit::new("c", rate("1 per minute"), Strategy::FixedWindow),
+    ];
+    assert!(store.decide_now(&batch, now).admitted);
+    let d = store.decide_now(&batch, now);
+    assert_eq!(d.breached, Some(1));
+    assert!(d.stats[0].admitted && !d.stats[1].admitted && !d.stats[2].admitted);
+    assert_eq!(d.retry_after, Some(Duration::from_secs(60)));
+}
+
+#[test]
+fn an_elastic_limit_records_its_own_denial_inside_a_batch() {
+    let store = MemoryStore::new(1_000);
+    let clock = ManualClock::new(Timestamp::from_secs(T0));
+    let batch = [
+        Hit::new("plain", rate("10 per minute"), Strategy::FixedWindow),
+        Hit::new(
+            "elastic",
+            rate("1 per minute"),
+            Strategy::FixedWindowElastic,
+        ),
+    ];
+    assert!(store.decide_now(&batch, clock.now()).admitted);
+    clock.advance(Duration::from_secs(50));
+    let d = store.decide_now(&batch, clock.now());
+    assert_eq!(d.breached, Some(1));
+    // The elastic denial moved its window's end to now + 60 s.
+    assert_eq!(d.stats[1].reset, Timestamp::from_secs(T0 + 110));
+    clock.advance(Duration::from_secs(59));
+    assert!(!store.decide_now(&batch, clock.now()).admitted);
+    // The plain limit was never charged by the denials.
+    let plain = store.peek_now(&batch[..1], clock.now());
+    assert_eq!(plain.stats[0].remaining, 10);
+}
+
+#[test]
+fn peek_clear_and_reset() {
+    let store = MemoryStore::new(1_000);
+    let now = Timestamp::from_secs(T0);
+    let hit = [Hit::new("k", rate("2 per minute"), Strategy::MovingWindow)];
+    assert_eq!(store.peek_now(&hit, now).stats[0].remaining, 2);
+    assert!(store.is_empty(), "a peek does not create keys");
+    store.decide_now(&hit, now);
+    store.decide_now(&hit, now);
+    let peeked = store.peek_now(&hit, now);
+    assert!(!peeked.admitted);
+    assert_eq!(peeked.stats[0].remaining, 0);
+    assert!(
+        !store.decide_now(&hit, now).admitted,
+        "peeking charged nothing"
+    );
+    store.clear_now("k");
+    assert!(store.decide_now(&hit, now).admitted);
+    store.reset_now();
+    assert!(store.is_empty());
+}
+
+#[test]
+fn racing_threads_admit_exactly_the_limit_for_every_strategy() {
+    const LIMIT: u64 = 500;
+    const THREADS: usize = 8;
+    const TRIES_PER_THREAD: usize = 200;
+    for strategy in Strategy::ALL {
+        let store = Arc::new(MemoryStore::new(1_000));
+        let admitted = Arc::new(AtomicU64::new(0));
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let now = Timestamp::from_secs(T0);
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (store, admitted, barrier) = (store.clone(), admitted.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let batch = [
+                        Hit::new("hot", rate("500 per hour"), strategy),
+                        Hit::new("app", rate("100000 per hour"), strategy),
+                    ];
+                    barrier.wait();
+                    for _ in 0..TRIES_PER_THREAD {
+                        if store.decide_now(&batch, now).admitted {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::Relaxed), LIMIT, "{strategy}");
+        let app = [Hit::new("app", rate("100000 per hour"), strategy)];
+        assert_eq!(
+            store.peek_now(&app, now).stats[0].remaining,
+            100_000 - LIMIT,
+            "{strategy}: the app limit was charged once per admitted request"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_tasks_through_the_async_trait_admit_exactly_the_limit() {
+    let store = Arc::new(Store::from_uri(&StorageUri::parse("memory://").unwrap()).unwrap());
+    let now = Timestamp::from_secs(T0);
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let hit = [Hit::new("k", rate("100 per minute"), Strategy::Gcra)];
+                let mut admitted = 0;
+                for _ in 0..10 {
+                    if store.decide(&hit, now).await.unwrap().admitted {
+                        admitted += 1;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 100);
+}
+
+#[test]
+fn a_flood_of_distinct_keys_stays_within_the_cap_and_keeps_deciding() {
+    let store = MemoryStore::new(10_000);
+    let clock = ManualClock::new(Timestamp::from_secs(T0));
+    let limit = rate("1 per hour");
+    for i in 0..200_000u32 {
+        let key = format!("client-{i}");
+        let hit = [Hit::new(&key, limit, Strategy::FixedWindow)];
+        assert!(store.decide_now(&hit, clock.now()).admitted);
+        assert!(store.len() <= store.max_keys());
+    }
+    assert!(store.max_keys() <= 10_000);
+    assert!(store.len() >= store.max_keys() * 9 / 10, "the cap is used");
+    // A client that keeps hitting is still limited while the flood goes on.
+    let hot = [Hit::new("hot", limit, Strategy::FixedWindow)];
+    assert!(store.decide_now(&hot, clock.now()).admitted);
+    assert!(!store.decide_now(&hot, clock.now()).admitted);
+}
+
+#[test]
+fn expired_state_is_reclaimed_before_anything_live_is_evicted() {
+    let store = MemoryStore::new(1_000);
+    let clock = ManualClock::new(Timestamp::from_secs(T0));
+    let per_second = rate("1 per second");
+    for i in 0..store.max_keys() {
+        let key = format!("old-{i}");
+        store.decide_now(
+            &[Hit::new(&key, per_second, Strategy::FixedWindow)],
+            clock.now(),
+        );
+    }
+    assert_eq!(store.len(), store.max_keys());
+    // Every old key's window ends within a second; new keys take their places.
+    clock.advance(Duration::from_secs(2));
+    for i in 0..store.max_keys() {
+        let key = format!("new-{i}");
+        store.decide_now(
+            &[Hit::new(&key, per_second, Strategy::FixedWindow)],
+            clock.now(),
+        );
+    }
+    assert_eq!(store.evictions(), 0, "only expired state made room");
+    assert!(store.len() <= store.max_keys());
+}
+
+#[test]
+fn configuration_errors_name_the_bad_value_and_the_accepted_ones() {
+    let err = "leaky-bucket".parse::<Strategy>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown strategy \"leaky-bucket\"; expected one of fixed-window, \
+         fixed-window-elastic-expiry (or fixed-window-elastic), moving-window, \
+         moving-window-elastic, sliding-window-counter, gcra (or token-bucket)"
+    );
+    let err = StorageUri::parse("mongodb://db:27017").unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownScheme { ref scheme, .. } if scheme == "mongodb"));
+    assert_eq!(
+        err.to_string(),
+        "unknown storage scheme \"mongodb\" in \"mongodb://db:27017\"; expected one of memory://, \
+         redis://, rediss://, redis+unix://, redis+cluster://, redis+sentinel:// (or the valkey \
+         spellings)"
+    );
+    assert_eq!(
+        StorageUri::parse("localhost:6379").unwrap_err().to_string(),
+        "bad storage URI \"localhost:6379\": expected scheme://..., e.g. memory:// or \
+         redis://localhost:6379/0"
+    );
+    assert_eq!(
+        StorageUri::parse("memory://?max_keys=lots")
+            .unwrap_err()
+            .to_string(),
+        "invalid max_keys \"lots\": expected a whole number above 0"
+    );
+    assert_eq!(
+        StorageUri::parse("memory://?size=1")
+            .unwrap_err()
+            .to_string(),
+        "bad storage URI \"memory://?size=1\": unknown option \"size\"; memory:// accepts max_keys"
+    );
+    assert_eq!(
+        StorageUri::parse("redis+sentinel://h:26379")
+            .unwrap_err()
+            .to_string(),
+        "bad storage URI \"redis+sentinel://h:26379\": no service name; write \
+         redis+sentinel://host:26379,host:26380/mymaster"
+    );
+    for (alias, strategy) in [
+        ("fixed-window-elastic", Strategy::FixedWindowElastic),
+        ("token-bucket", Strategy::Gcra),
+        ("MOVING_WINDOW", Strategy::MovingWindow),
+    ] {
+        assert_eq!(alias.parse::<Strategy>().unwrap(), strategy);
+    }
+}
+
+#[test]
+fn a_denial_late_in_the_batch_leaves_earlier_limits_as_they_were() {
+    for strategy in Strategy::ALL {
+        let store = MemoryStore::new(1_000);
+        let clock = ManualClock::new(Timestamp::from_secs(T0));
+        let batch = [
+            Hit::new("L{c}:first", rate("5 per minute"), strategy),
+            Hit::new("L{c}:second", rate("1 per minute"), Strategy::FixedWindow),
+        ];
+        let first = store.decide_now(&batch, clock.now());
+        assert!(first.admitted, "{strategy}");
+        let reset_before = first.stats[0].reset;
+        clock.advance(Duration::from_secs(10));
+        let denied = store.decide_now(&batch, clock.now());
+        assert_eq!(denied.breached, Some(1), "{strategy}");
+        assert_eq!(denied.stats[0].remaining, 4, "{strategy}: the first limit was given back");
+        // Nothing moved: not the count, not an elastic window's end.
+        let alone = store.peek_now(&batch[..1], clock.now());
+        assert_eq!(alone.stats[0].remaining, 4, "{strategy}");
+        if strategy == Strategy::FixedWindowElastic {
+            assert_eq!(alone.stats[0].reset, reset_before, "{strategy}");
+        }
+    }
+}

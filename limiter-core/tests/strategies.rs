@@ -1,0 +1,347 @@
+//! The six strategies, driven by a manual clock through the memory store.
+
+use std::time::Duration;
+
+use limiter_core::{Decision, Hit, ManualClock, MemoryStore, Rate, Strategy, Timestamp};
+
+/// Midnight of some day: windows of a minute, an hour and a day all start here.
+const MIDNIGHT: u64 = 1_700_006_400;
+
+struct Bench {
+    store: MemoryStore,
+    clock: ManualClock,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        Bench {
+            store: MemoryStore::new(10_000),
+            clock: ManualClock::new(Timestamp::from_secs(MIDNIGHT)),
+        }
+    }
+
+    /// Moves the clock to `secs` seconds (and `millis`) after midnight.
+    fn at(&self, secs: u64, millis: u64) {
+        self.clock.set(Timestamp::from_micros(
+            (MIDNIGHT + secs) * 1_000_000 + millis * 1_000,
+        ));
+    }
+
+    fn hit(&self, rate: &str, strategy: Strategy, cost: u64) -> Decision {
+        let rate = Rate::parse(rate).unwrap();
+        let hit = Hit::new("k", rate, strategy).with_cost(cost);
+        self.store.decide_now(&[hit], self.clock.now())
+    }
+
+    fn admitted(&self, rate: &str, strategy: Strategy) -> bool {
+        self.hit(rate, strategy, 1).admitted
+    }
+
+    fn refund(&self, rate: &str, strategy: Strategy, cost: u64) {
+        let hit = Hit::new("k", Rate::parse(rate).unwrap(), strategy).with_cost(cost);
+        self.store.refund_now(&[hit], self.clock.now());
+    }
+}
+
+fn secs(d: Option<Duration>) -> f64 {
+    d.expect("a denial carries retry-after").as_secs_f64()
+}
+
+#[test]
+fn moving_window_seed_scenario() {
+    let b = Bench::new();
+    b.at(1, 0);
+    for _ in 0..5 {
+        assert!(b.admitted("5 per minute", Strategy::MovingWindow));
+    }
+    b.at(2, 0);
+    let sixth = b.hit("5 per minute", Strategy::MovingWindow, 1);
+    assert!(!sixth.admitted);
+    b.at(59, 0);
+    let late = b.hit("5 per minute", Strategy::MovingWindow, 1);
+    assert!(!late.admitted, "a 6th hit at 00:00:59 is denied");
+    // The five hits of 00:00:01 leave the window at 00:01:01.
+    assert_eq!(secs(late.retry_after), 2.0);
+    assert_eq!(late.stats[0].reset, Timestamp::from_secs(MIDNIGHT + 61));
+    b.at(62, 0);
+    let next = b.hit("5 per minute", Strategy::MovingWindow, 1);
+    assert!(next.admitted, "allowed again at 00:01:02");
+    assert_eq!(next.stats[0].remaining, 4);
+}
+
+#[test]
+fn moving_window_spreads_hits_over_the_rolling_period() {
+    let b = Bench::new();
+    for s in [0, 10, 20] {
+        b.at(s, 0);
+        assert!(b.admitted("3 per minute", Strategy::MovingWindow));
+    }
+    b.at(30, 0);
+    let denied = b.hit("3 per minute", Strategy::MovingWindow, 1);
+    assert_eq!(
+        secs(denied.retry_after),
+        30.0,
+        "the hit of 00:00 leaves at 01:00"
+    );
+    b.at(60, 0);
+    assert!(b.admitted("3 per minute", Strategy::MovingWindow));
+    assert!(!b.admitted("3 per minute", Strategy::MovingWindow));
+    b.at(70, 0);
+    assert!(b.admitted("3 per minute", Strategy::MovingWindow));
+}
+
+#[test]
+fn fixed_window_seed_scenario_is_clock_aligned() {
+    let b = Bench::new();
+    b.at(1, 0);
+    for i in 0..5 {
+        let d = b.hit("5 per minute", Strategy::FixedWindow, 1);
+        assert!(d.admitted);
+        assert_eq!(d.stats[0].remaining, 4 - i);
+        assert_eq!(d.stats[0].reset, Timestamp::from_secs(MIDNIGHT + 60));
+    }
+    let denied = b.hit("5 per minute", Strategy::FixedWindow, 1);
+    assert!(!denied.admitted);
+    assert_eq!(secs(denied.retry_after), 59.0);
+    // The window resets at the top of the minute, not 60 s after the first hit.
+    b.at(60, 0);
+    for _ in 0..5 {
+        assert!(b.admitted("5 per minute", Strategy::FixedWindow));
+    }
+    assert!(!b.admitted("5 per minute", Strategy::FixedWindow));
+}
+
+#[test]
+fn fixed_window_elastic_keeps_a_hammering_client_blocked() {
+    let b = Bench::new();
+    let s = Strategy::FixedWindowElastic;
+    b.at(0, 0);
+    assert!(b.admitted("2 per minute", s));
+    assert!(b.admitted("2 per minute", s));
+    // Hammer every 30 s for five minutes: each rejected hit moves the end to now + 60 s.
+    for t in (30..=300).step_by(30) {
+        b.at(t, 0);
+        let d = b.hit("2 per minute", s, 1);
+        assert!(!d.admitted, "still blocked at {t}s");
+        assert_eq!(secs(d.retry_after), 60.0);
+        assert_eq!(d.stats[0].reset, Timestamp::from_secs(MIDNIGHT + t + 60));
+    }
+    // A pause shorter than a period is not enough...
+    b.at(359, 0);
+    assert!(!b.admitted("2 per minute", s));
+    // ...a full one is.
+    b.at(419, 0);
+    assert!(b.admitted("2 per minute", s));
+}
+
+#[test]
+fn plain_fixed_window_lets_the_hammering_client_through_next_window() {
+    let b = Bench::new();
+    b.at(0, 0);
+    assert!(b.admitted("2 per minute", Strategy::FixedWindow));
+    assert!(b.admitted("2 per minute", Strategy::FixedWindow));
+    b.at(30, 0);
+    assert!(!b.admitted("2 per minute", Strategy::FixedWindow));
+    b.at(60, 0);
+    assert!(b.admitted("2 per minute", Strategy::FixedWindow));
+}
+
+#[test]
+fn moving_window_elastic_keeps_a_hammering_client_blocked() {
+    let b = Bench::new();
+    let s = Strategy::MovingWindowElastic;
+    b.at(0, 0);
+    for _ in 0..3 {
+        assert!(b.admitted("3 per minute", s));
+    }
+    // Hammer every 5 s for ten minutes: every rejected hit joins the log.
+    for t in (5..=600).step_by(5) {
+        b.at(t, 0);
+        assert!(!b.admitted("3 per minute", s), "still blocked at {t}s");
+    }
+    // The log now holds 590, 595 and 600: a full quiet period lets the client in.
+    b.at(660, 0);
+    assert!(b.admitted("3 per minute", s));
+
+    // The plain moving window lets the same client in a minute after its first hits.
+    let plain = Bench::new();
+    plain.at(0, 0);
+    for _ in 0..3 {
+        assert!(plain.admitted("3 per minute", Strategy::MovingWindow));
+    }
+    for t in (5..60).step_by(5) {
+        plain.at(t, 0);
+        assert!(!plain.admitted("3 per minute", Strategy::MovingWindow));
+    }
+    plain.at(60, 0);
+    assert!(plain.admitted("3 per minute", Strategy::MovingWindow));
+}
+
+#[test]
+fn sliding_window_counter_weights_the_previous_bucket() {
+    let b = Bench::new();
+    let s = Strategy::SlidingWindowCounter;
+    // 42 hits in the previous minute.
+    b.at(10, 0);
+    for _ in 0..42 {
+        assert!(b.admitted("50 per minute", s));
+    }
+    // 18 in the current one, 14 s into it (42 × 46/60 = 32.2, and 32 + 18 = 50 fits exactly).
+    b.at(74, 0);
+    for _ in 0..18 {
+        assert!(b.admitted("50 per minute", s));
+    }
+    // 15 s in: 42 × 45/60 + 18 = 49.5, so exactly one more is admitted.
+    b.at(75, 0);
+    let d = b.hit("50 per minute", s, 1);
+    assert!(d.admitted);
+    assert_eq!(d.stats[0].remaining, 0);
+    let denied = b.hit("50 per minute", s, 1);
+    assert!(!denied.admitted);
+    assert_eq!(denied.stats[0].reset, Timestamp::from_secs(MIDNIGHT + 120));
+    // Now 19 in the current bucket: the next hit needs floor(42 × (60 − e)/60) ≤ 30, that is
+    // e > 60 − 31 × 60/42 = 15.714285 s, so it passes 0.714286 s from now (to the microsecond).
+    let retry = denied.retry_after.unwrap();
+    assert_eq!(retry, Duration::from_micros(714_286));
+    b.clock.set(b.clock.now().saturating_add(retry));
+    assert!(b.admitted("50 per minute", s));
+}
+
+#[test]
+fn sliding_window_retry_can_reach_into_the_next_bucket() {
+    let b = Bench::new();
+    let s = Strategy::SlidingWindowCounter;
+    b.at(0, 0);
+    for _ in 0..10 {
+        assert!(b.admitted("10 per minute", s));
+    }
+    b.at(30, 0);
+    let d = b.hit("10 per minute", s, 1);
+    assert!(!d.admitted);
+    // In the next bucket the 10 weigh 10 × (60 − e)/60, whose floor is 9 from e = 1 µs on.
+    let retry = d.retry_after.unwrap();
+    assert_eq!(retry, Duration::from_micros(30_000_001));
+    b.clock.set(b.clock.now().saturating_add(retry));
+    assert!(b.admitted("10 per minute", s));
+    assert!(!b.admitted("10 per minute", s));
+}
+
+#[test]
+fn gcra_allows_a_burst_then_spaces_hits() {
+    let b = Bench::new();
+    let s = Strategy::Gcra;
+    b.at(0, 0);
+    for i in 0..10 {
+        let d = b.hit("10 per minute", s, 1);
+        assert!(d.admitted, "burst hit {i}");
+        assert_eq!(d.stats[0].remaining, 9 - i);
+    }
+    let denied = b.hit("10 per minute", s, 1);
+    assert!(!denied.admitted);
+    assert_eq!(secs(denied.retry_after), 6.0, "one more every 60 s / 10");
+    assert_eq!(denied.stats[0].reset, Timestamp::from_secs(MIDNIGHT + 60));
+    b.at(5, 999);
+    assert!(!b.admitted("10 per minute", s));
+    b.at(6, 0);
+    assert!(b.admitted("10 per minute", s));
+    assert!(!b.admitted("10 per minute", s));
+    // Steady spacing: one every 6 s.
+    for t in (12..=60).step_by(6) {
+        b.at(t, 0);
+        assert!(b.admitted("10 per minute", s), "spaced hit at {t}s");
+        assert!(!b.admitted("10 per minute", s));
+    }
+    // A long pause refills the whole burst, and no more.
+    b.at(600, 0);
+    for _ in 0..10 {
+        assert!(b.admitted("10 per minute", s));
+    }
+    assert!(!b.admitted("10 per minute", s));
+}
+
+#[test]
+fn cost_takes_several_units_and_refund_gives_them_back() {
+    for strategy in Strategy::ALL {
+        let b = Bench::new();
+        b.at(0, 0);
+        let d = b.hit("10 per minute", strategy, 4);
+        assert!(d.admitted, "{strategy}");
+        assert_eq!(d.stats[0].remaining, 6, "{strategy}");
+        let d = b.hit("10 per minute", strategy, 6);
+        assert!(d.admitted, "{strategy}");
+        assert_eq!(d.stats[0].remaining, 0, "{strategy}");
+        let denied = b.hit("10 per minute", strategy, 1);
+        assert!(!denied.admitted, "{strategy}");
+        b.refund("10 per minute", strategy, 6);
+        let d = b.hit("10 per minute", strategy, 6);
+        assert!(d.admitted, "{strategy}: refund gave the units back");
+        assert!(!b.admitted("10 per minute", strategy), "{strategy}");
+    }
+}
+
+#[test]
+fn a_cost_above_the_amount_never_passes() {
+    for strategy in Strategy::ALL {
+        let b = Bench::new();
+        b.at(0, 0);
+        let d = b.hit("3 per minute", strategy, 4);
+        assert!(!d.admitted, "{strategy}");
+        assert_eq!(secs(d.retry_after), 60.0, "{strategy}");
+        // ...and charges nothing (the elastic log records it, by definition).
+        if strategy == Strategy::MovingWindowElastic {
+            continue;
+        }
+        for _ in 0..3 {
+            assert!(b.admitted("3 per minute", strategy), "{strategy}");
+        }
+    }
+}
+
+#[test]
+fn zero_per_period_always_rejects() {
+    for strategy in Strategy::ALL {
+        let b = Bench::new();
+        b.at(0, 0);
+        let d = b.hit("0 per day", strategy, 1);
+        assert!(!d.admitted, "{strategy}");
+        assert_eq!(d.stats[0].remaining, 0, "{strategy}");
+        assert!(d.retry_after.is_some(), "{strategy}");
+    }
+}
+
+#[test]
+fn retry_after_is_the_earliest_time_the_request_passes() {
+    for strategy in Strategy::ALL {
+        let b = Bench::new();
+        b.at(7, 0);
+        for _ in 0..5 {
+            assert!(b.admitted("5 per 10 seconds", strategy), "{strategy}");
+        }
+        b.at(8, 250);
+        let d = b.hit("5 per 10 seconds", strategy, 1);
+        assert!(!d.admitted, "{strategy}");
+        let retry = d.retry_after.unwrap();
+        let denied_at = b.clock.now();
+        // One microsecond earlier it is still denied (non-elastic strategies only: an elastic
+        // probe would itself move the window).
+        if !strategy.is_elastic() {
+            b.clock
+                .set(denied_at.saturating_add(retry - Duration::from_micros(1)));
+            assert!(!b.admitted("5 per 10 seconds", strategy), "{strategy}");
+        }
+        b.clock.set(denied_at.saturating_add(retry));
+        assert!(b.admitted("5 per 10 seconds", strategy), "{strategy}");
+    }
+}
+
+#[test]
+fn a_clock_stepping_back_does_not_break_anything() {
+    for strategy in Strategy::ALL {
+        let b = Bench::new();
+        b.at(100, 0);
+        assert!(b.admitted("2 per minute", strategy), "{strategy}");
+        b.at(10, 0);
+        let d = b.hit("2 per minute", strategy, 1);
+        assert!(d.stats[0].remaining <= 2, "{strategy}");
+    }
+}
