@@ -404,11 +404,21 @@ impl State {
         }
     }
 
-    /// A copy to restore if a charge must be undone, or `None` for the moving window's log,
-    /// whose charges are undone by [`State::refund`] (a copy would allocate).
-    pub(crate) fn snapshot(&self) -> Option<State> {
+    /// A copy to restore if a charge of `strategy` must be undone, or `None` for the moving
+    /// window's log met by its own strategies, whose charges [`State::refund`] undoes (a copy
+    /// would allocate).
+    pub(crate) fn snapshot(&self, strategy: Strategy) -> Option<State> {
         match self {
-            State::Log(_) => None,
+            // A refund undoes a charge on the log exactly. A hit of another strategy replaces
+            // the log, and a refund would not bring it back: that (rare) case clones it.
+            State::Log(_)
+                if matches!(
+                    strategy,
+                    Strategy::MovingWindow | Strategy::MovingWindowElastic
+                ) =>
+            {
+                None
+            }
             other => Some(other.clone()),
         }
     }

@@ -26,3 +26,33 @@ fn a_denied_batch_rolls_back_both_charges_of_a_repeated_key() {
         assert_eq!(after.stats[0].remaining, 5, "{strategy}");
     }
 }
+
+#[test]
+fn a_denied_batch_charges_nothing_on_a_key_that_changes_strategy() {
+    let now = Timestamp::from_secs(1_700_000_000);
+    let three: Rate = "3 per minute".parse().unwrap();
+    let one: Rate = "1 per minute".parse().unwrap();
+    for other in [
+        Strategy::FixedWindow,
+        Strategy::FixedWindowElastic,
+        Strategy::SlidingWindowCounter,
+        Strategy::Gcra,
+    ] {
+        let store = MemoryStore::new(100);
+        // "a" holds a moving-window log; "b" is full.
+        assert!(store
+            .decide_now(&[Hit::new("a", three, Strategy::MovingWindow)], now)
+            .admitted);
+        assert!(store
+            .decide_now(&[Hit::new("b", one, Strategy::FixedWindow)], now)
+            .admitted);
+        // "a" under another strategy (it starts afresh), in a batch that "b" denies.
+        let batch = [Hit::new("a", three, other), Hit::new("b", one, Strategy::FixedWindow)];
+        assert!(!store.decide_now(&batch, now).admitted, "{other}");
+        // Later, "a" looks exactly like a key this strategy never charged.
+        let later = now.saturating_add(std::time::Duration::from_micros(1));
+        let a = store.peek_now(&[Hit::new("a", three, other)], later);
+        let fresh = store.peek_now(&[Hit::new("never-used", three, other)], later);
+        assert_eq!(a.stats, fresh.stats, "{other}");
+    }
+}

@@ -146,7 +146,7 @@ impl MemoryStore {
         let mut undo: SmallVec<[(usize, Option<State>); 4]> = SmallVec::new();
         for (hit, &(hash, shard)) in hits.iter().zip(&places) {
             let (bucket, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
-            let before = slot.state.snapshot();
+            let before = slot.state.snapshot(hit.strategy);
             let verdict = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit);
