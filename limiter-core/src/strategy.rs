@@ -409,9 +409,10 @@ impl State {
     /// would allocate).
     pub(crate) fn snapshot(&self, strategy: Strategy) -> Option<State> {
         match self {
-            // A refund undoes a charge on the log exactly. A hit of another strategy replaces
-            // the log, and a refund would not bring it back: that (rare) case clones it.
-            State::Log(_)
+            // A refund undoes a charge on the log exactly (one that created the log from
+            // nothing too, so an empty log and no state undo alike). A hit of another strategy
+            // replaces the log, and a refund would not bring it back: that (rare) case clones it.
+            State::Log(_) | State::Empty
                 if matches!(
                     strategy,
                     Strategy::MovingWindow | Strategy::MovingWindowElastic

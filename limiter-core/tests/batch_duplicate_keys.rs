@@ -56,3 +56,23 @@ fn a_denied_batch_charges_nothing_on_a_key_that_changes_strategy() {
         assert_eq!(a.stats, fresh.stats, "{other}");
     }
 }
+
+#[test]
+fn an_expired_log_and_no_log_undo_alike() {
+    // A repeated moving-window key whose second entry denies and records the hit: the undo
+    // of the first entry must not depend on whether the key held an (expired) log before.
+    let five: Rate = "5 per 2 seconds".parse().unwrap();
+    let t0 = Timestamp::from_secs(1_700_000_000);
+    let t1 = Timestamp::from_secs(1_700_000_010);
+    let batch = [
+        Hit::new("a", five, Strategy::MovingWindowElastic),
+        Hit::new("a", five, Strategy::MovingWindowElastic).with_cost(5),
+    ];
+    let used = MemoryStore::new(100);
+    assert!(used.decide_now(&batch[..1], t0).admitted); // a log that has expired by t1
+    let fresh = MemoryStore::new(100);
+    let a = used.decide_now(&batch, t1);
+    let b = fresh.decide_now(&batch, t1);
+    assert_eq!(a, b);
+    assert_eq!(used.peek_now(&batch[..1], t1), fresh.peek_now(&batch[..1], t1));
+}
