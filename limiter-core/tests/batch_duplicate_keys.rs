@@ -40,14 +40,21 @@ fn a_denied_batch_charges_nothing_on_a_key_that_changes_strategy() {
     ] {
         let store = MemoryStore::new(100);
         // "a" holds a moving-window log; "b" is full.
-        assert!(store
-            .decide_now(&[Hit::new("a", three, Strategy::MovingWindow)], now)
-            .admitted);
-        assert!(store
-            .decide_now(&[Hit::new("b", one, Strategy::FixedWindow)], now)
-            .admitted);
+        assert!(
+            store
+                .decide_now(&[Hit::new("a", three, Strategy::MovingWindow)], now)
+                .admitted
+        );
+        assert!(
+            store
+                .decide_now(&[Hit::new("b", one, Strategy::FixedWindow)], now)
+                .admitted
+        );
         // "a" under another strategy (it starts afresh), in a batch that "b" denies.
-        let batch = [Hit::new("a", three, other), Hit::new("b", one, Strategy::FixedWindow)];
+        let batch = [
+            Hit::new("a", three, other),
+            Hit::new("b", one, Strategy::FixedWindow),
+        ];
         assert!(!store.decide_now(&batch, now).admitted, "{other}");
         // Later, "a" looks exactly like a key this strategy never charged.
         let later = now.saturating_add(std::time::Duration::from_micros(1));
@@ -74,5 +81,8 @@ fn an_expired_log_and_no_log_undo_alike() {
     let a = used.decide_now(&batch, t1);
     let b = fresh.decide_now(&batch, t1);
     assert_eq!(a, b);
-    assert_eq!(used.peek_now(&batch[..1], t1), fresh.peek_now(&batch[..1], t1));
+    assert_eq!(
+        used.peek_now(&batch[..1], t1),
+        fresh.peek_now(&batch[..1], t1)
+    );
 }

@@ -284,7 +284,10 @@ fn a_denial_late_in_the_batch_leaves_earlier_limits_as_they_were() {
         clock.advance(Duration::from_secs(10));
         let denied = store.decide_now(&batch, clock.now());
         assert_eq!(denied.breached, Some(1), "{strategy}");
-        assert_eq!(denied.stats[0].remaining, 4, "{strategy}: the first limit was given back");
+        assert_eq!(
+            denied.stats[0].remaining, 4,
+            "{strategy}: the first limit was given back"
+        );
         // Nothing moved: not the count, not an elastic window's end.
         let alone = store.peek_now(&batch[..1], clock.now());
         assert_eq!(alone.stats[0].remaining, 4, "{strategy}");

@@ -42,7 +42,7 @@ async fn redis_and_memory_agree_on_random_traces() {
 
     let mut steps = 0;
     let (mut admitted, mut denied, mut peeks, mut refunds) = (0, 0, 0, 0);
-    for seed in 1..=60u64 {
+    for seed in 1..=100u64 {
         let mut rng = Rng::new(seed);
         let memory = MemoryStore::new(100_000);
         let clock = ManualClock::new(Timestamp::from_micros(

@@ -1,7 +1,7 @@
 -- limiter: decides a batch of limits all-or-nothing, in one call.
 --
--- This is src/strategy.rs (State::decide, State::refund, State::expires_at) and
--- storage/mod.rs (decide_batch) line by line, with the floating-point operations in the
+-- This is src/strategy.rs (State::decide, State::refund, State::expires_at) and the memory
+-- store's batch (MemoryStore::decide_now) line by line, with the floating-point operations in the
 -- same order, so Redis and the memory store agree on every decision. Every number is an
 -- integer below 2^53 (microseconds), exact in a Lua double; numbers are written back with
 -- %.0f because Lua's default formatting would round them to 14 digits.
@@ -368,26 +368,68 @@ local function run(i, hit)
     decide(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4), hit)
 end
 
+local function elastic(i)
+  local s = arg(i, 1)
+  return s == FIXED_ELASTIC or s == MOVING_ELASTIC
+end
+
+-- The limits after a denial: not charged; the elastic ones that deny too record the hit.
+local function after_denial(from)
+  for i = from, count do
+    run(i, false)
+    if not admitted[i] and elastic(i) then run(i, true) end
+  end
+end
+
 if mode == 'refund' then
   for i = 1, count do refund(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)) end
   for i = 1, count do run(i, false) end
 elseif mode == 'peek' then
   for i = 1, count do run(i, false) end
-elseif mode == 'decide' and count == 1 then
+elseif mode == 'deny' then
+  after_denial(1)
+elseif count == 1 then
   run(1, true)
 else
-  -- decide_batch: peek everything; charge everything only if every limit admits; otherwise
-  -- only the elastic limits that deny the request act (they record the hit).
-  for i = 1, count do run(i, false) end
-  local all = mode == 'decide'
+  -- The memory store's batch: charge in order, remembering each state; on the first denial
+  -- roll the earlier charges back (newest first: a key may be named twice) and report them
+  -- as peeked, then treat the rest as after a denial.
+  local snapshots = {}
+  local denied = nil
   for i = 1, count do
-    if not admitted[i] then all = false end
-  end
-  for i = 1, count do
+    local st = load(KEYS[i])
     local s = arg(i, 1)
-    if all or (not admitted[i] and (s == FIXED_ELASTIC or s == MOVING_ELASTIC)) then
-      run(i, true)
+    -- State::snapshot: a log (or nothing) met by the log's own strategies is undone by a
+    -- refund; any other state is copied. (A log that another strategy replaces stays untouched in Redis until
+    -- the end, so its copy is just the marker.)
+    if (st.k ~= 'log' and st.k ~= 'empty') or (s ~= MOVING and s ~= MOVING_ELASTIC) then
+      local copy = {}
+      for field, value in pairs(st) do copy[field] = value end
+      snapshots[i] = copy
     end
+    run(i, true)
+    if not admitted[i] then
+      denied = i
+      break
+    end
+  end
+  if denied then
+    for j = denied - 1, 1, -1 do
+      local key = KEYS[j]
+      if snapshots[j] then
+        -- Restored, and written back over whatever the charge wrote. A list the charge
+        -- pushed is not the restored state's: it counts as foreign until then.
+        if cache[key].k == 'log' and snapshots[j].k ~= 'log' then
+          snapshots[j].foreign = true
+        end
+        cache[key] = snapshots[j]
+        dirty[key] = true
+      else
+        refund(key, arg(j, 1), arg(j, 2), arg(j, 3), arg(j, 4))
+      end
+    end
+    for j = 1, denied - 1 do run(j, false) end
+    after_denial(denied + 1)
   end
 end
 
