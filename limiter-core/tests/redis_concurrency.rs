@@ -21,6 +21,9 @@ const LIMIT: u64 = 37;
 const BATCH: [&str; 2] = ["25 per minute", "40 per hour"];
 const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
 
+/// A limit of one case: key, rate, strategy.
+type Limit = (String, Rate, Strategy);
+
 #[test]
 fn two_processes_admit_exactly_the_limit() {
     if !redis_available() {
@@ -97,7 +100,7 @@ fn worker_process() {
             .build()
             .unwrap();
         let rate = Rate::parse(&format!("{LIMIT} per minute")).unwrap();
-        let mut cases: Vec<(String, Vec<(String, Rate, Strategy)>)> = Strategy::ALL
+        let mut cases: Vec<(String, Vec<Limit>)> = Strategy::ALL
             .iter()
             .map(|&s| {
                 let key = format!("LIMITER{{shared}}:{s}:{LIMIT}/1minute");
