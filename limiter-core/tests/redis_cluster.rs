@@ -12,8 +12,9 @@ use common::{admin, all_keys, redis_available, wait_until, RedisServer, Rng};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
-fn start_cluster() -> Vec<RedisServer> {
-    let nodes: Vec<RedisServer> = (0..3)
+/// Three primaries, each with `replicas` replicas; primaries first.
+fn start_cluster_with(replicas: usize) -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
         .map(|_| {
             RedisServer::start_with(&[
                 "--cluster-enabled",
@@ -22,6 +23,8 @@ fn start_cluster() -> Vec<RedisServer> {
                 "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
+                "--repl-diskless-sync-delay",
+                "0",
             ])
         })
         .collect();
@@ -32,7 +35,7 @@ fn start_cluster() -> Vec<RedisServer> {
     let status = Command::new("redis-cli")
         .args(["--cluster", "create"])
         .args(&addresses)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
         .stdout(std::process::Stdio::null())
         .status()
         .expect("redis-cli --cluster create");
@@ -47,6 +50,15 @@ fn start_cluster() -> Vec<RedisServer> {
         });
     }
     nodes
+}
+
+fn start_cluster() -> Vec<RedisServer> {
+    start_cluster_with(0)
+}
+
+fn role(node: &RedisServer) -> String {
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut node.admin()).unwrap();
+    redis::from_redis_value(&role[0]).unwrap()
 }
 
 const CLIENTS: [&str; 6] = [
@@ -165,4 +177,97 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
         .map(|n| all_keys(&mut admin(n.port)).len())
         .collect();
     assert_eq!(counts, [0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_failover_is_survived() {
+    if !redis_available() {
+        return;
+    }
+    let nodes = start_cluster_with(1);
+    wait_until(Duration::from_secs(15), "three replicas", || {
+        nodes.iter().filter(|n| role(n) == "slave").count() == 3
+    });
+    let replicas: Vec<&RedisServer> = nodes.iter().filter(|n| role(n) == "slave").collect();
+    // Every node must know the replicas as such, or the primaries will not vote.
+    for node in &nodes {
+        wait_until(
+            Duration::from_secs(15),
+            "every node to see three replicas",
+            || {
+                let view: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query(&mut node.admin())
+                    .unwrap();
+                view.matches("slave").count() == 3
+            },
+        );
+    }
+    for replica in &replicas {
+        wait_until(Duration::from_secs(15), "replicas to sync", || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut replica.admin())
+                .unwrap();
+            info.contains("master_link_status:up")
+        });
+    }
+    let uri = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let store = RedisStore::builder(&uri)
+        .unwrap()
+        .deadline(Duration::from_secs(3))
+        .on_failure(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
+    let rate: Rate = "10 per minute".parse().unwrap();
+    let now = Timestamp::from_secs(1_700_000_000);
+    let keys: Vec<String> = CLIENTS
+        .iter()
+        .map(|c| format!("LIMITER{{{c}}}:/:10/1minute"))
+        .collect();
+    for key in &keys {
+        for _ in 0..6 {
+            let d = store
+                .decide(&[Hit::new(key, rate, Strategy::FixedWindow)], now)
+                .await;
+            assert!(d.unwrap().admitted);
+        }
+    }
+    // Every replica takes over from its primary, one after another (a manual failover loses
+    // no write).
+    for replica in &replicas {
+        // A manual failover whose election fails is simply asked for again.
+        wait_until(Duration::from_secs(20), "a replica to take over", || {
+            if role(replica) == "master" {
+                return true;
+            }
+            redis::cmd("CLUSTER")
+                .arg("FAILOVER")
+                .exec(&mut replica.admin())
+                .unwrap();
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                if role(replica) == "master" {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        });
+    }
+    // The store follows the new primaries without an error, counts intact.
+    for key in &keys {
+        let hit = [Hit::new(key, rate, Strategy::FixedWindow)];
+        for i in 0..4 {
+            let d = store
+                .decide(&hit, now)
+                .await
+                .expect("decide after failover");
+            assert!(d.admitted, "{key}: hit {} of 10", 7 + i);
+        }
+        assert!(
+            !store.decide(&hit, now).await.unwrap().admitted,
+            "{key}: the 11th hit"
+        );
+    }
 }
