@@ -268,7 +268,9 @@ impl State {
                     }
                     // The request fits once `used + cost - n` of the oldest hits have expired.
                     let must_expire = (used + cost - n) as usize;
-                    log[must_expire - 1] + p - t
+                    // Saturating: after the clock stepped back, the log may hold an entry
+                    // that is out of the window but not at its front.
+                    (log[must_expire - 1] + p).saturating_sub(t)
                 });
                 stats(admitted, n, n.saturating_sub(used), reset, retry)
             }
@@ -357,6 +359,8 @@ impl State {
                 } else {
                     base
                 };
+                // Saturating: after the clock stepped back, the TAT may lie further ahead
+                // than the tolerance.
                 let remaining = tolerance.saturating_sub(after - t) / interval;
                 let retry = (!admitted).then(|| {
                     if impossible {
@@ -400,11 +404,22 @@ impl State {
         }
     }
 
-    /// A copy to restore if a charge must be undone, or `None` for the moving window's log,
-    /// whose charges are undone by [`State::refund`] (a copy would allocate).
-    pub(crate) fn snapshot(&self) -> Option<State> {
+    /// A copy to restore if a charge of `strategy` must be undone, or `None` for the moving
+    /// window's log met by its own strategies, whose charges [`State::refund`] undoes (a copy
+    /// would allocate).
+    pub(crate) fn snapshot(&self, strategy: Strategy) -> Option<State> {
         match self {
-            State::Log(_) => None,
+            // A refund undoes a charge on the log exactly (one that created the log from
+            // nothing too, so an empty log and no state undo alike). A hit of another strategy
+            // replaces the log, and a refund would not bring it back: that (rare) case clones it.
+            State::Log(_) | State::Empty
+                if matches!(
+                    strategy,
+                    Strategy::MovingWindow | Strategy::MovingWindowElastic
+                ) =>
+            {
+                None
+            }
             other => Some(other.clone()),
         }
     }

@@ -147,7 +147,7 @@ impl MemoryStore {
         let mut undo: SmallVec<[(usize, Option<State>); 4]> = SmallVec::new();
         for (hit, &(hash, shard)) in hits.iter().zip(&places) {
             let (bucket, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
-            let before = slot.state.snapshot();
+            let before = slot.state.snapshot(hit.strategy);
             let verdict = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit);
@@ -162,7 +162,10 @@ impl MemoryStore {
             return decision;
         }
         let denied = undo.len();
-        for (j, (bucket, before)) in undo.into_iter().enumerate() {
+        // Newest charge first: a key named twice in the batch must end at its state before
+        // the batch, not at the snapshot taken between its two charges.
+        let mut buckets: SmallVec<[usize; 4]> = SmallVec::new();
+        for (j, (bucket, before)) in undo.into_iter().enumerate().rev() {
             let (hit, (hash, shard)) = (&hits[j], places[j]);
             let shard = guards.get(shard);
             let slot = match shard.slot_at(bucket, hit.key) {
@@ -173,6 +176,15 @@ impl MemoryStore {
                 Some(state) => slot.state = state,
                 None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
             }
+            buckets.push(bucket);
+        }
+        for (j, bucket) in buckets.into_iter().rev().enumerate() {
+            let (hit, (hash, shard)) = (&hits[j], places[j]);
+            let shard = guards.get(shard);
+            let slot = match shard.slot_at(bucket, hit.key) {
+                Some(slot) => slot,
+                None => self.find_or_insert(shard, hash, hit.key, now).1,
+            };
             stats[j] = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);

@@ -12,6 +12,8 @@ use crate::rate::Rate;
 use crate::strategy::{LimitStats, Strategy};
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// One limit to apply to a request: the counter's key, its rate and strategy, and what the
 /// request costs.
@@ -144,10 +146,29 @@ pub trait Storage: Send + Sync {
 pub enum Store {
     /// `memory://`.
     Memory(memory::MemoryStore),
+    /// `redis://`, `rediss://`, `redis+unix://`, `redis+cluster://`, `redis+sentinel://`
+    /// and the `valkey` spellings.
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisStore),
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisStore> for Store {
+    fn from(store: redis::RedisStore) -> Store {
+        Store::Redis(store)
+    }
+}
+
+impl From<memory::MemoryStore> for Store {
+    fn from(store: memory::MemoryStore) -> Store {
+        Store::Memory(store)
+    }
 }
 
 impl Store {
-    /// Builds the store a URI names.
+    /// Builds the store a URI names, with the settings of its query. Nothing connects
+    /// yet; for settings beyond the query, build a [`redis::RedisStore`] with its builder
+    /// and convert it with `Store::from`.
     ///
     /// # Errors
     /// A URI whose back-end is not compiled in, or whose settings are wrong.
@@ -157,6 +178,9 @@ impl Store {
             StorageUri::Memory { max_keys } => {
                 Ok(Store::Memory(memory::MemoryStore::new(*max_keys)))
             }
+            #[cfg(feature = "redis")]
+            StorageUri::Redis { .. } => Ok(Store::Redis(redis::RedisStore::from_uri(uri)?)),
+            #[cfg(not(feature = "redis"))]
             StorageUri::Redis { uri, .. } => Err(crate::error::ConfigError::FeatureDisabled {
                 uri: uri.clone(),
                 feature: "redis",
@@ -169,36 +193,48 @@ impl Storage for Store {
     async fn decide(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
         match self {
             Store::Memory(m) => Ok(m.decide_now(hits, now)),
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.decide(hits, now)).await,
         }
     }
 
     async fn refund(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<(), StorageError> {
         match self {
             Store::Memory(m) => m.refund(hits, now).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.refund(hits, now)).await,
         }
     }
 
     async fn peek(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
         match self {
             Store::Memory(m) => m.peek(hits, now).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.peek(hits, now)).await,
         }
     }
 
     async fn clear(&self, key: &str) -> Result<(), StorageError> {
         match self {
             Store::Memory(m) => m.clear(key).await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.clear(key)).await,
         }
     }
 
     async fn reset(&self) -> Result<(), StorageError> {
         match self {
             Store::Memory(m) => m.reset().await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.reset()).await,
         }
     }
 
     async fn health_check(&self) -> Result<(), StorageError> {
         match self {
             Store::Memory(m) => m.health_check().await,
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.health_check()).await,
         }
     }
 }

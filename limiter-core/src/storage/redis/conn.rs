@@ -1,0 +1,409 @@
+//! Connection pools (deadpool-redis managers behind one enum) and the script call with its
+//! NOSCRIPT fallback and one retry on a fresh connection.
+
+use std::time::Duration;
+
+use ::redis::aio::ConnectionLike;
+use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use ::redis::{Cmd, ErrorKind, RedisError, Value};
+use deadpool::managed::{Manager, Metrics, Object, Pool, PoolError, RecycleResult, Timeouts};
+use deadpool::Runtime;
+use deadpool_redis::sentinel::{SentinelNodeConnectionInfo, SentinelServerType, TlsMode};
+
+use super::options::{RedisOptions, Target};
+use crate::error::{ConfigError, StorageError};
+
+/// A deadpool-redis manager whose connections are not pinged on every checkout: that PING
+/// would be a second round trip per request. A connection that fails is detached instead
+/// (see [`Checked`]), so the pool opens a fresh one.
+pub(crate) struct Lane<M>(M);
+
+impl<M: Manager> Manager for Lane<M> {
+    type Type = M::Type;
+    type Error = M::Error;
+
+    async fn create(&self) -> Result<M::Type, M::Error> {
+        self.0.create().await
+    }
+
+    async fn recycle(&self, _: &mut M::Type, _: &Metrics) -> RecycleResult<M::Error> {
+        Ok(())
+    }
+}
+
+/// The pools of the three kinds of deployment.
+pub(crate) enum Pools {
+    Single(Pool<Lane<deadpool_redis::Manager>>),
+    Cluster(Pool<Lane<deadpool_redis::cluster::Manager>>),
+    Sentinel(Pool<Lane<deadpool_redis::sentinel::Manager>>),
+}
+
+impl Pools {
+    /// Builds the pools; nothing connects until the first call.
+    pub(crate) fn new(uri: &str, target: &Target, o: &RedisOptions) -> Result<Pools, ConfigError> {
+        let bad = |e: RedisError| ConfigError::BadUri {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        };
+        let timeouts = Timeouts {
+            wait: Some(o.pool_timeout.unwrap_or(o.deadline)),
+            create: Some(o.connect_timeout.unwrap_or(o.deadline)),
+            recycle: None,
+        };
+        let build_err = |e: deadpool::managed::BuildError| ConfigError::BadUri {
+            uri: uri.to_string(),
+            reason: e.to_string(),
+        };
+        Ok(match target {
+            Target::Single(url) => {
+                let manager = deadpool_redis::Manager::new(url.as_str()).map_err(bad)?;
+                Pools::Single(
+                    Pool::builder(Lane(manager))
+                        .max_size(o.pool_size)
+                        .timeouts(timeouts)
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(build_err)?,
+                )
+            }
+            Target::Cluster(urls) => {
+                let manager =
+                    deadpool_redis::cluster::Manager::new(urls.clone(), false).map_err(bad)?;
+                Pools::Cluster(
+                    Pool::builder(Lane(manager))
+                        .max_size(o.pool_size)
+                        .timeouts(timeouts)
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(build_err)?,
+                )
+            }
+            Target::Sentinel {
+                sentinels,
+                service,
+                db,
+                username,
+                password,
+                tls,
+            } => {
+                let node = SentinelNodeConnectionInfo {
+                    tls_mode: tls.then_some(TlsMode::Secure),
+                    redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
+                        db: *db,
+                        username: username.clone(),
+                        password: password.clone(),
+                        ..Default::default()
+                    }),
+                };
+                let manager = deadpool_redis::sentinel::Manager::new(
+                    sentinels.clone(),
+                    service.clone(),
+                    Some(node),
+                    SentinelServerType::Master,
+                )
+                .map_err(bad)?;
+                Pools::Sentinel(
+                    Pool::builder(Lane(manager))
+                        .max_size(o.pool_size)
+                        .timeouts(timeouts)
+                        .runtime(Runtime::Tokio1)
+                        .build()
+                        .map_err(build_err)?,
+                )
+            }
+        })
+    }
+
+    /// Sends `cmd`; on NOSCRIPT sends `on_noscript` (the same call as EVAL) on the same
+    /// connection. A broken connection is dropped and the call retried once on a fresh one.
+    pub(crate) async fn query(
+        &self,
+        cmd: &Cmd,
+        on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
+    ) -> Result<Value, StorageError> {
+        match self {
+            Pools::Single(p) => query_on(p, cmd, on_noscript).await,
+            Pools::Cluster(p) => query_on(p, cmd, on_noscript).await,
+            Pools::Sentinel(p) => query_on(p, cmd, on_noscript).await,
+        }
+    }
+
+    /// Deletes every key matching `pattern` (SCAN + UNLINK), on every primary of a cluster.
+    /// Each round trip has `deadline`. Returns how many keys were deleted.
+    pub(crate) async fn scan_delete(
+        &self,
+        pattern: &str,
+        deadline: Duration,
+    ) -> Result<u64, StorageError> {
+        match self {
+            Pools::Single(p) => scan_delete_on(p, pattern, deadline).await,
+            Pools::Sentinel(p) => scan_delete_on(p, pattern, deadline).await,
+            Pools::Cluster(p) => {
+                let mut conn = Checked(Some(timed(deadline, p.get()).await?.map_err(pool_error)?));
+                let slots = timed(
+                    deadline,
+                    ::redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Value>(conn.conn()),
+                )
+                .await?
+                .map_err(backend)?;
+                let mut primaries: Vec<(String, u16)> = Vec::new();
+                if let Value::Array(ranges) = slots {
+                    for range in ranges {
+                        let Value::Array(parts) = range else { continue };
+                        let Some(Value::Array(node)) = parts.get(2) else {
+                            continue;
+                        };
+                        let host = node
+                            .first()
+                            .and_then(|v| ::redis::from_redis_value::<String>(v).ok());
+                        let port = node
+                            .get(1)
+                            .and_then(|v| ::redis::from_redis_value::<u16>(v).ok());
+                        if let (Some(host), Some(port)) = (host, port) {
+                            if !primaries.contains(&(host.clone(), port)) {
+                                primaries.push((host, port));
+                            }
+                        }
+                    }
+                }
+                let mut deleted = 0;
+                for (host, port) in primaries {
+                    let mut cursor = 0u64;
+                    loop {
+                        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        let mut scan = ::redis::cmd("SCAN");
+                        scan.arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(500);
+                        let page = timed(deadline, conn.conn().route_command(&scan, route))
+                            .await?
+                            .map_err(backend)?;
+                        let (next, keys): (u64, Vec<String>) =
+                            ::redis::from_redis_value(&page).map_err(backend)?;
+                        for key in keys {
+                            // Keys of one node lie in many slots: one UNLINK each.
+                            let n: u64 = timed(
+                                deadline,
+                                ::redis::cmd("UNLINK").arg(&key).query_async(conn.conn()),
+                            )
+                            .await?
+                            .map_err(backend)?;
+                            deleted += n;
+                        }
+                        cursor = next;
+                        if cursor == 0 {
+                            break;
+                        }
+                    }
+                }
+                conn.release();
+                Ok(deleted)
+            }
+        }
+    }
+}
+
+async fn scan_delete_on<M>(
+    pool: &Pool<Lane<M>>,
+    pattern: &str,
+    deadline: Duration,
+) -> Result<u64, StorageError>
+where
+    M: Manager<Error = RedisError>,
+    M::Type: ConnectionLike + Send,
+{
+    let mut conn = Checked(Some(
+        timed(deadline, pool.get()).await?.map_err(pool_error)?,
+    ));
+    let mut cursor = 0u64;
+    let mut deleted = 0;
+    loop {
+        let mut scan = ::redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let (next, keys): (u64, Vec<String>) = timed(deadline, scan.query_async(conn.conn()))
+            .await?
+            .map_err(backend)?;
+        if !keys.is_empty() {
+            let n: u64 = timed(
+                deadline,
+                ::redis::cmd("UNLINK").arg(&keys).query_async(conn.conn()),
+            )
+            .await?
+            .map_err(backend)?;
+            deleted += n;
+        }
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    conn.release();
+    Ok(deleted)
+}
+
+async fn timed<T>(
+    deadline: Duration,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, StorageError> {
+    tokio::time::timeout(deadline, f)
+        .await
+        .map_err(|_| StorageError::Timeout(deadline))
+}
+
+fn backend(e: RedisError) -> StorageError {
+    if is_connection_error(&e) {
+        StorageError::Unavailable(e.to_string())
+    } else {
+        StorageError::Backend(e.to_string())
+    }
+}
+
+/// A checked-out connection that goes back to the pool only when [`Checked::release`]d:
+/// dropped mid-call (an error, or the deadline cancelling the future) it is detached and
+/// closed, because its state (a half-read reply, a hung socket) is unknown.
+struct Checked<M: Manager>(Option<Object<M>>);
+
+impl<M: Manager> Checked<M> {
+    fn conn(&mut self) -> &mut M::Type {
+        self.0.as_mut().expect("present until released")
+    }
+
+    fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl<M: Manager> Drop for Checked<M> {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+async fn query_on<M>(
+    pool: &Pool<Lane<M>>,
+    cmd: &Cmd,
+    on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
+) -> Result<Value, StorageError>
+where
+    M: Manager<Error = RedisError>,
+    M::Type: ConnectionLike + Send,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut conn = Checked(Some(pool.get().await.map_err(pool_error)?));
+        let mut result = cmd.query_async::<Value>(conn.conn()).await;
+        if let (Err(e), Some(eval)) = (&result, on_noscript) {
+            if e.kind() == ErrorKind::NoScriptError {
+                // A restarted server or SCRIPT FLUSH: EVAL sends the source, which also
+                // caches it for the next EVALSHA.
+                tracing::debug!("redis lost the limiter script; sending it again");
+                result = eval().query_async::<Value>(conn.conn()).await;
+            }
+        }
+        match result {
+            Ok(value) => {
+                conn.release();
+                return Ok(value);
+            }
+            Err(e) if is_connection_error(&e) => {
+                drop(conn);
+                if attempt >= 2 {
+                    return Err(StorageError::Unavailable(e.to_string()));
+                }
+                tracing::debug!("redis connection failed ({e}); retrying on a fresh one");
+            }
+            Err(e) => {
+                // The server answered: the connection is fine.
+                conn.release();
+                return Err(backend(e));
+            }
+        }
+    }
+}
+
+/// Errors after which the connection is useless, or points at the wrong server (a former
+/// primary after a Sentinel failover answers READONLY).
+fn is_connection_error(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::ReadOnly | ErrorKind::MasterDown | ErrorKind::ClusterDown
+        )
+}
+
+fn pool_error(e: PoolError<RedisError>) -> StorageError {
+    match e {
+        PoolError::Timeout(kind) => {
+            StorageError::Unavailable(format!("no redis connection in time ({kind:?})"))
+        }
+        PoolError::Backend(e) => StorageError::Unavailable(e.to_string()),
+        other => StorageError::Unavailable(other.to_string()),
+    }
+}
+
+/// The hash slot of a key (CRC16-XMODEM of its hash tag, mod 16384), as Redis Cluster
+/// computes it.
+pub(crate) fn key_slot(key: &str) -> u16 {
+    let key = key.as_bytes();
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.iter()
+                .position(|&b| b == b'}')
+                .filter(|&len| len > 0)
+                .map(|len| &rest[..len])
+        })
+        .unwrap_or(key);
+    let mut crc: u16 = 0;
+    for &byte in tagged {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16_384
+}
+
+/// Generous per-round-trip deadline for administrative calls (reset's SCAN pages).
+pub(crate) fn admin_deadline(deadline: Duration) -> Duration {
+    deadline.max(Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_slot;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // Values from CLUSTER KEYSLOT.
+        assert_eq!(key_slot("foo"), 12_182);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
+        assert_eq!(key_slot("user1000"), 3_443);
+        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        assert_ne!(key_slot("foo{}{bar}"), key_slot("bar"));
+        assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
+    }
+}

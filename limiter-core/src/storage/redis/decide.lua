@@ -1,0 +1,449 @@
+-- limiter: decides a batch of limits all-or-nothing, in one call.
+--
+-- This is src/strategy.rs (State::decide, State::refund, State::expires_at) and the memory
+-- store's batch (MemoryStore::decide_now) line by line, with the floating-point operations in the
+-- same order, so Redis and the memory store agree on every decision. Every number is an
+-- integer below 2^53 (microseconds), exact in a Lua double; numbers are written back with
+-- %.0f because Lua's default formatting would round them to 14 digits.
+--
+-- KEYS[i]  counter key of limit i (several limits may share one key)
+-- ARGV[1]  mode: "decide" | "peek" | "deny" | "refund"
+--            decide: the all-or-nothing batch
+--            peek:   stats only, nothing written
+--            deny:   the batch is already denied elsewhere (another cluster slot): peek
+--                    every limit, and let the elastic limits that deny it record the hit
+--            refund: give back each limit's cost, then report peeked stats
+-- ARGV[2]  now in microseconds, or "" to read the server's TIME
+-- ARGV[3]  grace in milliseconds added to every TTL (TTLs only collect garbage)
+-- ARGV[4 + 4(i-1) ..] per limit: strategy code, amount n, period p (µs), cost
+--   strategy codes: 0 fixed-window, 1 fixed-window-elastic-expiry, 2 moving-window,
+--                   3 moving-window-elastic, 4 sliding-window-counter, 5 gcra
+-- Returns 4 integers per limit: admitted (1/0), remaining, reset (µs), retry-after (µs, -1
+-- for none).
+
+local mode = ARGV[1]
+local t
+if ARGV[2] == '' then
+  local time = redis.call('TIME')
+  t = tonumber(time[1]) * 1000000 + tonumber(time[2])
+else
+  t = tonumber(ARGV[2])
+end
+local grace = tonumber(ARGV[3])
+
+local FIXED, FIXED_ELASTIC, MOVING, MOVING_ELASTIC, SLIDING, GCRA = 0, 1, 2, 3, 4, 5
+
+-- floor(a / b) for non-negative integers: the double quotient may round up to the next
+-- integer, so correct it with exact products.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+local function int(x)
+  return string.format('%.0f', x)
+end
+
+local function sat_sub(a, b)
+  if a > b then return a - b end
+  return 0
+end
+
+-- Per-key state, loaded once per call and shared by every limit on that key (as in memory).
+--   {k='empty'} {k='w', start, count} {k='e', expires, count}
+--   {k='s', start, current, previous} {k='g', tat} {k='log', foreign}
+-- A 'log' lives in the Redis list itself; `foreign` marks a key that still holds another
+-- strategy's value, which counts as an empty log until the first write replaces it.
+local cache = {}
+local dirty = {}
+local period_of = {}
+
+local function load(key)
+  local st = cache[key]
+  if st then return st end
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'list' then
+    st = { k = 'log' }
+  elseif kind == 'string' then
+    local v = redis.call('GET', key)
+    local tag, a, b, c = string.match(v, '^(%a):(%d+):?(%d*):?(%d*)$')
+    if tag == 'w' then
+      st = { k = 'w', start = tonumber(a), count = tonumber(b) }
+    elseif tag == 'e' then
+      st = { k = 'e', expires = tonumber(a), count = tonumber(b) }
+    elseif tag == 's' then
+      st = { k = 's', start = tonumber(a), current = tonumber(b), previous = tonumber(c) }
+    elseif tag == 'g' then
+      st = { k = 'g', tat = tonumber(a) }
+    else
+      st = { k = 'empty', foreign = true }
+    end
+    st.foreign = true
+  else
+    st = { k = 'empty' }
+  end
+  cache[key] = st
+  return st
+end
+
+local function replace(key, st, fresh)
+  fresh.foreign = st.foreign or (st.k == 'log')
+  cache[key] = fresh
+  return fresh
+end
+
+-- Leading log entries that have left the window (State::decide pops them from the front).
+local function log_view(key, st, p)
+  if st.foreign then return 0, 0 end
+  local len = redis.call('LLEN', key)
+  local skip = 0
+  while skip < len and tonumber(redis.call('LINDEX', key, skip)) + p <= t do
+    skip = skip + 1
+  end
+  return len, skip
+end
+
+local function sliding_weighted(previous, p, elapsed)
+  local weight = (p - elapsed) / p
+  return math.floor(previous * weight)
+end
+
+local function first_elapsed_below(count, bound, p)
+  if count == 0 then return 0 end
+  local pf = p
+  local x = pf - (bound * pf) / count
+  if x < 0 then return 0 end
+  return math.min(math.floor(x) + 1, p)
+end
+
+local function sliding_retry(previous, current, n, cost, p, elapsed)
+  local room = n - current - cost
+  if room >= 0 then
+    local crossing = first_elapsed_below(previous, room + 1, p)
+    return math.max(crossing, elapsed + 1) - elapsed
+  end
+  local crossing = first_elapsed_below(current, n - cost + 1, p)
+  return p - elapsed + crossing
+end
+
+-- State::decide. Returns admitted (bool), remaining, reset, retry (-1 for none).
+local function decide(key, s, n, p, cost, hit)
+  local st = load(key)
+  local impossible = cost > n
+  if hit then period_of[key] = p end
+  if s == FIXED then
+    local start = idiv(t, p) * p
+    if st.k ~= 'w' or st.start ~= start then
+      st = replace(key, st, { k = 'w', start = start, count = 0 })
+    end
+    local admitted = st.count + cost <= n
+    if hit and admitted then
+      st.count = st.count + cost
+      dirty[key] = true
+    end
+    local reset = start + p
+    local retry = -1
+    if not admitted then
+      if impossible then retry = p else retry = reset - t end
+    end
+    return admitted, sat_sub(n, st.count), reset, retry
+  elseif s == FIXED_ELASTIC then
+    if st.k == 'e' then
+      if st.expires <= t then st.count = 0 end
+    else
+      st = replace(key, st, { k = 'e', expires = t, count = 0 })
+    end
+    local admitted = st.count + cost <= n
+    if hit then
+      if admitted then st.count = st.count + cost end
+      st.expires = t + p
+      dirty[key] = true
+    end
+    local reset
+    if st.expires > t then reset = st.expires else reset = t + p end
+    local retry = -1
+    if not admitted then
+      if impossible then retry = p else retry = reset - t end
+    end
+    return admitted, sat_sub(n, st.count), reset, retry
+  elseif s == MOVING or s == MOVING_ELASTIC then
+    if st.k ~= 'log' then
+      st = replace(key, st, { k = 'log' })
+    end
+    local len, skip = log_view(key, st, p)
+    local used = len - skip
+    local admitted = used + cost <= n
+    if hit and (admitted or s == MOVING_ELASTIC) then
+      if st.foreign then
+        redis.call('DEL', key)
+        st.foreign = false
+      end
+      if skip > 0 then
+        redis.call('LTRIM', key, skip, -1)
+      end
+      local record = math.min(cost, n)
+      local stamp = int(t)
+      local done = 0
+      while done < record do
+        local chunk = {}
+        local size = math.min(record - done, 1000)
+        for i = 1, size do chunk[i] = stamp end
+        redis.call('RPUSH', key, unpack(chunk))
+        done = done + size
+      end
+      local excess = used + record - n
+      if excess > 0 then
+        redis.call('LTRIM', key, excess, -1)
+      end
+      len, skip = used + record - math.max(excess, 0), 0
+      used = len
+    end
+    local reset
+    if used > 0 then
+      reset = tonumber(redis.call('LINDEX', key, skip)) + p
+    else
+      reset = t + p
+    end
+    local retry = -1
+    if not admitted then
+      if impossible then
+        retry = p
+      else
+        local must_expire = used + cost - n
+        retry = sat_sub(tonumber(redis.call('LINDEX', key, skip + must_expire - 1)) + p, t)
+      end
+    end
+    return admitted, sat_sub(n, used), reset, retry
+  elseif s == SLIDING then
+    local start = idiv(t, p) * p
+    if st.k == 's' then
+      if st.start ~= start then
+        if st.start + p == start then st.previous = st.current else st.previous = 0 end
+        st.current = 0
+        st.start = start
+      end
+    else
+      st = replace(key, st, { k = 's', start = start, current = 0, previous = 0 })
+    end
+    local elapsed = t - start
+    local weighted = sliding_weighted(st.previous, p, elapsed) + st.current
+    local admitted = weighted + cost <= n
+    local used = weighted
+    if hit and admitted then
+      st.current = st.current + cost
+      used = used + cost
+      dirty[key] = true
+    end
+    local retry = -1
+    if not admitted then
+      if impossible then
+        retry = p
+      else
+        retry = sliding_retry(st.previous, st.current, n, cost, p, elapsed)
+      end
+    end
+    return admitted, sat_sub(n, used), start + p, retry
+  else -- GCRA
+    if st.k ~= 'g' then
+      st = replace(key, st, { k = 'g', tat = t })
+    end
+    if n == 0 then
+      return false, 0, t, p
+    end
+    local interval = math.max(idiv(p + n - 1, n), 1)
+    local tolerance = n * interval
+    local base = math.max(st.tat, t)
+    local new_tat = base + cost * interval
+    local admitted = new_tat - t <= tolerance
+    local after = base
+    if hit and admitted then
+      st.tat = new_tat
+      after = new_tat
+      dirty[key] = true
+    end
+    local remaining = idiv(sat_sub(tolerance, after - t), interval)
+    local retry = -1
+    if not admitted then
+      if impossible then retry = p else retry = new_tat - t - tolerance end
+    end
+    return admitted, remaining, after, retry
+  end
+end
+
+-- State::refund.
+local function refund(key, s, n, p, cost)
+  local st = load(key)
+  if s == FIXED then
+    if st.k == 'w' and st.start == idiv(t, p) * p then
+      st.count = sat_sub(st.count, cost)
+      dirty[key] = true
+      period_of[key] = p
+    end
+  elseif s == FIXED_ELASTIC then
+    if st.k == 'e' and st.expires > t then
+      st.count = sat_sub(st.count, cost)
+      dirty[key] = true
+      period_of[key] = p
+    end
+  elseif s == MOVING or s == MOVING_ELASTIC then
+    if st.k == 'log' and not st.foreign then
+      local keep = sat_sub(redis.call('LLEN', key), cost)
+      if keep == 0 then
+        redis.call('DEL', key)
+      else
+        redis.call('LTRIM', key, 0, keep - 1)
+        period_of[key] = p
+      end
+    end
+  elseif s == SLIDING then
+    if st.k == 's' and st.start == idiv(t, p) * p then
+      st.current = sat_sub(st.current, cost)
+      dirty[key] = true
+      period_of[key] = p
+    end
+  elseif s == GCRA then
+    if st.k == 'g' and n > 0 then
+      local back = cost * math.max(idiv(p + n - 1, n), 1)
+      st.tat = math.max(sat_sub(st.tat, back), t)
+      dirty[key] = true
+      period_of[key] = p
+    end
+  end
+end
+
+-- State::expires_at: when the state becomes equivalent to none at all.
+local function expires_at(key, st, p)
+  if st.k == 'w' then return st.start + p end
+  if st.k == 'e' then return st.expires end
+  if st.k == 's' then return st.start + 2 * p end
+  if st.k == 'g' then return st.tat end
+  if st.k == 'log' and not st.foreign then
+    local newest = redis.call('LINDEX', key, -1)
+    if newest then return tonumber(newest) + p end
+  end
+  return 0
+end
+
+local function encode(st)
+  if st.k == 'w' then return 'w:' .. int(st.start) .. ':' .. int(st.count) end
+  if st.k == 'e' then return 'e:' .. int(st.expires) .. ':' .. int(st.count) end
+  if st.k == 's' then
+    return 's:' .. int(st.start) .. ':' .. int(st.current) .. ':' .. int(st.previous)
+  end
+  return 'g:' .. int(st.tat)
+end
+
+-- Writes back what changed; the TTL is the state's own expiry plus the grace.
+local function store(key)
+  local st = cache[key]
+  local p = period_of[key]
+  if not p then return end
+  if st.k ~= 'log' and not dirty[key] then return end
+  local expires = expires_at(key, st, p)
+  if expires <= t then
+    redis.call('DEL', key)
+    return
+  end
+  local ttl = idiv(expires - t + 999, 1000) + grace
+  if st.k == 'log' then
+    redis.call('PEXPIRE', key, ttl)
+  else
+    redis.call('SET', key, encode(st), 'PX', ttl)
+  end
+end
+
+local count = #KEYS
+local function arg(i, j)
+  return tonumber(ARGV[3 + 4 * (i - 1) + j])
+end
+
+local admitted, remaining, reset, retry = {}, {}, {}, {}
+local function run(i, hit)
+  admitted[i], remaining[i], reset[i], retry[i] =
+    decide(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4), hit)
+end
+
+local function elastic(i)
+  local s = arg(i, 1)
+  return s == FIXED_ELASTIC or s == MOVING_ELASTIC
+end
+
+-- The limits after a denial: not charged; the elastic ones that deny too record the hit.
+local function after_denial(from)
+  for i = from, count do
+    run(i, false)
+    if not admitted[i] and elastic(i) then run(i, true) end
+  end
+end
+
+if mode == 'refund' then
+  for i = 1, count do refund(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)) end
+  for i = 1, count do run(i, false) end
+elseif mode == 'peek' then
+  for i = 1, count do run(i, false) end
+elseif mode == 'deny' then
+  after_denial(1)
+elseif count == 1 then
+  run(1, true)
+else
+  -- The memory store's batch: charge in order, remembering each state; on the first denial
+  -- roll the earlier charges back (newest first: a key may be named twice) and report them
+  -- as peeked, then treat the rest as after a denial.
+  local snapshots = {}
+  local denied = nil
+  for i = 1, count do
+    local st = load(KEYS[i])
+    local s = arg(i, 1)
+    -- State::snapshot: a log (or nothing) met by the log's own strategies is undone by a
+    -- refund; any other state is copied. (A log that another strategy replaces stays untouched in Redis until
+    -- the end, so its copy is just the marker.)
+    if (st.k ~= 'log' and st.k ~= 'empty') or (s ~= MOVING and s ~= MOVING_ELASTIC) then
+      local copy = {}
+      for field, value in pairs(st) do copy[field] = value end
+      snapshots[i] = copy
+    end
+    run(i, true)
+    if not admitted[i] then
+      denied = i
+      break
+    end
+  end
+  if denied then
+    for j = denied - 1, 1, -1 do
+      local key = KEYS[j]
+      if snapshots[j] then
+        -- Restored, and written back over whatever the charge wrote. A list the charge
+        -- pushed is not the restored state's: it counts as foreign until then.
+        if cache[key].k == 'log' and snapshots[j].k ~= 'log' then
+          snapshots[j].foreign = true
+        end
+        cache[key] = snapshots[j]
+        dirty[key] = true
+      else
+        refund(key, arg(j, 1), arg(j, 2), arg(j, 3), arg(j, 4))
+      end
+    end
+    for j = 1, denied - 1 do run(j, false) end
+    after_denial(denied + 1)
+  end
+end
+
+if mode ~= 'peek' then
+  for key, _ in pairs(period_of) do store(key) end
+end
+
+local out = {}
+for i = 1, count do
+  local a = 0
+  if admitted[i] then a = 1 end
+  out[#out + 1] = a
+  out[#out + 1] = remaining[i]
+  out[#out + 1] = reset[i]
+  out[#out + 1] = retry[i]
+end
+return out

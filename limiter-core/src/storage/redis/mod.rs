@@ -1,0 +1,748 @@
+//! `redis://` and friends: counters in Redis (or Valkey), shared by every worker and host.
+//!
+//! One Lua script (`decide.lua`) decides a whole batch, all the limits of one request, in one
+//! `EVALSHA`: one round trip whatever the number of limits. The script is the memory store's
+//! arithmetic line by line (see [`crate::strategy`]), so both stores agree on every decision.
+//! "Now" is the caller's clock, passed as an argument ([`TimeSource::Server`] uses the
+//! server's `TIME` instead); key TTLs only collect garbage.
+//!
+//! Deployments: one server (`redis://`, `rediss://` with the `redis-tls` feature,
+//! `redis+unix://`), a Cluster (`redis+cluster://h:p,h:p`) and Sentinel
+//! (`redis+sentinel://h:p,h:p/service[/db]`); the `valkey` spellings work too.
+//!
+//! On a Cluster the batch is split by hash slot, one script call per slot. Every key of one
+//! client carries the client's `{hash tag}` (see [`crate::keys`]), so a request whose limits
+//! all key on the same client is one slot: one atomic call. Limits keyed on different
+//! clients (a per-IP and a per-API-key limit, say) land in different slots; they are decided
+//! one slot after another, each slot atomically: if a later slot denies the request, the
+//! slots already charged are refunded, and the slots after it only record what the elastic
+//! strategies record. Between those calls other requests may see the charge (a concurrent
+//! request can then be denied, never wrongly admitted), and the refund cannot move back the
+//! window end of a `fixed-window-elastic-expiry` limit in an earlier slot.
+//!
+//! Every call has a deadline; when Redis fails, [`FailurePolicy`] decides.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+//! use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+//! use std::time::Duration;
+//!
+//! let store = RedisStore::builder("redis://127.0.0.1:6379/0?pool_size=4")?
+//!     .deadline(Duration::from_millis(50))
+//!     .on_failure(FailurePolicy::FailOpen)
+//!     .build()?;
+//! let rate: Rate = "10 per minute".parse()?;
+//! let hits = [Hit::new("LIMITER{10.0.0.1}:/api:10/1minute", rate, Strategy::MovingWindow)];
+//! let decision = store.decide(&hits, Timestamp::from_secs(1_700_000_000)).await?;
+//! assert!(decision.admitted);
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod options;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::{Cmd, Value};
+use smallvec::SmallVec;
+
+pub use options::{FailurePolicy, RedisOptions, TimeSource};
+
+use crate::clock::Timestamp;
+use crate::config::{RedisTopology, StorageUri};
+use crate::error::{ConfigError, StorageError};
+use crate::storage::memory::MemoryStore;
+use crate::storage::{Decision, Hit, StatsList, Storage};
+use crate::strategy::{LimitStats, Strategy};
+use conn::{key_slot, Pools};
+use options::Target;
+
+/// The decision script; see the header of the file for its arguments.
+pub const SCRIPT: &str = include_str!("decide.lua");
+
+/// Longest period the script is given. Lua numbers are doubles, exact up to 2^53 µs
+/// (about 285 years) and the script adds up to two periods to "now"; periods beyond 100 years
+/// of 360 days count as 100 years on Redis (no deployment lives to tell the difference).
+pub const MAX_SCRIPT_PERIOD_MICROS: u64 = 100 * 360 * 86_400 * 1_000_000;
+
+/// A store of counters in Redis. Cheap to clone; clones share pools and fallback.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    uri: String,
+    pools: Pools,
+    cluster: bool,
+    options: RedisOptions,
+    sha: String,
+    fallback: MemoryStore,
+    breaker: Breaker,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("uri", &redact(&self.inner.uri))
+            .field("options", &self.inner.options)
+            .field("degraded", &self.is_degraded())
+            .finish()
+    }
+}
+
+/// Hides a password in a URI meant for logs.
+fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            format!("{}://***@{}", &uri[..start], &uri[at + 1..])
+        }
+        _ => uri.to_string(),
+    }
+}
+
+/// Builds a [`RedisStore`]: settings from the URI's query, then from the builder's methods.
+#[derive(Clone, Debug)]
+pub struct RedisStoreBuilder {
+    uri: String,
+    target: Target,
+    options: RedisOptions,
+}
+
+impl RedisStoreBuilder {
+    /// Connections kept open (each multiplexed).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.options.pool_size = size.max(1);
+        self
+    }
+
+    /// Longest wait for a free connection.
+    pub fn pool_timeout(mut self, timeout: Duration) -> Self {
+        self.options.pool_timeout = Some(timeout);
+        self
+    }
+
+    /// Longest wait to open a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Deadline of every storage call (at least 1 ms).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.options.deadline = deadline.max(Duration::from_millis(1));
+        self
+    }
+
+    /// What to do when Redis fails.
+    pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
+        self.options.on_failure = policy;
+        self
+    }
+
+    /// Where "now" comes from.
+    pub fn time(mut self, source: TimeSource) -> Self {
+        self.options.time = source;
+        self
+    }
+
+    /// Prefix of this limiter's keys, for [`Storage::reset`].
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.key_prefix = prefix.into();
+        self
+    }
+
+    /// Added to every key's TTL.
+    pub fn ttl_grace(mut self, grace: Duration) -> Self {
+        self.options.ttl_grace = grace;
+        self
+    }
+
+    /// Cap on keys of the in-memory fallback.
+    pub fn fallback_max_keys(mut self, max_keys: usize) -> Self {
+        self.options.fallback_max_keys = max_keys.max(1);
+        self
+    }
+
+    /// First and longest wait between probes of a failed Redis.
+    pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.options.probe_min = min;
+        self.options.probe_max = max.max(min);
+        self
+    }
+
+    /// Replaces every setting at once.
+    pub fn options(mut self, options: RedisOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The settings so far.
+    pub fn current_options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// Builds the store. Nothing connects yet: the first call opens the first connection.
+    ///
+    /// # Errors
+    /// A URI that redis-rs rejects.
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        let pools = Pools::new(&self.uri, &self.target, &self.options)?;
+        let backoff = duration_micros(self.options.probe_min);
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                cluster: matches!(self.target, Target::Cluster(_)),
+                pools,
+                sha: ::redis::Script::new(SCRIPT).get_hash().to_string(),
+                fallback: MemoryStore::new(self.options.fallback_max_keys),
+                breaker: Breaker::new(backoff),
+                options: self.options,
+                uri: self.uri,
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// A builder for a Redis URI (`redis://`, `rediss://`, `redis+unix://`,
+    /// `redis+cluster://`, `redis+sentinel://` or a `valkey` spelling), with the settings
+    /// of its query (see [`RedisOptions`]).
+    ///
+    /// # Errors
+    /// A URI that is not a Redis one, or has bad settings.
+    pub fn builder(uri: &str) -> Result<RedisStoreBuilder, ConfigError> {
+        match StorageUri::parse(uri)? {
+            StorageUri::Redis { uri, topology } => Self::builder_for(&uri, topology),
+            _ => Err(ConfigError::BadUri {
+                uri: uri.to_string(),
+                reason: "not a Redis URI".into(),
+            }),
+        }
+    }
+
+    pub(crate) fn builder_for(
+        uri: &str,
+        topology: RedisTopology,
+    ) -> Result<RedisStoreBuilder, ConfigError> {
+        let (target, options) = options::parse(uri, topology)?;
+        Ok(RedisStoreBuilder {
+            uri: uri.to_string(),
+            target,
+            options,
+        })
+    }
+
+    /// The store a parsed Redis URI names, with the settings of its query.
+    ///
+    /// # Errors
+    /// As [`RedisStore::builder`].
+    pub fn from_uri(uri: &StorageUri) -> Result<RedisStore, ConfigError> {
+        match uri {
+            StorageUri::Redis { uri, topology } => Self::builder_for(uri, *topology)?.build(),
+            other => Err(ConfigError::BadUri {
+                uri: format!("{other:?}"),
+                reason: "not a Redis URI".into(),
+            }),
+        }
+    }
+
+    /// The store's settings.
+    pub fn options(&self) -> &RedisOptions {
+        &self.inner.options
+    }
+
+    /// Whether Redis failed and the store answers by its [`FailurePolicy`] until a probe
+    /// finds Redis answering again.
+    pub fn is_degraded(&self) -> bool {
+        self.inner.breaker.degraded.load(Ordering::Acquire)
+    }
+
+    /// The in-memory store that answers under [`FailurePolicy::FallbackToMemory`].
+    pub fn fallback(&self) -> &MemoryStore {
+        &self.inner.fallback
+    }
+
+    /// Runs `op` against Redis under the deadline, unless the breaker says Redis is down
+    /// and no probe is due. Records the outcome.
+    async fn guarded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StorageError>>,
+    ) -> Result<T, StorageError> {
+        let inner = &self.inner;
+        let attempt = inner.breaker.attempt();
+        if attempt == Attempt::Skip {
+            return Err(StorageError::Unavailable(
+                "redis failed recently; waiting for the next probe".into(),
+            ));
+        }
+        // Frees the probe slot however this call ends, cancellation included.
+        let _probe = (attempt == Attempt::Probe).then(|| ProbeSlot(&inner.breaker.probing));
+        let deadline = inner.options.deadline;
+        let result = match tokio::time::timeout(deadline, op).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::Timeout(deadline)),
+        };
+        match &result {
+            Ok(_) => inner.breaker.success(attempt, &inner.fallback),
+            // A script error is a bug or a misconfiguration, not an outage; it still gets
+            // the policy's answer for this request.
+            Err(e) => inner.breaker.failure(attempt, e, &inner.options),
+        }
+        result
+    }
+
+    fn now_arg(&self, now: Timestamp) -> String {
+        match self.inner.options.time {
+            TimeSource::Caller => now.as_micros().to_string(),
+            TimeSource::Server => String::new(),
+        }
+    }
+
+    /// One script call over `hits` (all in one slot on a cluster).
+    async fn call(
+        &self,
+        mode: &str,
+        hits: &[Hit<'_>],
+        now: &str,
+    ) -> Result<StatsList, StorageError> {
+        let grace = self.inner.options.ttl_grace.as_millis().to_string();
+        let build = |verb: &str, script: &str| -> Cmd {
+            let mut cmd = ::redis::cmd(verb);
+            cmd.arg(script).arg(hits.len());
+            for hit in hits {
+                cmd.arg(hit.key);
+            }
+            cmd.arg(mode).arg(now).arg(&grace);
+            for hit in hits {
+                let n = hit.rate.amount();
+                cmd.arg(strategy_code(hit.strategy))
+                    .arg(n)
+                    .arg(hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS))
+                    // Every cost above the amount decides alike (it can never pass), and a
+                    // capped cost keeps the script's products exact.
+                    .arg(hit.cost.min(n.saturating_add(1)));
+            }
+            cmd
+        };
+        let evalsha = build("EVALSHA", &self.inner.sha);
+        let eval = || build("EVAL", SCRIPT);
+        let value = self.inner.pools.query(&evalsha, Some(&eval)).await?;
+        parse_stats(&value, hits)
+    }
+
+    /// Splits the batch by hash slot, in order of first appearance (one group off a cluster).
+    fn groups(&self, hits: &[Hit<'_>]) -> SmallVec<[SmallVec<[usize; 4]>; 1]> {
+        let mut groups: SmallVec<[(u16, SmallVec<[usize; 4]>); 1]> = SmallVec::new();
+        for (i, hit) in hits.iter().enumerate() {
+            let slot = if self.inner.cluster {
+                key_slot(hit.key)
+            } else {
+                0
+            };
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((slot, std::iter::once(i).collect())),
+            }
+        }
+        groups.into_iter().map(|(_, members)| members).collect()
+    }
+
+    async fn redis_decide(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        let now = self.now_arg(now);
+        let groups = self.groups(hits);
+        if groups.len() == 1 {
+            return Ok(Decision::from_stats(self.call("decide", hits, &now).await?));
+        }
+        // Several slots: each decided atomically, one after another (see the module docs).
+        let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
+        let mut denied = false;
+        let mut charged: SmallVec<[usize; 4]> = SmallVec::new();
+        for (g, members) in groups.iter().enumerate() {
+            let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
+            let mode = if denied { "deny" } else { "decide" };
+            let group_stats = self.call(mode, &sub, &now).await?;
+            if !denied {
+                if group_stats.iter().all(|s| s.admitted) {
+                    charged.push(g);
+                } else {
+                    denied = true;
+                }
+            }
+            for (&i, s) in members.iter().zip(group_stats) {
+                stats[i] = Some(s);
+            }
+        }
+        if denied {
+            for &g in &charged {
+                let sub: SmallVec<[Hit<'_>; 4]> = groups[g].iter().map(|&i| hits[i]).collect();
+                let group_stats = self.call("refund", &sub, &now).await?;
+                for (&i, s) in groups[g].iter().zip(group_stats) {
+                    stats[i] = Some(s);
+                }
+            }
+        }
+        Ok(Decision::from_stats(
+            stats
+                .into_iter()
+                .map(|s| s.expect("every limit decided"))
+                .collect(),
+        ))
+    }
+
+    /// Runs `mode` (peek or refund) slot by slot, stats in the batch's order.
+    async fn redis_each(
+        &self,
+        mode: &str,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<StatsList, StorageError> {
+        let now = self.now_arg(now);
+        let groups = self.groups(hits);
+        if groups.len() == 1 {
+            return self.call(mode, hits, &now).await;
+        }
+        let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
+        for members in &groups {
+            let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
+            for (&i, s) in members.iter().zip(self.call(mode, &sub, &now).await?) {
+                stats[i] = Some(s);
+            }
+        }
+        Ok(stats
+            .into_iter()
+            .map(|s| s.expect("every limit peeked"))
+            .collect())
+    }
+
+    /// The policy's answer while Redis is unavailable.
+    fn degraded_decision(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+        error: StorageError,
+        peek: bool,
+    ) -> Result<Decision, StorageError> {
+        match self.inner.options.on_failure {
+            FailurePolicy::FallbackToMemory if peek => Ok(self.inner.fallback.peek_now(hits, now)),
+            FailurePolicy::FallbackToMemory => Ok(self.inner.fallback.decide_now(hits, now)),
+            FailurePolicy::FailOpen => Ok(Decision::from_stats(
+                hits.iter()
+                    .map(|h| LimitStats {
+                        admitted: true,
+                        limit: h.rate.amount(),
+                        remaining: h.rate.amount(),
+                        reset: now.saturating_add(h.rate.period()),
+                        retry_after: None,
+                    })
+                    .collect(),
+            )),
+            FailurePolicy::FailClosed => Err(error),
+        }
+    }
+
+    async fn decide_inner(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        if hits.is_empty() {
+            return Ok(Decision::unlimited());
+        }
+        match self.guarded(self.redis_decide(hits, now)).await {
+            Ok(decision) => Ok(decision),
+            Err(e) => self.degraded_decision(hits, now, e, false),
+        }
+    }
+
+    async fn peek_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
+        if hits.is_empty() {
+            return Ok(Decision::unlimited());
+        }
+        match self.guarded(self.redis_each("peek", hits, now)).await {
+            Ok(stats) => Ok(Decision::from_stats(stats)),
+            Err(e) => self.degraded_decision(hits, now, e, true),
+        }
+    }
+
+    async fn refund_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<(), StorageError> {
+        if hits.is_empty() {
+            return Ok(());
+        }
+        match self.guarded(self.redis_each("refund", hits, now)).await {
+            Ok(_) => Ok(()),
+            Err(e) => match self.inner.options.on_failure {
+                FailurePolicy::FallbackToMemory => {
+                    self.inner.fallback.refund_now(hits, now);
+                    Ok(())
+                }
+                FailurePolicy::FailOpen => Ok(()),
+                FailurePolicy::FailClosed => Err(e),
+            },
+        }
+    }
+
+    async fn clear_inner(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.fallback.clear_now(key);
+        let cmd = {
+            let mut cmd = ::redis::cmd("DEL");
+            cmd.arg(key);
+            cmd
+        };
+        match self.guarded(self.inner.pools.query(&cmd, None)).await {
+            Ok(_) => Ok(()),
+            Err(e) if self.inner.options.on_failure == FailurePolicy::FailClosed => Err(e),
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn reset_inner(&self) -> Result<(), StorageError> {
+        self.inner.fallback.reset_now();
+        let pattern = format!("{}*", glob_escape(&self.inner.options.key_prefix));
+        let deadline = conn::admin_deadline(self.inner.options.deadline);
+        let deleted = self.inner.pools.scan_delete(&pattern, deadline).await?;
+        tracing::info!("redis storage reset: deleted {deleted} keys matching {pattern}");
+        Ok(())
+    }
+
+    async fn health_inner(&self) -> Result<(), StorageError> {
+        let ping = ::redis::cmd("PING");
+        let deadline = self.inner.options.deadline;
+        match tokio::time::timeout(deadline, self.inner.pools.query(&ping, None)).await {
+            Ok(result) => result.map(|_| ()),
+            Err(_) => Err(StorageError::Timeout(deadline)),
+        }
+    }
+}
+
+impl Storage for RedisStore {
+    fn decide(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
+        self.decide_inner(hits, now)
+    }
+
+    fn refund(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.refund_inner(hits, now)
+    }
+
+    fn peek(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
+        self.peek_inner(hits, now)
+    }
+
+    fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.clear_inner(key)
+    }
+
+    /// Deletes every key that starts with the configured `key_prefix` (SCAN + UNLINK, on
+    /// every primary of a cluster; each round trip has at least 2 s), and the fallback's.
+    fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.reset_inner()
+    }
+
+    fn health_check(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
+        self.health_inner()
+    }
+}
+
+fn strategy_code(strategy: Strategy) -> u8 {
+    match strategy {
+        Strategy::FixedWindow => 0,
+        Strategy::FixedWindowElastic => 1,
+        Strategy::MovingWindow => 2,
+        Strategy::MovingWindowElastic => 3,
+        Strategy::SlidingWindowCounter => 4,
+        Strategy::Gcra => 5,
+    }
+}
+
+fn parse_stats(value: &Value, hits: &[Hit<'_>]) -> Result<StatsList, StorageError> {
+    let bad = || StorageError::Backend(format!("unexpected script reply {value:?}"));
+    let Value::Array(items) = value else {
+        return Err(bad());
+    };
+    if items.len() != hits.len() * 4 {
+        return Err(bad());
+    }
+    let int = |v: &Value| match v {
+        Value::Int(i) => Ok(*i),
+        _ => Err(bad()),
+    };
+    hits.iter()
+        .zip(items.chunks_exact(4))
+        .map(|(hit, four)| {
+            let retry = int(&four[3])?;
+            Ok(LimitStats {
+                admitted: int(&four[0])? == 1,
+                limit: hit.rate.amount(),
+                remaining: u64::try_from(int(&four[1])?).map_err(|_| bad())?,
+                reset: Timestamp::from_micros(u64::try_from(int(&four[2])?).map_err(|_| bad())?),
+                retry_after: u64::try_from(retry).ok().map(Duration::from_micros),
+            })
+        })
+        .collect()
+}
+
+/// Escapes glob characters so that SCAN MATCH takes the prefix literally.
+fn glob_escape(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn duration_micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Whether a call goes to Redis: always while healthy; while degraded, one call at a time
+/// once the backoff has passed (the probe), and otherwise none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    Healthy,
+    Probe,
+    Skip,
+}
+
+/// Tracks Redis' health: switches to the failure policy on the first failure and back on
+/// the first success, logging each switch once.
+struct Breaker {
+    epoch: Instant,
+    degraded: AtomicBool,
+    probing: AtomicBool,
+    /// Micros since `epoch` when degraded began, and when the next probe is due.
+    since: AtomicU64,
+    next_probe: AtomicU64,
+    /// Current wait between probes, in micros.
+    backoff: AtomicU64,
+    initial_backoff: u64,
+}
+
+impl Breaker {
+    fn new(initial_backoff: u64) -> Breaker {
+        Breaker {
+            epoch: Instant::now(),
+            degraded: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
+            since: AtomicU64::new(0),
+            next_probe: AtomicU64::new(0),
+            backoff: AtomicU64::new(initial_backoff),
+            initial_backoff,
+        }
+    }
+
+    fn elapsed(&self) -> u64 {
+        duration_micros(self.epoch.elapsed())
+    }
+
+    fn attempt(&self) -> Attempt {
+        if !self.degraded.load(Ordering::Acquire) {
+            return Attempt::Healthy;
+        }
+        if self.elapsed() >= self.next_probe.load(Ordering::Acquire)
+            && self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return Attempt::Probe;
+        }
+        Attempt::Skip
+    }
+
+    fn success(&self, attempt: Attempt, fallback: &MemoryStore) {
+        if attempt == Attempt::Healthy && !self.degraded.load(Ordering::Acquire) {
+            return;
+        }
+        if self
+            .degraded
+            .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            let outage = self
+                .elapsed()
+                .saturating_sub(self.since.load(Ordering::Acquire));
+            // Counts made during the outage stay with this process; Redis has its own.
+            fallback.reset_now();
+            tracing::info!(
+                "redis storage answers again after {:?}: deciding on redis again",
+                Duration::from_micros(outage)
+            );
+        }
+        self.backoff.store(self.initial_backoff, Ordering::Release);
+    }
+
+    fn failure(&self, attempt: Attempt, error: &StorageError, options: &RedisOptions) {
+        let now = self.elapsed();
+        match attempt {
+            Attempt::Healthy => {
+                if self
+                    .degraded
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.since.store(now, Ordering::Release);
+                    self.backoff.store(self.initial_backoff, Ordering::Release);
+                    self.next_probe
+                        .store(now.saturating_add(self.initial_backoff), Ordering::Release);
+                    let what = match options.on_failure {
+                        FailurePolicy::FallbackToMemory => "deciding in process memory",
+                        FailurePolicy::FailOpen => "admitting every request",
+                        FailurePolicy::FailClosed => "failing every request",
+                    };
+                    tracing::warn!(
+                        "redis storage failed ({error}); {what} until it answers again \
+                         (first probe in {:?})",
+                        options.probe_min
+                    );
+                }
+            }
+            Attempt::Probe => {
+                let max = duration_micros(options.probe_max).max(self.initial_backoff);
+                let backoff = self
+                    .backoff
+                    .load(Ordering::Acquire)
+                    .saturating_mul(2)
+                    .clamp(1, max);
+                self.backoff.store(backoff, Ordering::Release);
+                self.next_probe
+                    .store(now.saturating_add(backoff), Ordering::Release);
+                tracing::debug!(
+                    "redis storage still failing ({error}); next probe in {:?}",
+                    Duration::from_micros(backoff)
+                );
+            }
+            Attempt::Skip => {}
+        }
+    }
+}
+
+/// Holds the breaker's single probe slot; dropping it frees the slot.
+struct ProbeSlot<'a>(&'a AtomicBool);
+
+impl Drop for ProbeSlot<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,134 @@
+//! Redis and memory give the same decision and stats at every step of random traces of
+//! hits, costs, refunds, peeks and clock moves, for every strategy (DESIGN §7).
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{redis_available, RedisServer, Rng};
+use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
+
+const RATES: [&str; 7] = [
+    "3 per second",
+    "5 per 2 seconds",
+    "1 per second",
+    "0 per second",
+    "7 per 10 seconds",
+    "4 per minute",
+    "2 per 3 seconds",
+];
+
+struct Limit {
+    key: String,
+    rate: Rate,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_and_memory_agree_on_random_traces() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .unwrap()
+        .deadline(Duration::from_secs(5))
+        .on_failure(FailurePolicy::FailClosed)
+        // Real time and the manual clock part ways here: TTLs must outlive the test.
+        .ttl_grace(Duration::from_secs(600))
+        .build()
+        .unwrap();
+
+    let mut steps = 0;
+    let (mut admitted, mut denied, mut peeks, mut refunds) = (0, 0, 0, 0);
+    for seed in 1..=100u64 {
+        let mut rng = Rng::new(seed);
+        let memory = MemoryStore::new(100_000);
+        let clock = ManualClock::new(Timestamp::from_micros(
+            1_700_000_000_000_000 + rng.below(10_000_000),
+        ));
+        // Half the traces use one strategy throughout; the others mix them per limit, and
+        // a key met with another strategy starts afresh on both stores.
+        let fixed_strategy = (seed % 2 == 0).then(|| Strategy::ALL[(seed / 2) as usize % 6]);
+        let limits: Vec<Limit> = (0..5)
+            .map(|i| {
+                let rate: Rate = rng.pick(&RATES).parse().unwrap();
+                Limit {
+                    key: format!("LIMITER{{client-{seed}}}:s{i}:{rate}"),
+                    rate,
+                }
+            })
+            .collect();
+        let mut strategies: Vec<Strategy> = (0..limits.len())
+            .map(|_| fixed_strategy.unwrap_or(*rng.pick(&Strategy::ALL)))
+            .collect();
+        let mut history: Vec<Vec<Hit<'_>>> = Vec::new();
+
+        for step in 0..150 {
+            steps += 1;
+            if fixed_strategy.is_none() && rng.chance(3) {
+                let i = rng.below(limits.len() as u64) as usize;
+                strategies[i] = *rng.pick(&Strategy::ALL);
+            }
+            // A batch of 1..=4 limits, now and then one key twice.
+            let size = 1 + rng.below(4) as usize;
+            let mut batch: Vec<Hit<'_>> = Vec::new();
+            for _ in 0..size {
+                let i = rng.below(limits.len() as u64) as usize;
+                if batch.iter().any(|h| h.key == limits[i].key) && !rng.chance(10) {
+                    continue;
+                }
+                let cost = match rng.below(10) {
+                    0 => 2,
+                    1 => 3 + rng.below(6),
+                    _ => 1,
+                };
+                batch.push(Hit::new(&limits[i].key, limits[i].rate, strategies[i]).with_cost(cost));
+            }
+            let now = clock.now();
+            let context = || format!("seed {seed} step {step} at {now}: {batch:?}");
+            match rng.below(20) {
+                0 => {
+                    let expected = memory.peek_now(&batch, now);
+                    let got = store.peek(&batch, now).await.expect("peek");
+                    assert_eq!(got, expected, "peek, {}", context());
+                    peeks += 1;
+                }
+                1 | 2 if !history.is_empty() => {
+                    let earlier = history.swap_remove(rng.below(history.len() as u64) as usize);
+                    memory.refund_now(&earlier, now);
+                    store.refund(&earlier, now).await.expect("refund");
+                    refunds += 1;
+                }
+                _ => {
+                    let expected = memory.decide_now(&batch, now);
+                    let got = store.decide(&batch, now).await.expect("decide");
+                    assert_eq!(got, expected, "decide, {}", context());
+                    if got.admitted {
+                        admitted += 1;
+                        history.push(batch.clone());
+                    } else {
+                        denied += 1;
+                    }
+                }
+            }
+            let advance = match rng.below(12) {
+                0..=3 => 0,
+                4 => 1,
+                5 => rng.below(1_000),
+                6..=8 => rng.below(400_000),
+                9 => rng.below(2_000_000),
+                10 => 1_000_000 - now.as_micros() % 1_000_000,
+                _ => rng.below(12_000_000),
+            };
+            clock.advance(Duration::from_micros(advance));
+        }
+    }
+    println!(
+        "redis and memory agreed on {steps} steps: {admitted} admitted, {denied} denied, \
+         {peeks} peeks, {refunds} refunds"
+    );
+    // The traces must exercise both outcomes, or agreement says little.
+    assert!(admitted > 1_000 && denied > 1_000 && peeks > 200 && refunds > 200);
+}

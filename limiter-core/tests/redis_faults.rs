@@ -1,0 +1,191 @@
+//! Faults on the test's own server: kill it, pause it (SIGSTOP) past the deadline, restart
+//! it, flush its scripts. Nothing panics; the failure policy holds; every call returns
+//! within the deadline (plus slack); the store goes back to Redis once it answers.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{all_keys, redis_available, RedisServer};
+use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use limiter_core::{Decision, Hit, Rate, Storage, StorageError, Strategy, Timestamp};
+
+const DEADLINE: Duration = Duration::from_millis(100);
+/// Generous slack over the deadline for a loaded CI machine.
+const BOUND: Duration = Duration::from_millis(600);
+const KEY: &str = "LIMITER{10.0.0.1}:/f:3/1minute";
+
+fn store(server: &RedisServer, policy: FailurePolicy) -> RedisStore {
+    RedisStore::builder(&server.url())
+        .unwrap()
+        .deadline(DEADLINE)
+        .on_failure(policy)
+        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .unwrap()
+}
+
+fn hit(limit: &str) -> [Hit<'static>; 1] {
+    let rate: Rate = limit.parse().unwrap();
+    [Hit::new(KEY, rate, Strategy::FixedWindow)]
+}
+
+const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
+
+/// Decides once and checks the call returned within the bound.
+async fn timed(store: &RedisStore, hits: &[Hit<'_>]) -> Result<Decision, StorageError> {
+    let start = Instant::now();
+    let result = store.decide(hits, NOW).await;
+    let took = start.elapsed();
+    assert!(took < BOUND, "a decision took {took:?}");
+    result
+}
+
+/// Decides until the store is back on Redis (a probe succeeded), within 3 s.
+async fn until_back_on_redis(store: &RedisStore, hits: &[Hit<'_>]) -> Decision {
+    let start = Instant::now();
+    loop {
+        let result = timed(store, hits).await;
+        if !store.is_degraded() {
+            return result.expect("redis answered");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "never went back to redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What another worker, deciding on Redis alone, sees left of the 3-per-minute limit.
+async fn remaining_on_redis(server: &RedisServer) -> u64 {
+    let other = RedisStore::builder(&server.url())
+        .unwrap()
+        .deadline(Duration::from_secs(2))
+        .on_failure(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
+    other.peek(&hit("3 per minute"), NOW).await.unwrap().stats[0].remaining
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_to_memory_rides_out_every_fault() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let store = store(&server, FailurePolicy::FallbackToMemory);
+    let hits = hit("3 per minute");
+
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    assert_eq!(remaining_on_redis(&server).await, 2);
+
+    // SCRIPT FLUSH: NOSCRIPT is answered by sending the script again, on Redis.
+    redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .exec(&mut server.admin())
+        .unwrap();
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    assert!(!store.is_degraded());
+    assert_eq!(remaining_on_redis(&server).await, 1);
+
+    // Killed: the memory fallback decides, with the same limit, counting afresh.
+    server.kill();
+    let outcomes: Vec<bool> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(timed(&store, &hits).await.unwrap().admitted);
+        }
+        v
+    };
+    assert!(store.is_degraded());
+    assert_eq!(outcomes, [true, true, true, false]);
+
+    // Restarted (empty): a probe finds it and decisions go back to Redis.
+    server.restart();
+    let back = until_back_on_redis(&store, &hits).await;
+    assert!(back.admitted);
+    assert_eq!(remaining_on_redis(&server).await, 2);
+
+    // Paused past the deadline: every call still answers in time, from memory.
+    server.pause();
+    let start = Instant::now();
+    for _ in 0..5 {
+        timed(&store, &hits).await.unwrap();
+    }
+    assert!(store.is_degraded());
+    assert!(start.elapsed() < BOUND * 2);
+    server.resume();
+    until_back_on_redis(&store, &hits).await;
+    assert!(all_keys(&mut server.admin()).contains(&KEY.to_string()));
+    // The probe after the restart and the last call counted on Redis; the call that timed
+    // out while the server was paused may have been counted too, when it woke up (a
+    // timed-out call is at-least-once, never lost in the other direction).
+    assert!(remaining_on_redis(&server).await <= 1);
+    assert!(store.health_check().await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_admits_while_redis_is_down() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let store = store(&server, FailurePolicy::FailOpen);
+    let hits = hit("1 per minute");
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    assert!(!timed(&store, &hits).await.unwrap().admitted);
+
+    server.kill();
+    for _ in 0..5 {
+        let d = timed(&store, &hits).await.unwrap();
+        assert!(d.admitted);
+        assert_eq!(d.stats[0].limit, 1);
+    }
+    assert!(store.is_degraded());
+    assert!(store.health_check().await.is_err());
+
+    server.restart();
+    until_back_on_redis(&store, &hits).await;
+    // On Redis again: the limit holds.
+    assert!(!timed(&store, &hits).await.unwrap().admitted);
+
+    server.pause();
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    server.resume();
+    until_back_on_redis(&store, &hits).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_returns_errors_while_redis_is_down() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let store = store(&server, FailurePolicy::FailClosed);
+    let hits = hit("5 per minute");
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+
+    server.kill();
+    for _ in 0..3 {
+        let err = timed(&store, &hits).await.unwrap_err();
+        assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+    }
+    server.restart();
+    until_back_on_redis(&store, &hits).await;
+
+    server.pause();
+    let err = timed(&store, &hits).await.unwrap_err();
+    assert_eq!(err, StorageError::Timeout(DEADLINE));
+    // Until the next probe, errors come at once.
+    let start = Instant::now();
+    assert!(timed(&store, &hits).await.is_err());
+    assert!(start.elapsed() < DEADLINE);
+    server.resume();
+    let d = until_back_on_redis(&store, &hits).await;
+    assert!(d.admitted);
+    // Peek and refund follow the same policy and work again too.
+    assert!(store.peek(&hits, NOW).await.is_ok());
+    assert!(store.refund(&hits, NOW).await.is_ok());
+}

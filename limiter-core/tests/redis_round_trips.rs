@@ -1,0 +1,169 @@
+//! One request is one script call, whatever the number of limits (DESIGN §4), counted with
+//! INFO commandstats on the test's own server.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{command_calls, redis_available, RedisServer};
+use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use limiter_core::{keys::counter_key, parse_rates, Hit, Storage, Strategy, Timestamp};
+
+#[tokio::test]
+async fn n_requests_with_four_limits_cost_n_script_calls() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .unwrap()
+        .deadline(Duration::from_secs(5))
+        .on_failure(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
+    let rates = parse_rates("50 per second, 100 per minute, 1000 per hour, 5000 per day").unwrap();
+    let strategies = [
+        Strategy::FixedWindow,
+        Strategy::MovingWindow,
+        Strategy::SlidingWindowCounter,
+        Strategy::Gcra,
+    ];
+    let keys: Vec<String> = rates
+        .iter()
+        .map(|r| counter_key("LIMITER", "10.0.0.7", "/api", r))
+        .collect();
+    let hits: Vec<Hit<'_>> = keys
+        .iter()
+        .zip(&rates)
+        .zip(strategies)
+        .map(|((k, r), s)| Hit::new(k, *r, s))
+        .collect();
+    let now = Timestamp::from_secs(1_700_000_000);
+
+    // The first call loads the script (NOSCRIPT, then EVAL); count from the second on.
+    assert!(store.decide(&hits, now).await.unwrap().admitted);
+    let mut admin = server.admin();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut admin)
+        .unwrap();
+
+    const N: u64 = 200;
+    let mut admitted = 0;
+    for _ in 0..N {
+        if store.decide(&hits, now).await.unwrap().admitted {
+            admitted += 1;
+        }
+    }
+    // 50 per second at a fixed instant: the first call took one, 49 more pass.
+    assert_eq!(admitted, 49);
+
+    let calls = command_calls(&mut admin);
+    let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
+    // commandstats also counts what the script runs inside the server; everything else
+    // came from a client.
+    const INSIDE_SCRIPT: [&str; 10] = [
+        "type", "get", "set", "del", "llen", "lindex", "lpop", "rpush", "ltrim", "pexpire",
+    ];
+    let other: Vec<&(String, u64)> = calls
+        .iter()
+        .filter(|(c, _)| {
+            !INSIDE_SCRIPT.contains(&c.as_str())
+                && !["evalsha", "config|resetstat", "info"].contains(&c.as_str())
+        })
+        .collect();
+    println!(
+        "script calls per request: {}",
+        count("evalsha") as f64 / N as f64
+    );
+    println!("commands run inside the script: {calls:?}");
+    assert_eq!(count("evalsha"), N, "{calls:?}");
+    assert_eq!(count("eval"), 0, "{calls:?}");
+    // Nothing else travels from the store: no PING per checkout, no reads around the script.
+    assert!(other.is_empty(), "{other:?}");
+}
+
+/// Decision latency on the test's own server: `cargo test -p limiter-core --features redis
+/// --release --test redis_round_trips -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn decision_latency() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = RedisStore::builder(&server.url())
+        .unwrap()
+        .deadline(Duration::from_secs(5))
+        .on_failure(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
+    let rates =
+        parse_rates("1000000 per second, 100 per minute, 1000 per hour, 5000 per day").unwrap();
+    for (limits, strategy) in [
+        (1, Strategy::FixedWindow),
+        (4, Strategy::FixedWindow),
+        (4, Strategy::Gcra),
+        (4, Strategy::SlidingWindowCounter),
+        (4, Strategy::MovingWindow),
+    ] {
+        let keys: Vec<String> = rates[..limits]
+            .iter()
+            .map(|r| counter_key("LIMITER", "10.0.0.7", &format!("/{strategy}"), r))
+            .collect();
+        let hits: Vec<Hit<'_>> = keys
+            .iter()
+            .zip(&rates)
+            .map(|(k, r)| Hit::new(k, *r, strategy))
+            .collect();
+        let mut now = Timestamp::from_secs(1_700_000_000);
+        store.decide(&hits, now).await.unwrap();
+        let mut samples = Vec::with_capacity(5_000);
+        for _ in 0..5_000 {
+            now = now.saturating_add(Duration::from_micros(1_000));
+            let start = Instant::now();
+            store.decide(&hits, now).await.unwrap();
+            samples.push(start.elapsed());
+        }
+        samples.sort();
+        let pct = |p: usize| samples[samples.len() * p / 100];
+        println!(
+            "{limits} limit(s), {strategy}: p50 {:?}, p99 {:?} over {} sequential decisions",
+            pct(50),
+            pct(99),
+            samples.len()
+        );
+    }
+    // Many concurrent callers over the pool's multiplexed connections.
+    let keys: Vec<String> = rates
+        .iter()
+        .map(|r| counter_key("LIMITER", "10.0.0.8", "/c", r))
+        .collect();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let store = store.clone();
+        let keys = keys.clone();
+        let rates = rates.clone();
+        tasks.push(tokio::spawn(async move {
+            let hits: Vec<Hit<'_>> = keys
+                .iter()
+                .zip(&rates)
+                .map(|(k, r)| Hit::new(k, *r, Strategy::FixedWindow))
+                .collect();
+            for i in 0..200u64 {
+                let now = Timestamp::from_micros(1_700_000_000_000_000 + t * 1_000 + i);
+                store.decide(&hits, now).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "64 tasks x 200 decisions of 4 limits: {:.0} decisions/s",
+        12_800.0 / elapsed.as_secs_f64()
+    );
+}

@@ -1,0 +1,69 @@
+//! The Redis store as configured by its URI: Store::from_uri, the server's clock, clear and
+//! reset (which deletes only this limiter's keys).
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{all_keys, redis_available, RedisServer};
+use limiter_core::storage::Store;
+use limiter_core::{Hit, Rate, Storage, StorageUri, Strategy, Timestamp};
+
+#[tokio::test]
+async fn a_uri_configures_the_store() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let uri = format!(
+        "valkey://127.0.0.1:{}/0?time=server&on_failure=closed&key_prefix=app&deadline_ms=2000",
+        server.port
+    );
+    let store = Store::from_uri(&StorageUri::parse(&uri).unwrap()).unwrap();
+    assert!(matches!(store, Store::Redis(_)));
+    store.health_check().await.unwrap();
+
+    // time=server: the caller's "now" (here the epoch) is ignored; windows follow Redis' TIME.
+    let rate: Rate = "2 per minute".parse().unwrap();
+    let hits = [Hit::new(
+        "app{1.2.3.4}:/:2/1minute",
+        rate,
+        Strategy::MovingWindow,
+    )];
+    let d = store.decide(&hits, Timestamp::ZERO).await.unwrap();
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let reset = Duration::from_micros(d.stats[0].reset.as_micros());
+    assert!(d.admitted);
+    assert!(reset > wall + Duration::from_secs(55) && reset < wall + Duration::from_secs(65));
+
+    // clear() forgets one counter; reset() every key of this prefix, and nothing else.
+    let other = [Hit::new(
+        "app{1.2.3.4}:/other:2/1minute",
+        rate,
+        Strategy::FixedWindow,
+    )];
+    store.decide(&other, Timestamp::ZERO).await.unwrap();
+    redis::cmd("SET")
+        .arg("not-ours")
+        .arg("1")
+        .exec(&mut admin)
+        .unwrap();
+    store.clear(hits[0].key).await.unwrap();
+    let mut keys = all_keys(&mut admin);
+    keys.sort();
+    assert_eq!(keys, ["app{1.2.3.4}:/other:2/1minute", "not-ours"]);
+    store.reset().await.unwrap();
+    assert_eq!(all_keys(&mut admin), ["not-ours"]);
+}
+
+#[test]
+fn bad_settings_fail_at_start_up() {
+    let err = Store::from_uri(&StorageUri::parse("redis://localhost/0?on_failure=never").unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("on_failure"), "{err}");
+    let err =
+        Store::from_uri(&StorageUri::parse("redis+cluster://h:1,h:2?pool=3").unwrap()).unwrap_err();
+    assert!(err.to_string().contains("unknown option \"pool\""), "{err}");
+}
