@@ -144,13 +144,21 @@ async fn sentinel_failover_is_survived() {
             assert!(store.decide(hit, now).await.unwrap().admitted);
         }
     }
-    // Everything written is on the replica before the failover.
-    let acked: i64 = redis::cmd("WAIT")
-        .arg(1)
-        .arg(5_000)
-        .query(&mut primary.admin())
-        .unwrap();
-    assert_eq!(acked, 1);
+    // Everything written is on the replica before the failover. (WAIT on the admin
+    // connection would not do: it waits only for that connection's own writes.)
+    let offset = |server: &RedisServer, field: &str| -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut server.admin())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix(field)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let written = offset(&primary, "master_repl_offset:");
+    wait_until(Duration::from_secs(10), "the replica to catch up", || {
+        offset(&replica, "slave_repl_offset:") >= written
+    });
 
     redis::cmd("SENTINEL")
         .arg("FAILOVER")
