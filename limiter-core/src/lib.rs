@@ -31,6 +31,7 @@ pub mod keys;
 pub mod rate;
 pub mod storage;
 pub mod strategy;
+pub mod suggest;
 
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use config::StorageUri;

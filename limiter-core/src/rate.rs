@@ -498,26 +498,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 /// The closest unit name within two edits, or one the word starts with.
 fn suggest_unit(word: &str) -> Option<&'static str> {
-    let lower = word.to_ascii_lowercase();
-    Unit::ALL
-        .iter()
-        .map(|u| (edit_distance(&lower, u.name()), u.name()))
-        .filter(|&(d, name)| d <= 2 || (lower.len() >= 3 && name.starts_with(&lower)))
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, name)| name)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
+    let names = Unit::ALL.map(Unit::name);
+    crate::suggest::closest(word, &names)
 }

@@ -199,30 +199,7 @@ fn error(span: Span, message: impl std::fmt::Display) -> syn::Error {
 
 /// The closest candidate within two edits, or one the word starts with.
 fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let lower = word.to_ascii_lowercase();
-    candidates
-        .iter()
-        .map(|c| (edit_distance(&lower, &c.to_ascii_lowercase()), *c))
-        .filter(|&(d, c)| {
-            d <= 2 || (lower.len() >= 3 && c.to_ascii_lowercase().starts_with(&lower))
-        })
-        .min_by_key(|&(d, _)| d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
+    limiter_core::suggest::closest(word, candidates)
 }
 
 fn did_you_mean(found: Option<&str>) -> String {

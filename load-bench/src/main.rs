@@ -14,7 +14,9 @@
 //! Each server runs in its own process with one actix worker; the load generator runs here
 //! on one thread. Requests per second alone vary ±15 % run to run on a 2-core machine, so
 //! the harness reports the server's CPU time per request (summed over its threads from
-//! `/proc/<pid>/task/*/schedstat`) and what each limiter adds over no limiter.
+//! `/proc/<pid>/task/*/schedstat`) and what each limiter adds over no limiter. For the Redis
+//! variants it reads INFO commandstats of its own redis-server: script calls per request,
+//! and all commands per request (Redis counts the commands a script runs there too).
 
 mod flood;
 mod load;
@@ -198,21 +200,29 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Commands the server executed since the last reset, all kinds together.
-    fn commands(&self) -> u64 {
-        self.cli(&["info", "commandstats"])
-            .lines()
-            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_config"))
-            .filter(|l| !l.starts_with("cmdstat_info"))
-            .filter_map(|l| {
-                l.split("calls=")
-                    .nth(1)?
-                    .split(',')
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .sum()
+    /// Commands the server executed since the last reset: (script calls, all commands).
+    /// Redis counts the commands a script runs in its commandstats too, so "all" includes
+    /// those; for a client that sends no scripts it is what the client sent.
+    fn commands(&self) -> (u64, u64) {
+        let stats = self.cli(&["info", "commandstats"]);
+        let calls = |line: &str| -> u64 {
+            line.split("calls=")
+                .nth(1)
+                .and_then(|rest| rest.split(',').next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        let mut scripts = 0;
+        let mut all = 0;
+        for line in stats.lines().filter(|l| l.starts_with("cmdstat_")) {
+            if line.starts_with("cmdstat_config") || line.starts_with("cmdstat_info") {
+                continue;
+            }
+            if line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:") {
+                scripts += calls(line);
+            }
+            all += calls(line);
+        }
+        (scripts, all)
     }
 }
 
@@ -249,7 +259,7 @@ fn cpu_time(pid: u32) -> Duration {
 struct Sample {
     report: LoadReport,
     cpu: Duration,
-    redis_commands: Option<u64>,
+    redis_commands: Option<(u64, u64)>,
 }
 
 fn measure(
@@ -344,8 +354,8 @@ fn orchestrate(options: &Options) {
 fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usize, Vec<Sample>>) {
     println!("\nscenario: {}", scenario.describe());
     println!(
-        "{:<15} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7} {:>10}",
-        "variant", "req/s", "p50 us", "p99 us", "cpu us/req", "added us", "429 %", "redis/req"
+        "{:<15} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7}  {}",
+        "variant", "req/s", "p50 us", "p99 us", "cpu us/req", "added us", "429 %", "redis scripts/cmds per req"
     );
     let cpu_per_request = |s: &Sample| s.cpu.as_secs_f64() * 1e6 / s.report.requests.max(1) as f64;
     let baseline = options
@@ -384,20 +394,27 @@ fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usiz
         let added = baseline
             .filter(|_| variant != Variant::None)
             .map_or("-".to_string(), |b| format!("{:+.3}", cpu - b));
-        let redis = runs
-            .iter()
-            .filter_map(|s| {
-                s.redis_commands
-                    .map(|c| c as f64 / s.report.requests.max(1) as f64)
-            })
-            .collect::<Vec<_>>();
-        let redis = if redis.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{:.3}", median(&mut redis.clone()))
+        let per_request = |pick: fn((u64, u64)) -> u64| {
+            let mut values: Vec<f64> = runs
+                .iter()
+                .filter_map(|s| {
+                    let count = pick(s.redis_commands?);
+                    Some(count as f64 / s.report.requests.max(1) as f64)
+                })
+                .collect();
+            if values.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.2}", median(&mut values))
+            }
         };
+        let redis = format!(
+            "{}/{}",
+            per_request(|(scripts, _)| scripts),
+            per_request(|(_, all)| all)
+        );
         println!(
-            "{:<15} {:>9.0} {:>8.0} {:>8.0} {:>10.3} {:>10} {:>7.1} {:>10}",
+            "{:<15} {:>9.0} {:>8.0} {:>8.0} {:>10.3} {:>10} {:>7.1}  {}",
             variant.name(),
             rps,
             p50,
