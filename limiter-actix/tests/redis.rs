@@ -227,3 +227,56 @@ async fn redis_killed_mid_test_falls_back_to_memory_then_returns() {
     let res = test::call_service(&app, get_req("/limited").to_request()).await;
     assert_eq!(remaining(&res).as_deref(), Some("1"));
 }
+
+#[get("/shared")]
+#[limit("5 per minute")]
+async fn shared() -> &'static str {
+    "shared"
+}
+
+#[actix_web::test]
+async fn two_limiters_on_one_redis_share_one_budget() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    // Two limiters, as two workers or hosts would build them from the same configuration.
+    let make = || {
+        let limiter = builder(&server.url(), &clock).build().unwrap();
+        App::new().wrap(limiter).service(shared)
+    };
+    let hosts = [
+        test::init_service(make()).await,
+        test::init_service(make()).await,
+    ];
+    let window_end = (START + 60).to_string();
+
+    // Alternating between the hosts, one second apart: one budget of 5 in total.
+    for (i, left) in ["4", "3", "2", "1", "0"].into_iter().enumerate() {
+        let res = test::call_service(&hosts[i % 2], get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {}", i + 1);
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some("5"));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some(left));
+        assert_eq!(header(&res, "x-ratelimit-reset"), Some(window_end.as_str()));
+        clock.advance(Duration::from_secs(1));
+    }
+    // The 6th and 7th, one on each host, are refused alike until the window ends.
+    for host in [1, 0] {
+        let res = test::call_service(&hosts[host], get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "host {host}");
+        assert_eq!(header(&res, "retry-after"), Some("55"));
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some("5"));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header(&res, "x-ratelimit-reset"), Some(window_end.as_str()));
+        assert_eq!(body(res).await, "5 per 1 minute");
+    }
+
+    // Next window: the budget is back, still one for both.
+    clock.advance(Duration::from_secs(55));
+    for (i, left) in ["4", "3"].into_iter().enumerate() {
+        let res = test::call_service(&hosts[i % 2], get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some(left));
+    }
+}
