@@ -110,7 +110,11 @@ async fn redis_down_fail_closed_answers_503_with_retry_after() {
         // The first call finds Redis down; the next ones are decided while degraded.
         for attempt in 0..3 {
             let res = test::call_service(&app, get_req(path).to_request()).await;
-            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE, "{path} #{attempt}");
+            assert_eq!(
+                res.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path} #{attempt}"
+            );
             assert_eq!(header(&res, "retry-after"), Some("1"), "{path}");
             assert_eq!(body(res).await, "rate limit storage unavailable", "{path}");
         }
@@ -119,7 +123,10 @@ async fn redis_down_fail_closed_answers_503_with_retry_after() {
 
 #[actix_web::test]
 async fn redis_down_fail_closed_answers_the_configured_429() {
-    let apps = both_paths!(&down_uri("fail-closed"), Some(StatusCode::TOO_MANY_REQUESTS));
+    let apps = both_paths!(
+        &down_uri("fail-closed"),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
     for (path, app) in apps {
         for _ in 0..2 {
             let res = test::call_service(&app, get_req(path).to_request()).await;
@@ -176,7 +183,8 @@ async fn redis_killed_mid_test_falls_back_to_memory_then_returns() {
     let clock = ManualClock::new(Timestamp::from_secs(START));
     let limiter = builder(&uri, &clock).build().unwrap();
     let app = test::init_service(App::new().wrap(limiter.clone()).service(limited)).await;
-    let remaining = |res: &ServiceResponse<_>| header(res, "x-ratelimit-remaining").map(String::from);
+    let remaining =
+        |res: &ServiceResponse<_>| header(res, "x-ratelimit-remaining").map(String::from);
 
     // On Redis: two of three used, and the counter is in the test's server.
     for left in ["2", "1"] {
