@@ -5,6 +5,8 @@
 //!
 //! ```sh
 //! cargo run --example moving_window
+//! # or, counting in Redis (shared with every process started so, each on its own BIND):
+//! LIMITER_STORAGE_URI=redis://127.0.0.1:6379/0 cargo run --example moving_window
 //! for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/api/data; done
 //! ```
 

@@ -1,5 +1,9 @@
 //! Each example, built and started as a process on a free port, does what the article says.
 
+// limiter-core's helper: the Redis test starts its own redis-server and stops it.
+#[path = "../../limiter-core/tests/common/mod.rs"]
+mod redis_server;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -196,6 +200,36 @@ fn moving_window_allows_five_in_any_rolling_minute() {
     assert_eq!(sixth.body, "You've hit the rate limit!");
     let retry: u64 = sixth.header("retry-after").unwrap().parse().unwrap();
     assert!((55..=60).contains(&retry), "Retry-After {retry}");
+}
+
+#[test]
+fn moving_window_on_redis_shares_five_between_two_processes() {
+    if !redis_server::redis_available() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let env = [("LIMITER_STORAGE_URI", redis.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // What memory storage cannot do: two processes (workers, hosts) admit 5 in total.
+    let servers = [start("moving_window", &env), start("moving_window", &env)];
+    for i in 0..5 {
+        let res = get(&servers[i % 2], "/api/data", &[]);
+        assert_eq!(res.status, 200, "request {}", i + 1);
+        assert_eq!(res.body, r#"{"data":"some sensitive data"}"#);
+    }
+    for server in &servers {
+        let res = get(server, "/api/data", &[]);
+        assert_eq!(res.status, 429);
+        assert_eq!(res.body, "You've hit the rate limit!");
+        let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+        assert!((55..=60).contains(&retry), "Retry-After {retry}");
+    }
+    // The hits are in the test's Redis: one moving-window log of the 5 admitted requests.
+    let mut admin = redis.admin();
+    let keys = redis_server::all_keys(&mut admin);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let logged: usize = redis::cmd("LLEN").arg(&keys[0]).query(&mut admin).unwrap();
+    assert_eq!(logged, 5);
 }
 
 #[test]

@@ -1,0 +1,290 @@
+//! The limiter on Redis through actix: what a request gets when Redis is down or dies (each
+//! failure policy), and several limiters (workers, hosts) sharing one budget in one Redis.
+//! Tests that need a server start their own (limiter-core's helper) and never touch another.
+#![cfg(feature = "redis")]
+
+#[path = "../../limiter-core/tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use actix_web::body::{to_bytes, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::test::{self, TestRequest};
+use actix_web::{get, web, App};
+use common::{all_keys, free_port, redis_available, RedisServer};
+use limiter_actix::core::Store;
+use limiter_actix::{limit, Headers, Limiter, ManualClock, Timestamp};
+
+/// Top of a minute: fixed windows start here.
+const START: u64 = 1_700_006_400;
+
+#[get("/limited")]
+#[limit("3 per minute")]
+async fn limited() -> &'static str {
+    "limited"
+}
+
+/// Undecorated: only the default limits apply.
+async fn plain() -> &'static str {
+    "plain"
+}
+
+fn get_req(uri: &str) -> TestRequest {
+    TestRequest::get()
+        .uri(uri)
+        .peer_addr("10.0.0.1:40000".parse().unwrap())
+}
+
+async fn body<B: MessageBody>(res: ServiceResponse<B>) -> String {
+    let Ok(bytes) = to_bytes(res.into_body()).await else {
+        panic!("body could not be read")
+    };
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn header<'a, B>(res: &'a ServiceResponse<B>, name: &str) -> Option<&'a str> {
+    res.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+/// A Redis URI where nothing listens.
+fn down_uri(policy: &str) -> String {
+    format!(
+        "redis://127.0.0.1:{}/0?on_failure={policy}&deadline_ms=50",
+        free_port()
+    )
+}
+
+fn builder(uri: &str, clock: &ManualClock) -> limiter_actix::LimiterBuilder {
+    Limiter::builder()
+        .storage_uri(uri)
+        .clock(clock.clone())
+        .headers(Headers::XRateLimit)
+}
+
+fn is_degraded(limiter: &Limiter) -> bool {
+    match limiter.store() {
+        Store::Redis(redis) => redis.is_degraded(),
+        _ => panic!("the limiter should be on Redis"),
+    }
+}
+
+/// The two limiters behind [`both_paths!`]: one without default limits, so the middleware
+/// has nothing to decide and the `#[limit]` wrapper decides `/limited`; one with default
+/// limits, which the middleware decides for the plain route.
+fn two_limiters(uri: &str, status: Option<StatusCode>) -> [Limiter; 2] {
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    [
+        builder(uri, &clock),
+        builder(uri, &clock).default_limits("2 per minute"),
+    ]
+    .map(|b| match status {
+        Some(status) => b.storage_failure_status(status),
+        None => b,
+    })
+    .map(|b| b.build().unwrap())
+}
+
+/// `[("/limited", app), ("/plain", app)]`: the route each of [`two_limiters`] decides, and a
+/// test app on it. (A macro: the apps' types cannot be named in a function's signature.)
+macro_rules! both_paths {
+    ($uri:expr, $status:expr) => {{
+        let make = |limiter: Limiter| {
+            App::new()
+                .wrap(limiter)
+                .service(limited)
+                .route("/plain", web::get().to(plain))
+        };
+        let [wrapper, middleware] = two_limiters($uri, $status);
+        [
+            ("/limited", test::init_service(make(wrapper)).await),
+            ("/plain", test::init_service(make(middleware)).await),
+        ]
+    }};
+}
+
+#[actix_web::test]
+async fn redis_down_fail_closed_answers_503_with_retry_after() {
+    for (path, app) in both_paths!(&down_uri("fail-closed"), None) {
+        // The first call finds Redis down; the next ones are decided while degraded.
+        for attempt in 0..3 {
+            let res = test::call_service(&app, get_req(path).to_request()).await;
+            assert_eq!(
+                res.status(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "{path} #{attempt}"
+            );
+            assert_eq!(header(&res, "retry-after"), Some("1"), "{path}");
+            assert_eq!(body(res).await, "rate limit storage unavailable", "{path}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn redis_down_fail_closed_answers_the_configured_429() {
+    let apps = both_paths!(
+        &down_uri("fail-closed"),
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    );
+    for (path, app) in apps {
+        for _ in 0..2 {
+            let res = test::call_service(&app, get_req(path).to_request()).await;
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+            assert_eq!(header(&res, "retry-after"), Some("1"), "{path}");
+            assert_eq!(body(res).await, "rate limit storage unavailable", "{path}");
+        }
+    }
+}
+
+#[actix_web::test]
+async fn redis_down_fail_open_admits_everything() {
+    for (path, app) in both_paths!(&down_uri("fail-open"), None) {
+        // Past both limits (3 and 2 per minute): nothing is counted.
+        for attempt in 0..5 {
+            let res = test::call_service(&app, get_req(path).to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{path} #{attempt}");
+            assert_eq!(body(res).await, &path[1..]);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn redis_down_fallback_limits_from_memory() {
+    // No on_failure: the default policy, the in-memory fallback with the same limits.
+    let uri = format!("redis://127.0.0.1:{}/0?deadline_ms=50", free_port());
+    for ((path, app), limit) in both_paths!(&uri, None).into_iter().zip([3, 2]) {
+        for remaining in (0..limit).rev() {
+            let res = test::call_service(&app, get_req(path).to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                header(&res, "x-ratelimit-remaining"),
+                Some(remaining.to_string().as_str()),
+                "{path}"
+            );
+        }
+        let res = test::call_service(&app, get_req(path).to_request()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        assert_eq!(header(&res, "retry-after"), Some("60"), "{path}");
+        assert_eq!(body(res).await, format!("{limit} per 1 minute"));
+    }
+}
+
+#[actix_web::test]
+async fn redis_killed_mid_test_falls_back_to_memory_then_returns() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let uri = format!(
+        "{}?deadline_ms=100&probe_min_ms=20&probe_max_ms=100",
+        server.url()
+    );
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&uri, &clock).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter.clone()).service(limited)).await;
+    let remaining =
+        |res: &ServiceResponse<_>| header(res, "x-ratelimit-remaining").map(String::from);
+
+    // On Redis: two of three used, and the counter is in the test's server.
+    for left in ["2", "1"] {
+        let res = test::call_service(&app, get_req("/limited").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(remaining(&res).as_deref(), Some(left));
+    }
+    assert!(!is_degraded(&limiter));
+    // The route's scope is its handler's path (module::function).
+    assert_eq!(
+        all_keys(&mut server.admin()),
+        ["LIMITER{10.0.0.1}:redis::limited:3/1minute"]
+    );
+
+    // Killed: the fallback counts on its own, from zero, with the same limit and headers.
+    server.kill();
+    clock.advance(Duration::from_secs(15));
+    for left in ["2", "1", "0"] {
+        let res = test::call_service(&app, get_req("/limited").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(remaining(&res).as_deref(), Some(left));
+    }
+    assert!(is_degraded(&limiter));
+    let res = test::call_service(&app, get_req("/limited").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("45"));
+    assert_eq!(body(res).await, "3 per 1 minute");
+
+    // Back (empty): until a probe succeeds the fallback still denies; the request that
+    // probes is decided by the fresh Redis, and so are the next ones.
+    server.restart();
+    let started = std::time::Instant::now();
+    let res = loop {
+        let res = test::call_service(&app, get_req("/limited").to_request()).await;
+        if !is_degraded(&limiter) {
+            break res;
+        }
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never went back to redis"
+        );
+        // Real time only for the probe backoff (20-100 ms); windows follow the manual clock.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(remaining(&res).as_deref(), Some("2"));
+    let res = test::call_service(&app, get_req("/limited").to_request()).await;
+    assert_eq!(remaining(&res).as_deref(), Some("1"));
+}
+
+#[get("/shared")]
+#[limit("5 per minute")]
+async fn shared() -> &'static str {
+    "shared"
+}
+
+#[actix_web::test]
+async fn two_limiters_on_one_redis_share_one_budget() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    // Two limiters, as two workers or hosts would build them from the same configuration.
+    let make = || {
+        let limiter = builder(&server.url(), &clock).build().unwrap();
+        App::new().wrap(limiter).service(shared)
+    };
+    let hosts = [
+        test::init_service(make()).await,
+        test::init_service(make()).await,
+    ];
+    let window_end = (START + 60).to_string();
+
+    // Alternating between the hosts, one second apart: one budget of 5 in total.
+    for (i, left) in ["4", "3", "2", "1", "0"].into_iter().enumerate() {
+        let res = test::call_service(&hosts[i % 2], get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "request {}", i + 1);
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some("5"));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some(left));
+        assert_eq!(header(&res, "x-ratelimit-reset"), Some(window_end.as_str()));
+        clock.advance(Duration::from_secs(1));
+    }
+    // The 6th and 7th, one on each host, are refused alike until the window ends.
+    for host in [1, 0] {
+        let res = test::call_service(&hosts[host], get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "host {host}");
+        assert_eq!(header(&res, "retry-after"), Some("55"));
+        assert_eq!(header(&res, "x-ratelimit-limit"), Some("5"));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
+        assert_eq!(header(&res, "x-ratelimit-reset"), Some(window_end.as_str()));
+        assert_eq!(body(res).await, "5 per 1 minute");
+    }
+
+    // Next window: the budget is back, still one for both.
+    clock.advance(Duration::from_secs(55));
+    for (i, left) in ["4", "3"].into_iter().enumerate() {
+        let res = test::call_service(&hosts[i % 2], get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some(left));
+    }
+}
