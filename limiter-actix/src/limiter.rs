@@ -674,7 +674,6 @@ impl Inner {
                 .unwrap_or(0)
         });
         let stats = decision.stats[current];
-        let now = self.clock.now();
         match self.headers {
             Headers::Off => {}
             Headers::XRateLimit => {
@@ -714,7 +713,7 @@ impl Inner {
                 }
                 let until_reset = stats
                     .reset
-                    .saturating_since(now)
+                    .saturating_since(self.clock.now())
                     .as_micros()
                     .div_ceil(1_000_000);
                 let rate_limit = format!("{current_name};r={};t={until_reset}", stats.remaining);

@@ -263,7 +263,8 @@ where
             };
         }
         let method = method_index(req.method());
-        let mut batch = Batch::take();
+        // Taken only for a request this middleware charges: a decorated route never needs one.
+        let mut pooled: Option<Box<Batch>> = None;
         // Find the route and, unless it decides for itself, build the charge.
         let (learn, charge) = {
             let routes = worker.routes();
@@ -272,18 +273,22 @@ where
                 Some((m, entry)) => {
                     let prior = entry.states[m];
                     let charge = prior != RouteState::Deferred
-                        && inner.client_key(req.request(), &mut batch);
+                        && inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
                     if charge {
-                        inner.push_app_and_defaults(&mut batch, Some(&entry.default_suffixes));
+                        inner.push_app_and_defaults(
+                            batch_of(&mut pooled),
+                            Some(&entry.default_suffixes),
+                        );
                     }
                     (Learn::Static { method: m, prior }, charge)
                 }
                 None => match req.resource_map().match_pattern(path) {
                     // No route: a 404 is charged the application limits only.
                     None => {
-                        let charge = inner.client_key(req.request(), &mut batch);
+                        let charge =
+                            inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
                         if charge {
-                            inner.push_application(&mut batch);
+                            inner.push_application(batch_of(&mut pooled));
                         }
                         (Learn::Nothing, charge)
                     }
@@ -294,7 +299,8 @@ where
                             _ => RouteState::Unknown,
                         };
                         let charge = prior != RouteState::Deferred
-                            && inner.client_key(req.request(), &mut batch);
+                            && inner
+                                .client_key(req.request(), pooled.get_or_insert_with(Batch::take));
                         if charge {
                             let fresh;
                             let suffixes = match entry {
@@ -304,7 +310,7 @@ where
                                     &fresh
                                 }
                             };
-                            inner.push_app_and_defaults(&mut batch, Some(suffixes));
+                            inner.push_app_and_defaults(batch_of(&mut pooled), Some(suffixes));
                         }
                         let learn = match method {
                             None => Learn::Nothing,
@@ -325,13 +331,18 @@ where
             learn,
             headers: None,
         };
-        if !charge || batch.is_empty() {
-            batch.give();
-            return LimiterFuture::Inner {
-                fut: self.service.call(req),
-                post: Some(post),
-            };
-        }
+        let batch = match pooled {
+            Some(batch) if charge && !batch.is_empty() => batch,
+            other => {
+                if let Some(batch) = other {
+                    batch.give();
+                }
+                return LimiterFuture::Inner {
+                    fut: self.service.call(req),
+                    post: Some(post),
+                };
+            }
+        };
         let decision = inner.decide_sync(&batch.hits());
         match decision {
             Some(decision) => match decided(req, batch, decision, post) {
@@ -373,6 +384,11 @@ where
             }
         }
     }
+}
+
+/// The batch a charge is being built in (taken by the key lookup just before).
+fn batch_of(pooled: &mut Option<Box<Batch>>) -> &mut Batch {
+    pooled.get_or_insert_with(Batch::take)
 }
 
 /// After the middleware's decision: the request to pass on, or the rejection.

@@ -355,7 +355,14 @@ fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usiz
     println!("\nscenario: {}", scenario.describe());
     println!(
         "{:<15} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7}  {}",
-        "variant", "req/s", "p50 us", "p99 us", "cpu us/req", "added us", "429 %", "redis scripts/cmds per req"
+        "variant",
+        "req/s",
+        "p50 us",
+        "p99 us",
+        "cpu us/req",
+        "added us",
+        "429 %",
+        "redis scripts/cmds per req"
     );
     let cpu_per_request = |s: &Sample| s.cpu.as_secs_f64() * 1e6 / s.report.requests.max(1) as f64;
     let baseline = options
