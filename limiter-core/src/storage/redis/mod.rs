@@ -323,12 +323,30 @@ impl RedisStore {
         self.inner.blocks.as_ref().map_or(0, BlockCache::evictions)
     }
 
+    /// What [`Storage::decide`] and [`Storage::peek`] answer without a round trip, if
+    /// anything: the denial of the block cache when one of `hits` is still blocked at `now`
+    /// (see the module docs), or an admission for an empty batch. For callers that decide
+    /// synchronously when they can; `decide` consults it first anyway.
+    pub fn decide_locally(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
+        if hits.is_empty() {
+            return Some(Decision::unlimited());
+        }
+        self.cached_denial(hits, now)
+    }
+
     /// The denial of `hits` from the block cache, if any of them is still blocked at `now`.
     fn cached_denial(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
         let cache = self.inner.blocks.as_ref()?;
         // Elastic limits must record a rejected hit on the server.
         if cache.len() == 0 || hits.iter().any(|h| h.strategy.is_elastic()) {
             return None;
+        }
+        if let [hit] = hits {
+            // The usual request: one limit, one lookup.
+            let mut decision = Decision::unlimited();
+            decision.stats.push(cache.blocked(hit, now)?);
+            decision.conclude();
+            return Some(decision);
         }
         let known: SmallVec<[Option<LimitStats>; 4]> =
             hits.iter().map(|h| cache.blocked(h, now)).collect();
@@ -550,12 +568,6 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> Result<Decision, StorageError> {
-        if hits.is_empty() {
-            return Ok(Decision::unlimited());
-        }
-        if let Some(denied) = self.cached_denial(hits, now) {
-            return Ok(denied);
-        }
         match self.guarded(self.redis_decide(hits, now)).await {
             Ok(decision) => {
                 self.remember(hits, &decision, now);
@@ -566,12 +578,6 @@ impl RedisStore {
     }
 
     async fn peek_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
-        if hits.is_empty() {
-            return Ok(Decision::unlimited());
-        }
-        if let Some(denied) = self.cached_denial(hits, now) {
-            return Ok(denied);
-        }
         match self.guarded(self.redis_each("peek", hits, now)).await {
             Ok(stats) => Ok(Decision::from_stats(stats)),
             Err(e) => self.degraded_decision(hits, now, e, true),
@@ -646,7 +652,15 @@ impl Storage for RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        self.decide_inner(hits, now)
+        // Answered before the future exists: the round trip's future is some 20 KB, which a
+        // caller would move around for nothing; it is boxed, and only made when needed.
+        let local = self.decide_locally(hits, now);
+        async move {
+            match local {
+                Some(decision) => Ok(decision),
+                None => Box::pin(self.decide_inner(hits, now)).await,
+            }
+        }
     }
 
     fn refund(
@@ -662,7 +676,13 @@ impl Storage for RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        self.peek_inner(hits, now)
+        let local = self.decide_locally(hits, now);
+        async move {
+            match local {
+                Some(decision) => Ok(decision),
+                None => Box::pin(self.peek_inner(hits, now)).await,
+            }
+        }
     }
 
     fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send {
