@@ -7,7 +7,7 @@
 //! `cargo bench -p limiter-core --features redis --bench redis`
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::future::Future;
@@ -64,16 +64,24 @@ fn bench(c: &mut Criterion, url: &str) {
 
     // (a) One task, one limit, admitted: about one round trip.
     group.bench_function("one-task", |b| {
-        let hit = [Hit::new("L{bench-a}:/:1e9/1s", admit, Strategy::FixedWindow)];
+        let hit = [Hit::new(
+            "L{bench-a}:/:1e9/1s",
+            admit,
+            Strategy::FixedWindow,
+        )];
         b.iter(|| {
-            let d = one_thread.block_on(cached.decide(&hit, clock.now())).unwrap();
+            let d = one_thread
+                .block_on(cached.decide(&hit, clock.now()))
+                .unwrap();
             black_box(d.admitted)
         })
     });
 
     // (b) 64 tasks, each its own client, over the shared pool's multiplexed connections.
     // One iteration is one decision.
-    let keys: Vec<String> = (0..TASKS).map(|t| format!("L{{bench-b{t}}}:/:1e9/1s")).collect();
+    let keys: Vec<String> = (0..TASKS)
+        .map(|t| format!("L{{bench-b{t}}}:/:1e9/1s"))
+        .collect();
     group.bench_function("64-tasks", |b| {
         b.iter_custom(|iters| {
             let per_task = iters.div_ceil(TASKS);
@@ -83,8 +91,7 @@ fn bench(c: &mut Criterion, url: &str) {
                 let tasks: Vec<_> = keys
                     .iter()
                     .map(|key| {
-                        let (store, key, clock) =
-                            (concurrent.clone(), key.clone(), clock.clone());
+                        let (store, key, clock) = (concurrent.clone(), key.clone(), clock.clone());
                         tokio::spawn(async move {
                             let hit = [Hit::new(&key, admit, Strategy::FixedWindow)];
                             for _ in 0..per_task {
@@ -117,7 +124,13 @@ fn bench(c: &mut Criterion, url: &str) {
         })
     });
     group.bench_function("rejection-block-cache-sync", |b| {
-        b.iter(|| black_box(cached.decide_locally(black_box(&hit), clock.now()).is_some()))
+        b.iter(|| {
+            black_box(
+                cached
+                    .decide_locally(black_box(&hit), clock.now())
+                    .is_some(),
+            )
+        })
     });
     group.bench_function("rejection-redis", |b| {
         b.iter(|| {
@@ -158,7 +171,10 @@ fn print_table() {
             println!("{label:<52} {time:>12} {:>14.0}", 1e9 / ns);
         }
     };
-    row("(a) one decision, 1 task, 1 limit, admitted", get("one-task"));
+    row(
+        "(a) one decision, 1 task, 1 limit, admitted",
+        get("one-task"),
+    );
     row(
         "(b) 64 concurrent tasks (time per decision)",
         get("64-tasks"),
@@ -171,8 +187,14 @@ fn print_table() {
         "    the same, RedisStore::decide_locally (no future)",
         get("rejection-block-cache-sync"),
     );
-    row("    the same rejection from Redis (cache off)", get("rejection-redis"));
-    row("    the same rejection from MemoryStore::decide_now", get("rejection-memory"));
+    row(
+        "    the same rejection from Redis (cache off)",
+        get("rejection-redis"),
+    );
+    row(
+        "    the same rejection from MemoryStore::decide_now",
+        get("rejection-memory"),
+    );
     if let (Some(cache), Some(sync), Some(memory), Some(redis)) = (
         get("rejection-block-cache"),
         get("rejection-block-cache-sync"),

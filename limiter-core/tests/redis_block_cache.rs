@@ -74,7 +74,14 @@ async fn a_flood_from_blocked_clients_costs_no_script_call() {
     let r = rate("3 per minute");
     for strategy in NON_ELASTIC {
         let keys: Vec<String> = (0..10)
-            .map(|c| counter_key("LIMITER", &format!("10.1.0.{c}"), &format!("/{strategy}"), &r))
+            .map(|c| {
+                counter_key(
+                    "LIMITER",
+                    &format!("10.1.0.{c}"),
+                    &format!("/{strategy}"),
+                    &r,
+                )
+            })
             .collect();
         let mut blocked_until = Vec::new();
         for key in &keys {
@@ -95,7 +102,11 @@ async fn a_flood_from_blocked_clients_costs_no_script_call() {
                     .unwrap();
                 assert!(!d.admitted, "{strategy} {key} at {now}");
                 assert_eq!(d.breached, Some(0));
-                assert_eq!(d.retry_after, Some(until.saturating_since(now)), "{strategy}");
+                assert_eq!(
+                    d.retry_after,
+                    Some(until.saturating_since(now)),
+                    "{strategy}"
+                );
                 assert_eq!(d.stats[0].limit, 3);
                 assert_eq!(d.stats[0].remaining, 0);
                 answers.push((key, now, d));
@@ -161,12 +172,30 @@ async fn a_cheaper_request_or_another_rate_is_asked_of_redis() {
     let r = rate("3 per minute");
     let key = counter_key("LIMITER", "10.3.0.1", "/cost", &r);
     let hit = Hit::new(&key, r, Strategy::FixedWindow);
-    assert!(store.decide(&[hit.with_cost(2)], t0()).await.unwrap().admitted);
-    assert!(!store.decide(&[hit.with_cost(2)], t0()).await.unwrap().admitted);
+    assert!(
+        store
+            .decide(&[hit.with_cost(2)], t0())
+            .await
+            .unwrap()
+            .admitted
+    );
+    assert!(
+        !store
+            .decide(&[hit.with_cost(2)], t0())
+            .await
+            .unwrap()
+            .admitted
+    );
 
     reset_stats(&mut admin);
     // Cost 2 or more repeats the denial: answered here.
-    assert!(!store.decide(&[hit.with_cost(3)], t0()).await.unwrap().admitted);
+    assert!(
+        !store
+            .decide(&[hit.with_cost(3)], t0())
+            .await
+            .unwrap()
+            .admitted
+    );
     assert_eq!(script_calls(&mut admin), 0);
     // Cost 1 fits in what is left: Redis is asked and admits it.
     assert!(store.decide(&[hit], t0()).await.unwrap().admitted);
@@ -345,7 +374,10 @@ async fn the_cap_holds_under_many_distinct_blocked_keys() {
         }
         let calls = script_calls(&mut admin);
         assert!(calls >= (CLIENTS - CAP) as u64, "{calls}");
-        assert!(calls < CLIENTS as u64, "the cache answered nothing: {calls}");
+        assert!(
+            calls < CLIENTS as u64,
+            "the cache answered nothing: {calls}"
+        );
         assert!(store.block_cache_len() <= store.block_cache_capacity());
     }
 }
@@ -373,43 +405,50 @@ async fn zero_turns_the_cache_off() {
 }
 
 #[tokio::test]
-async fn a_blocked_client_stays_blocked_while_redis_is_down() {
+async fn while_redis_is_down_the_failure_policy_answers() {
     if !redis_available() {
         return;
     }
     let mut server = RedisServer::start();
     let store = RedisStore::builder(&server.url())
         .unwrap()
-        .deadline(Duration::from_millis(200))
+        .deadline(Duration::from_millis(500))
+        .probe_backoff(Duration::from_millis(1), Duration::from_millis(1))
         .on_failure(FailurePolicy::FailOpen)
         .build()
         .unwrap();
     let r = rate("1 per minute");
-    let blocked = counter_key("LIMITER", "10.9.0.1", "/x", &r);
-    let other = counter_key("LIMITER", "10.9.0.2", "/x", &r);
-    let retry = block(&store, Hit::new(&blocked, r, Strategy::FixedWindow), t0()).await;
+    let key = counter_key("LIMITER", "10.9.0.1", "/x", &r);
+    let hit = [Hit::new(&key, r, Strategy::FixedWindow)];
+    let retry = block(&store, hit[0], t0()).await;
     server.kill();
+    // The first call after the crash is still answered by the cache: nothing has told the
+    // store yet that Redis is down.
     let now = t0().saturating_add(Duration::from_secs(1));
-    let d = store
-        .decide(&[Hit::new(&blocked, r, Strategy::FixedWindow)], now)
-        .await
-        .unwrap();
+    let d = store.decide(&hit, now).await.unwrap();
     assert!(!d.admitted);
     assert_eq!(d.retry_after, Some(retry - Duration::from_secs(1)));
-    // Everyone else gets the policy's answer.
-    let d = store
-        .decide(&[Hit::new(&other, r, Strategy::FixedWindow)], now)
-        .await
-        .unwrap();
-    assert!(d.admitted);
+    // Another client's request finds Redis down; from then on `open` admits everyone.
+    let other_key = counter_key("LIMITER", "10.9.0.2", "/x", &r);
+    let other = [Hit::new(&other_key, r, Strategy::FixedWindow)];
+    assert!(store.decide(&other, now).await.unwrap().admitted);
     assert!(store.is_degraded());
-    // Once the block has ended, the policy answers for the blocked client too.
-    let d = store
-        .decide(
-            &[Hit::new(&blocked, r, Strategy::FixedWindow)],
-            t0().saturating_add(retry),
-        )
-        .await
-        .unwrap();
-    assert!(d.admitted);
+    assert!(store.decide(&hit, now).await.unwrap().admitted);
+
+    // Back on Redis (restarted empty), the entry applies again until its block ends.
+    server.restart();
+    let start = std::time::Instant::now();
+    while store.is_degraded() {
+        // Polling for the probe to find Redis back (not waiting out a window).
+        store.decide(&other, now).await.unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never went back to redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut admin = server.admin();
+    reset_stats(&mut admin);
+    assert!(!store.decide(&hit, now).await.unwrap().admitted);
+    assert_eq!(script_calls(&mut admin), 0);
 }

@@ -69,7 +69,7 @@ impl BlockCache {
             shards: (0..shard_count).map(|_| SpinLock::default()).collect(),
             shard_mask: shard_count as u64 - 1,
             per_shard_cap: (max_entries / shard_count).max(1),
-            hasher: foldhash::fast::FixedState::with_seed(0x626c_6f63_6b65_64),
+            hasher: foldhash::fast::FixedState::with_seed(0x0062_6c6f_636b_6564),
             len: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
         })
@@ -99,10 +99,7 @@ impl BlockCache {
         let t = now.as_micros();
         let (hash, shard) = self.place(hit.key);
         let mut shard = self.shards[shard].lock();
-        let entry = shard
-            .table
-            .find_entry(hash, |e| &*e.key == hit.key)
-            .ok()?;
+        let entry = shard.table.find_entry(hash, |e| &*e.key == hit.key).ok()?;
         let e = entry.get();
         if e.until <= t {
             entry.remove();

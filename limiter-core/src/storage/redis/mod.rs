@@ -45,10 +45,13 @@
 //! every rejected hit on the server (that is what keeps a hammering client blocked), so they
 //! never fill the cache, and a request with any elastic limit never takes it.
 //!
-//! The cache is consulted before Redis and before the failure policy, so a client that Redis
-//! denied stays blocked through an outage under every [`FailurePolicy`]; it is filled from
-//! Redis' answers only (the memory fallback answers a denial locally anyway). [`Storage::peek`]
-//! answers from it too. The cap is `block_cache` entries (default 100 000; 0 turns the cache
+//! While Redis is failing ([`RedisStore::is_degraded`]) the cache is bypassed and the
+//! [`FailurePolicy`] answers every request as documented (`open` admits them all); its entries
+//! are kept and apply again once Redis answers, if their block has not ended. It is filled from
+//! Redis' answers only (the memory fallback answers a denial locally anyway).
+//! [`Storage::peek`] answers from it too. When another limit of the same request would block
+//! longer than the cached one, the local answer names the cached limit's retry-after, and
+//! Redis names the longer one when asked again after it. The cap is `block_cache` entries (default 100 000; 0 turns the cache
 //! off); expired entries are reclaimed incrementally, and a full cache evicts the entries whose
 //! block ends first, which then cost a round trip again.
 //!
@@ -330,6 +333,10 @@ impl RedisStore {
     pub fn decide_locally(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
         if hits.is_empty() {
             return Some(Decision::unlimited());
+        }
+        // While degraded, the failure policy answers every request, as documented.
+        if self.is_degraded() {
+            return None;
         }
         self.cached_denial(hits, now)
     }
