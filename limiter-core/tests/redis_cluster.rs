@@ -91,6 +91,9 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
         .unwrap()
         .deadline(Duration::from_secs(5))
         .on_failure(FailurePolicy::FailClosed)
+        // Every stat against memory's: the block cache answers a blocked request's other
+        // limits without asking Redis (tests/redis_block_cache.rs covers it).
+        .block_cache(0)
         .build()
         .unwrap();
 

@@ -37,6 +37,9 @@ async fn redis_and_memory_agree_on_random_traces() {
         .on_failure(FailurePolicy::FailClosed)
         // Real time and the manual clock part ways here: TTLs must outlive the test.
         .ttl_grace(Duration::from_secs(600))
+        // Every stat against memory's: the block cache answers a blocked request's other
+        // limits without asking Redis (tests/redis_block_cache.rs covers it).
+        .block_cache(0)
         .build()
         .unwrap();
 

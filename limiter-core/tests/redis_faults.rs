@@ -22,6 +22,10 @@ fn store(server: &RedisServer, policy: FailurePolicy) -> RedisStore {
         .deadline(DEADLINE)
         .on_failure(policy)
         .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        // A client the block cache answers never asks Redis, so it cannot notice an outage;
+        // these tests watch every request reach the policy (tests/redis_block_cache.rs covers
+        // the cache during an outage).
+        .block_cache(0)
         .build()
         .unwrap()
 }

@@ -20,6 +20,8 @@ async fn n_requests_with_four_limits_cost_n_script_calls() {
         .unwrap()
         .deadline(Duration::from_secs(5))
         .on_failure(FailurePolicy::FailClosed)
+        // Denied requests must reach Redis too: this counts what one request costs there.
+        .block_cache(0)
         .build()
         .unwrap();
     let rates = parse_rates("50 per second, 100 per minute, 1000 per hour, 5000 per day").unwrap();

@@ -486,7 +486,7 @@ impl Storage for MemoryStore {
 /// release store to give it back (a parking mutex pays a second atomic read-modify-write).
 /// A waiter spins briefly, then yields its time slice, so a preempted holder is not starved.
 #[derive(Default)]
-struct SpinLock<T> {
+pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
 }
@@ -496,7 +496,7 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     #[inline]
-    fn lock(&self) -> SpinGuard<'_, T> {
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         let mut spins = 0u32;
         while self.locked.swap(true, Ordering::Acquire) {
             while self.locked.load(Ordering::Relaxed) {
@@ -512,7 +512,7 @@ impl<T> SpinLock<T> {
     }
 }
 
-struct SpinGuard<'a, T> {
+pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
 }
 

@@ -194,7 +194,11 @@ impl Storage for Store {
         match self {
             Store::Memory(m) => Ok(m.decide_now(hits, now)),
             #[cfg(feature = "redis")]
-            Store::Redis(r) => Box::pin(r.decide(hits, now)).await,
+            Store::Redis(r) => match r.decide_locally(hits, now) {
+                // A blocked client: no round trip, no allocation.
+                Some(decision) => Ok(decision),
+                None => Box::pin(r.decide(hits, now)).await,
+            },
         }
     }
 

@@ -22,6 +22,39 @@
 //!
 //! Every call has a deadline; when Redis fails, [`FailurePolicy`] decides.
 //!
+//! # Blocked clients cost no round trip
+//!
+//! When Redis denies a request, each limit that denied it is remembered in a bounded local
+//! cache, the *block cache* (counter key, rate, strategy, cost, and the time at which the same
+//! request would pass: now + its retry-after). Until then a request that repeats it (same key,
+//! rate and strategy, a cost no smaller) is denied in this process, without a script call.
+//! Its stats tell the truth as far as it is known: the blocked limit reports the denial's
+//! `remaining` and `reset` and `retry_after` = blocked until − now; the request's other limits,
+//! which Redis was not asked about, report what an unused counter would say (admitted,
+//! `remaining` = the amount, an upper bound): a denied request charges nothing, so they were not
+//! charged either way.
+//!
+//! This is exact for time-based expiry: the strategies' retry-after is the first instant at
+//! which the request fits, so the cache never denies past the moment Redis would admit, and
+//! charges made meanwhile by other processes only lengthen a block (which Redis reports when
+//! asked again). What it cannot see: a `clear`/`reset` or a refund done by *another* process
+//! (or by hand in Redis) takes effect here only when the entry expires. This store's own
+//! [`Storage::clear`], [`Storage::reset`] and [`Storage::refund`] drop the entries they touch.
+//!
+//! Elastic strategies (`fixed-window-elastic-expiry`, `moving-window-elastic`) must record
+//! every rejected hit on the server (that is what keeps a hammering client blocked), so they
+//! never fill the cache, and a request with any elastic limit never takes it.
+//!
+//! While Redis is failing ([`RedisStore::is_degraded`]) the cache is bypassed and the
+//! [`FailurePolicy`] answers every request as documented (`open` admits them all); its entries
+//! are kept and apply again once Redis answers, if their block has not ended. It is filled from
+//! Redis' answers only (the memory fallback answers a denial locally anyway).
+//! [`Storage::peek`] answers from it too. When another limit of the same request would block
+//! longer than the cached one, the local answer names the cached limit's retry-after, and
+//! Redis names the longer one when asked again after it. The cap is `block_cache` entries (default 100 000; 0 turns the cache
+//! off); expired entries are reclaimed incrementally, and a full cache evicts the entries whose
+//! block ends first, which then cost a round trip again.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use limiter_core::storage::redis::{FailurePolicy, RedisStore};
@@ -39,6 +72,7 @@
 //! # Ok(()) }
 //! ```
 
+mod block_cache;
 mod conn;
 mod options;
 
@@ -57,7 +91,8 @@ use crate::config::{RedisTopology, StorageUri};
 use crate::error::{ConfigError, StorageError};
 use crate::storage::memory::MemoryStore;
 use crate::storage::{Decision, Hit, StatsList, Storage};
-use crate::strategy::{LimitStats, Strategy};
+use crate::strategy::{Action, LimitStats, State, Strategy};
+use block_cache::BlockCache;
 use conn::{key_slot, Pools};
 use options::Target;
 
@@ -83,6 +118,8 @@ struct Inner {
     sha: String,
     fallback: MemoryStore,
     breaker: Breaker,
+    /// Limits Redis denied, until their retry-after passes; `None` when turned off.
+    blocks: Option<BlockCache>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -168,6 +205,12 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Cap on entries of the block cache (see the module docs); 0 turns it off.
+    pub fn block_cache(mut self, max_entries: usize) -> Self {
+        self.options.block_cache = max_entries;
+        self
+    }
+
     /// First and longest wait between probes of a failed Redis.
     pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.options.probe_min = min;
@@ -200,6 +243,7 @@ impl RedisStoreBuilder {
                 sha: ::redis::Script::new(SCRIPT).get_hash().to_string(),
                 fallback: MemoryStore::new(self.options.fallback_max_keys),
                 breaker: Breaker::new(backoff),
+                blocks: BlockCache::new(self.options.block_cache),
                 options: self.options,
                 uri: self.uri,
             }),
@@ -264,6 +308,84 @@ impl RedisStore {
     /// The in-memory store that answers under [`FailurePolicy::FallbackToMemory`].
     pub fn fallback(&self) -> &MemoryStore {
         &self.inner.fallback
+    }
+
+    /// Entries in the block cache now (expired ones not yet reclaimed included); 0 when it
+    /// is turned off.
+    pub fn block_cache_len(&self) -> usize {
+        self.inner.blocks.as_ref().map_or(0, BlockCache::len)
+    }
+
+    /// The block cache's cap (`block_cache` rounded down to a multiple of its shard count).
+    pub fn block_cache_capacity(&self) -> usize {
+        self.inner.blocks.as_ref().map_or(0, BlockCache::capacity)
+    }
+
+    /// Block cache entries evicted before their block ended because the cache was full.
+    pub fn block_cache_evictions(&self) -> u64 {
+        self.inner.blocks.as_ref().map_or(0, BlockCache::evictions)
+    }
+
+    /// What [`Storage::decide`] and [`Storage::peek`] answer without a round trip, if
+    /// anything: the denial of the block cache when one of `hits` is still blocked at `now`
+    /// (see the module docs), or an admission for an empty batch. For callers that decide
+    /// synchronously when they can; `decide` consults it first anyway.
+    pub fn decide_locally(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
+        if hits.is_empty() {
+            return Some(Decision::unlimited());
+        }
+        // While degraded, the failure policy answers every request, as documented.
+        if self.is_degraded() {
+            return None;
+        }
+        self.cached_denial(hits, now)
+    }
+
+    /// The denial of `hits` from the block cache, if any of them is still blocked at `now`.
+    fn cached_denial(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
+        let cache = self.inner.blocks.as_ref()?;
+        // Elastic limits must record a rejected hit on the server.
+        if cache.len() == 0 || hits.iter().any(|h| h.strategy.is_elastic()) {
+            return None;
+        }
+        if let [hit] = hits {
+            // The usual request: one limit, one lookup.
+            let mut decision = Decision::unlimited();
+            decision.stats.push(cache.blocked(hit, now)?);
+            decision.conclude();
+            return Some(decision);
+        }
+        let known: SmallVec<[Option<LimitStats>; 4]> =
+            hits.iter().map(|h| cache.blocked(h, now)).collect();
+        if known.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(Decision::from_stats(
+            hits.iter()
+                .zip(known)
+                .map(|(hit, stats)| {
+                    // Not asked: what an unused counter says (an upper bound on what is left).
+                    stats.unwrap_or_else(|| {
+                        State::Empty.decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek)
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// Fills the block cache from a denial by Redis.
+    fn remember(&self, hits: &[Hit<'_>], decision: &Decision, now: Timestamp) {
+        let Some(cache) = self.inner.blocks.as_ref() else {
+            return;
+        };
+        if decision.admitted {
+            return;
+        }
+        for (hit, stats) in hits.iter().zip(&decision.stats) {
+            if !stats.admitted && !hit.strategy.is_elastic() {
+                cache.record(hit, stats, now);
+            }
+        }
     }
 
     /// Runs `op` against Redis under the deadline, unless the breaker says Redis is down
@@ -453,19 +575,16 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> Result<Decision, StorageError> {
-        if hits.is_empty() {
-            return Ok(Decision::unlimited());
-        }
         match self.guarded(self.redis_decide(hits, now)).await {
-            Ok(decision) => Ok(decision),
+            Ok(decision) => {
+                self.remember(hits, &decision, now);
+                Ok(decision)
+            }
             Err(e) => self.degraded_decision(hits, now, e, false),
         }
     }
 
     async fn peek_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
-        if hits.is_empty() {
-            return Ok(Decision::unlimited());
-        }
         match self.guarded(self.redis_each("peek", hits, now)).await {
             Ok(stats) => Ok(Decision::from_stats(stats)),
             Err(e) => self.degraded_decision(hits, now, e, true),
@@ -475,6 +594,12 @@ impl RedisStore {
     async fn refund_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<(), StorageError> {
         if hits.is_empty() {
             return Ok(());
+        }
+        // A refund can make room for a request that was denied.
+        if let Some(cache) = &self.inner.blocks {
+            for hit in hits {
+                cache.remove(hit.key);
+            }
         }
         match self.guarded(self.redis_each("refund", hits, now)).await {
             Ok(_) => Ok(()),
@@ -491,6 +616,9 @@ impl RedisStore {
 
     async fn clear_inner(&self, key: &str) -> Result<(), StorageError> {
         self.inner.fallback.clear_now(key);
+        if let Some(cache) = &self.inner.blocks {
+            cache.remove(key);
+        }
         let cmd = {
             let mut cmd = ::redis::cmd("DEL");
             cmd.arg(key);
@@ -505,6 +633,9 @@ impl RedisStore {
 
     async fn reset_inner(&self) -> Result<(), StorageError> {
         self.inner.fallback.reset_now();
+        if let Some(cache) = &self.inner.blocks {
+            cache.clear();
+        }
         let pattern = format!("{}*", glob_escape(&self.inner.options.key_prefix));
         let deadline = conn::admin_deadline(self.inner.options.deadline);
         let deleted = self.inner.pools.scan_delete(&pattern, deadline).await?;
@@ -528,7 +659,15 @@ impl Storage for RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        self.decide_inner(hits, now)
+        // Answered before the future exists: the round trip's future is some 20 KB, which a
+        // caller would move around for nothing; it is boxed, and only made when needed.
+        let local = self.decide_locally(hits, now);
+        async move {
+            match local {
+                Some(decision) => Ok(decision),
+                None => Box::pin(self.decide_inner(hits, now)).await,
+            }
+        }
     }
 
     fn refund(
@@ -544,7 +683,13 @@ impl Storage for RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        self.peek_inner(hits, now)
+        let local = self.decide_locally(hits, now);
+        async move {
+            match local {
+                Some(decision) => Ok(decision),
+                None => Box::pin(self.peek_inner(hits, now)).await,
+            }
+        }
     }
 
     fn clear(&self, key: &str) -> impl Future<Output = Result<(), StorageError>> + Send {

@@ -84,6 +84,10 @@ pub struct RedisOptions {
     pub probe_min: Duration,
     /// Longest wait between probes (`probe_max_ms`, default 5 s).
     pub probe_max: Duration,
+    /// Cap on entries of the block cache (`block_cache`, default 100 000; 0 turns it off):
+    /// limits Redis denied, remembered until their retry-after passes so that the same
+    /// client is denied without a round trip (see [`super`]'s module docs for the caveats).
+    pub block_cache: usize,
 }
 
 impl Default for RedisOptions {
@@ -100,6 +104,7 @@ impl Default for RedisOptions {
             fallback_max_keys: 100_000,
             probe_min: Duration::from_millis(100),
             probe_max: Duration::from_secs(5),
+            block_cache: 100_000,
         }
     }
 }
@@ -127,7 +132,7 @@ const PASSTHROUGH: [&str; 4] = ["db", "user", "pass", "protocol"];
 
 const ACCEPTED: &str = "pool_size, pool_timeout_ms, connect_timeout_ms, deadline_ms \
      (timeout_ms), on_failure, time, key_prefix, ttl_grace_ms, fallback_max_keys, probe_min_ms, \
-     probe_max_ms, and redis' own db, user, pass, protocol";
+     probe_max_ms, block_cache, and redis' own db, user, pass, protocol";
 
 /// Parses a (canonical, `valkey` already mapped) Redis URI into its target and options.
 pub(crate) fn parse(
@@ -213,6 +218,13 @@ pub(crate) fn parse(
             "fallback_max_keys" => options.fallback_max_keys = count("fallback_max_keys")?,
             "probe_min_ms" => options.probe_min = millis("probe_min_ms")?,
             "probe_max_ms" => options.probe_max = millis("probe_max_ms")?,
+            "block_cache" => {
+                options.block_cache = value.parse().map_err(|_| ConfigError::Invalid {
+                    setting: "block_cache",
+                    value: value.clone(),
+                    reason: "expected a whole number of entries (0 turns the cache off)".into(),
+                })?
+            }
             _ if PASSTHROUGH.contains(&name) => {
                 passthrough.push((name, pair.split_once('=').map_or("", |(_, v)| v)))
             }
@@ -390,7 +402,7 @@ mod tests {
     #[test]
     fn options_come_from_the_query() {
         let (_, o) = parse(
-            "redis://h/0?pool_size=3&deadline_ms=250&on_failure=closed&time=server&key_prefix=app&ttl_grace_ms=0&probe_min_ms=10&probe_max_ms=20&pool_timeout_ms=5&connect_timeout_ms=7&fallback_max_keys=9",
+            "redis://h/0?pool_size=3&deadline_ms=250&on_failure=closed&time=server&key_prefix=app&ttl_grace_ms=0&probe_min_ms=10&probe_max_ms=20&pool_timeout_ms=5&connect_timeout_ms=7&fallback_max_keys=9&block_cache=0",
             RedisTopology::Standalone,
         )
         .unwrap();
@@ -405,6 +417,10 @@ mod tests {
         assert_eq!(o.pool_timeout, Some(Duration::from_millis(5)));
         assert_eq!(o.connect_timeout, Some(Duration::from_millis(7)));
         assert_eq!(o.fallback_max_keys, 9);
+        assert_eq!(o.block_cache, 0);
+        let (_, o) = parse("redis://h/0?block_cache=250", RedisTopology::Standalone).unwrap();
+        assert_eq!(o.block_cache, 250);
+        assert_eq!(RedisOptions::default().block_cache, 100_000);
     }
 
     #[test]
@@ -414,6 +430,8 @@ mod tests {
         assert!(err.to_string().contains("pool_size"), "{err}");
         let err = parse("redis://h/0?on_failure=maybe", RedisTopology::Standalone).unwrap_err();
         assert!(err.to_string().contains("fallback"), "{err}");
+        let err = parse("redis://h/0?block_cache=-1", RedisTopology::Standalone).unwrap_err();
+        assert!(err.to_string().contains("block_cache"), "{err}");
         let err = parse("redis://h/0?deadline_ms=0", RedisTopology::Standalone).unwrap_err();
         assert!(err.to_string().contains("at least 1"), "{err}");
         let err = parse("redis+cluster://h:1/3", RedisTopology::Cluster).unwrap_err();

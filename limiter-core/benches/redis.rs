@@ -1,0 +1,228 @@
+//! The Redis store, against a `redis-server` this bench starts on a free port (skipped, with a
+//! message, when there is none): one decision from one task (about one round trip), decisions
+//! per second from 64 concurrent tasks sharing the pool, and a rejection answered by the block
+//! cache beside the same rejection asked of Redis and decided by the memory store. After
+//! criterion's own report it prints a table of the means.
+//!
+//! `cargo bench -p limiter-core --features redis --bench redis`
+
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use limiter_core::{Clock, Hit, MemoryStore, Rate, Storage, Strategy};
+
+const TASKS: u64 = 64;
+
+fn store(url: &str, block_cache: usize) -> RedisStore {
+    RedisStore::builder(url)
+        .unwrap()
+        .deadline(Duration::from_secs(5))
+        .on_failure(FailurePolicy::FailClosed)
+        .block_cache(block_cache)
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` once: the block cache answers without waiting, so its future is ready at once.
+fn poll_once<F: Future>(f: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(f).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("expected an answer without a round trip"),
+    }
+}
+
+fn bench(c: &mut Criterion, url: &str) {
+    let clock = Clock::system();
+    let admit = Rate::parse("1000000000 per second").unwrap();
+    let deny = Rate::parse("1 per hour").unwrap();
+    let one_thread = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // A connection's driver task lives on the runtime that opened it, so each runtime gets
+    // its own store.
+    let cached = store(url, 100_000);
+    let uncached = store(url, 0);
+    let concurrent = store(url, 100_000);
+    let mut group = c.benchmark_group("redis");
+
+    // (a) One task, one limit, admitted: about one round trip.
+    group.bench_function("one-task", |b| {
+        let hit = [Hit::new(
+            "L{bench-a}:/:1e9/1s",
+            admit,
+            Strategy::FixedWindow,
+        )];
+        b.iter(|| {
+            let d = one_thread
+                .block_on(cached.decide(&hit, clock.now()))
+                .unwrap();
+            black_box(d.admitted)
+        })
+    });
+
+    // (b) 64 tasks, each its own client, over the shared pool's multiplexed connections.
+    // One iteration is one decision.
+    let keys: Vec<String> = (0..TASKS)
+        .map(|t| format!("L{{bench-b{t}}}:/:1e9/1s"))
+        .collect();
+    group.bench_function("64-tasks", |b| {
+        b.iter_custom(|iters| {
+            let per_task = iters.div_ceil(TASKS);
+            let done = AtomicU64::new(0);
+            let start = Instant::now();
+            runtime.block_on(async {
+                let tasks: Vec<_> = keys
+                    .iter()
+                    .map(|key| {
+                        let (store, key, clock) = (concurrent.clone(), key.clone(), clock.clone());
+                        tokio::spawn(async move {
+                            let hit = [Hit::new(&key, admit, Strategy::FixedWindow)];
+                            for _ in 0..per_task {
+                                black_box(store.decide(&hit, clock.now()).await.unwrap());
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                    done.fetch_add(per_task, Ordering::Relaxed);
+                }
+            });
+            let elapsed = start.elapsed();
+            elapsed.mul_f64(iters as f64 / done.load(Ordering::Relaxed) as f64)
+        })
+    });
+
+    // (c) A blocked client's rejection: from the block cache, from Redis (cache off), and
+    // from the memory store.
+    let hit = [Hit::new("L{bench-c}:/:1/1h", deny, Strategy::FixedWindow)];
+    one_thread.block_on(async {
+        cached.decide(&hit, clock.now()).await.unwrap();
+        assert!(!cached.decide(&hit, clock.now()).await.unwrap().admitted);
+    });
+    group.bench_function("rejection-block-cache", |b| {
+        b.iter(|| {
+            let d = poll_once(cached.decide(black_box(&hit), clock.now())).unwrap();
+            black_box(d.admitted)
+        })
+    });
+    group.bench_function("rejection-block-cache-sync", |b| {
+        b.iter(|| {
+            black_box(
+                cached
+                    .decide_locally(black_box(&hit), clock.now())
+                    .is_some(),
+            )
+        })
+    });
+    group.bench_function("rejection-redis", |b| {
+        b.iter(|| {
+            let d = one_thread
+                .block_on(uncached.decide(black_box(&hit), clock.now()))
+                .unwrap();
+            black_box(d.admitted)
+        })
+    });
+    let memory = MemoryStore::new(100_000);
+    memory.decide_now(&hit, clock.now());
+    group.bench_function("rejection-memory", |b| {
+        b.iter(|| black_box(memory.decide_now(black_box(&hit), clock.now()).admitted))
+    });
+    group.finish();
+}
+
+/// Criterion's mean estimate (ns) of one benchmark, from its saved report.
+fn mean_ns(id: &str) -> Option<f64> {
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "../target".to_string());
+    let path = format!("{target}/criterion/{id}/new/estimates.json");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    json["mean"]["point_estimate"].as_f64()
+}
+
+fn print_table() {
+    let get = |name: &str| mean_ns(&format!("redis/{name}"));
+    println!("\nRedis store, measured in one run against the bench's own redis-server");
+    println!("{:<52} {:>12} {:>14}", "workload", "mean", "decisions/s");
+    let row = |label: &str, ns: Option<f64>| {
+        if let Some(ns) = ns {
+            let time = if ns >= 1_000.0 {
+                format!("{:.1} us", ns / 1_000.0)
+            } else {
+                format!("{ns:.1} ns")
+            };
+            println!("{label:<52} {time:>12} {:>14.0}", 1e9 / ns);
+        }
+    };
+    row(
+        "(a) one decision, 1 task, 1 limit, admitted",
+        get("one-task"),
+    );
+    row(
+        "(b) 64 concurrent tasks (time per decision)",
+        get("64-tasks"),
+    );
+    row(
+        "(c) rejection from the block cache (Storage::decide)",
+        get("rejection-block-cache"),
+    );
+    row(
+        "    the same, RedisStore::decide_locally (no future)",
+        get("rejection-block-cache-sync"),
+    );
+    row(
+        "    the same rejection from Redis (cache off)",
+        get("rejection-redis"),
+    );
+    row(
+        "    the same rejection from MemoryStore::decide_now",
+        get("rejection-memory"),
+    );
+    if let (Some(cache), Some(sync), Some(memory), Some(redis)) = (
+        get("rejection-block-cache"),
+        get("rejection-block-cache-sync"),
+        get("rejection-memory"),
+        get("rejection-redis"),
+    ) {
+        println!(
+            "rejection time over the memory store's: block cache {:.2} (decide_locally {:.2}); \
+             asking Redis instead costs {:.0}x the block cache",
+            cache / memory,
+            sync / memory,
+            redis / cache
+        );
+    }
+}
+
+fn main() {
+    if !common::redis_available() {
+        println!("redis bench skipped: no redis-server on PATH");
+        return;
+    }
+    let server = common::RedisServer::start();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    bench(&mut c, &server.url());
+    c.final_summary();
+    drop(server);
+    print_table();
+}
