@@ -552,11 +552,15 @@ impl Inner {
         }
     }
 
-    /// The decision, without a future when the store is in memory.
+    /// The decision without a future: always on the memory store, on Redis only for a client
+    /// its block cache knows is blocked.
     #[inline]
     pub(crate) fn decide_sync(&self, hits: &[Hit<'_>]) -> Option<Decision> {
         match &self.store {
             Store::Memory(memory) => Some(memory.decide_now(hits, self.clock.now())),
+            // A client Redis recently blocked is rejected from the local block cache.
+            #[cfg(feature = "redis")]
+            Store::Redis(redis) => redis.decide_locally(hits, self.clock.now()),
             #[allow(unreachable_patterns)]
             _ => None,
         }

@@ -334,8 +334,8 @@ pub fn extract_error(error: impl Into<actix_web::Error>) -> HttpResponse {
 /// Runs a decorated handler: decides every applicable limit in one call, then (only if
 /// admitted) runs the extractors and the handler, whose body is `handler`.
 ///
-/// The common case (memory store, nothing charged before routing, no `deduct_when`) decides
-/// right here, synchronously, and the returned future holds little more than the handler's
+/// The common case (memory store, or a client Redis' block cache already knows is blocked;
+/// nothing charged before routing; no `deduct_when`) decides right here, synchronously, and the returned future holds little more than the handler's
 /// own: actix boxes every handler future, so its size is an allocation and a copy per request.
 /// Everything else goes through [`run_slow`], boxed once more.
 pub fn run<F, Fut>(
@@ -359,13 +359,12 @@ where
         extensions.insert(Handled);
         extensions.remove::<Charged>().is_some()
     };
-    let synchronous = matches!(inner.store, limiter_core::Store::Memory(_));
-    if charged || !synchronous || route.groups.iter().any(|g| g.deduct_when.is_some()) {
+    let payload = payload.into_inner();
+    if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
             fut: Box::pin(run_slow(limiter, charged, route, req, payload, handler)),
         };
     }
-    let payload = payload.into_inner();
     if !inner.enabled || inner.filtered(&req) {
         return Run::Handler {
             fut: handler(req.clone(), payload),
@@ -381,8 +380,12 @@ where
             after: None,
         };
     }
+    // The memory store always answers here; Redis only from its block cache.
     let Some(decision) = inner.decide_sync(&batch.hits()) else {
-        unreachable!("the memory store decides synchronously")
+        batch.give();
+        return Run::Slow {
+            fut: Box::pin(run_slow(limiter, false, route, req, payload, handler)),
+        };
     };
     if !decision.admitted {
         let response = reject(route, inner, &req, &batch, &decision);
@@ -489,14 +492,13 @@ async fn run_slow<F, Fut>(
     charged: bool,
     route: &'static Route,
     req: HttpRequest,
-    payload: Payload,
+    payload: DevPayload,
     handler: F,
 ) -> HttpResponse
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
-    let payload = payload.into_inner();
     let inner = &*limiter.inner;
     if charged {
         // The middleware did not know this route yet (or found it ambiguous) and charged it

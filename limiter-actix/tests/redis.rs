@@ -288,3 +288,49 @@ async fn two_limiters_on_one_redis_share_one_budget() {
         assert_eq!(header(&res, "x-ratelimit-remaining"), Some(left));
     }
 }
+
+#[actix_web::test]
+async fn a_blocked_client_is_refused_without_asking_redis() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(shared)).await;
+    let scripts = || {
+        common::command_calls(&mut server.admin())
+            .into_iter()
+            .filter(|(name, _)| name == "evalsha" || name == "eval")
+            .map(|(_, calls)| calls)
+            .sum::<u64>()
+    };
+    for _ in 0..5 {
+        let res = test::call_service(&app, get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = test::call_service(&app, get_req("/shared").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // (The first request also sent the script's source once: EVALSHA, NOSCRIPT, EVAL.)
+    let asked = scripts();
+    assert!(asked >= 6, "every request so far asked Redis");
+    // The denial is remembered: hammering costs no round trip, and every answer is right.
+    for second in 0..50 {
+        let res = test::call_service(&app, get_req("/shared").to_request()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry = (60 - second).to_string();
+        assert_eq!(header(&res, "retry-after"), Some(retry.as_str()));
+        assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
+        clock.advance(Duration::from_secs(1));
+    }
+    assert_eq!(
+        scripts(),
+        asked,
+        "no script call while the client is blocked"
+    );
+    // When the window ends, Redis is asked again and admits.
+    clock.advance(Duration::from_secs(10));
+    let res = test::call_service(&app, get_req("/shared").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(scripts(), asked + 1);
+}

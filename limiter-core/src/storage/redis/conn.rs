@@ -121,10 +121,13 @@ impl Pools {
         cmd: &Cmd,
         on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
     ) -> Result<Value, StorageError> {
+        // Each deployment's future boxed on its own: inline, the largest (some 20 KB, the
+        // cluster client's) would size every caller's future, copied into a fresh allocation
+        // on every request.
         match self {
-            Pools::Single(p) => query_on(p, cmd, on_noscript).await,
-            Pools::Cluster(p) => query_on(p, cmd, on_noscript).await,
-            Pools::Sentinel(p) => query_on(p, cmd, on_noscript).await,
+            Pools::Single(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
+            Pools::Cluster(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
+            Pools::Sentinel(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
         }
     }
 
