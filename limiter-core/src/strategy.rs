@@ -131,8 +131,9 @@ pub(crate) enum State {
         current: u32,
         previous: u32,
     },
-    /// GCRA's theoretical arrival time.
-    Gcra { tat: u64 },
+    /// GCRA's theoretical arrival time, and the emission interval it was charged with (kept
+    /// to spare each decision a 64-bit division; checked against the rate every time).
+    Gcra { tat: u64, interval: u64 },
     /// Moving window log.
     Log(Box<HitLog>),
 }
@@ -335,20 +336,25 @@ impl State {
                 stats(admitted, n, n.saturating_sub(used), start + p, retry)
             }
             Strategy::Gcra => {
-                let tat = match self {
-                    State::Gcra { tat } => tat,
-                    _ => {
-                        *self = State::Gcra { tat: t };
-                        let State::Gcra { tat } = self else {
-                            unreachable!()
-                        };
-                        tat
-                    }
-                };
                 if n == 0 {
                     return stats(false, 0, 0, t, Some(p));
                 }
-                let interval = gcra_interval(p, n);
+                let (tat, interval) = match self {
+                    State::Gcra { tat, interval } => {
+                        if !is_gcra_interval(*interval, p, n) {
+                            *interval = gcra_interval(p, n);
+                        }
+                        (tat, *interval)
+                    }
+                    _ => {
+                        let interval = gcra_interval(p, n);
+                        *self = State::Gcra { tat: t, interval };
+                        let State::Gcra { tat, .. } = self else {
+                            unreachable!()
+                        };
+                        (tat, interval)
+                    }
+                };
                 let tolerance = n * interval;
                 let base = (*tat).max(t);
                 let new_tat = base.saturating_add(cost.saturating_mul(interval));
@@ -396,7 +402,7 @@ impl State {
             ) if *expires - 2 * p == t - t % p => {
                 *current = current.saturating_sub(u32::try_from(cost).unwrap_or(u32::MAX));
             }
-            (Strategy::Gcra, State::Gcra { tat }) if rate.amount() > 0 => {
+            (Strategy::Gcra, State::Gcra { tat, .. }) if rate.amount() > 0 => {
                 let back = cost.saturating_mul(gcra_interval(p, rate.amount()));
                 *tat = tat.saturating_sub(back).max(t);
             }
@@ -430,7 +436,7 @@ impl State {
             State::Empty => 0,
             State::Window { end, .. } => *end,
             State::Elastic { expires, .. } | State::Sliding { expires, .. } => *expires,
-            State::Gcra { tat } => *tat,
+            State::Gcra { tat, .. } => *tat,
             State::Log(log) => log.times.back().map_or(0, |&newest| newest + log.period),
         }
     }
@@ -440,6 +446,22 @@ impl State {
 /// steady client never gets more than n per p.
 pub(crate) fn gcra_interval(p: u64, n: u64) -> u64 {
     p.div_ceil(n).max(1)
+}
+
+/// Whether `interval` is [`gcra_interval`]`(p, n)`, by two multiplications instead of a
+/// division: `interval = max(1, ceil(p / n))` ⇔ `(interval − 1) · n < p ≤ interval · n`, or
+/// `interval = 1` and `p ≤ n`.
+#[inline]
+fn is_gcra_interval(interval: u64, p: u64, n: u64) -> bool {
+    match interval {
+        0 => false,
+        1 => p <= n,
+        _ => {
+            let above = interval.checked_mul(n).is_some_and(|v| p <= v);
+            let below = (interval - 1).checked_mul(n).is_some_and(|v| v < p);
+            above && below
+        }
+    }
 }
 
 /// `floor(previous × (p − elapsed) / p)`: the previous bucket's share still inside the

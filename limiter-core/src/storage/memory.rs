@@ -45,6 +45,9 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 /// Buckets swept on every insertion of a new key (a table is at most 7/8 full, so this finds
 /// about three slots).
 const SWEEP_ON_INSERT: usize = 4;
+/// How long expired state stays while the shard has room (a GCRA key under its rate expires
+/// between two of its client's requests).
+const SWEEP_GRACE_MICROS: u64 = 1_000_000;
 /// Buckets sampled when a shard is full (a full shard's table is about half occupied, so
 /// this looks at about four slots: each look is a cache miss).
 const SAMPLE_WHEN_FULL: usize = 8;
@@ -358,7 +361,9 @@ impl MemoryStore {
     ) -> (usize, &'s mut Slot) {
         let now = now.as_micros();
         if shard.table.len() < self.per_shard_cap {
-            shard.sweep(SWEEP_ON_INSERT, now);
+            // Spare state that expired only just now: its client is likely still about, and
+            // dropping it would cost that client an insertion on its next request.
+            shard.sweep(SWEEP_ON_INSERT, now.saturating_sub(SWEEP_GRACE_MICROS));
         }
         while shard.table.len() >= self.per_shard_cap {
             // A sample can land on empty buckets only; the next one goes on from there.
