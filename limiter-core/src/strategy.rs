@@ -1,4 +1,4 @@
-//! The six strategies, as pure state machines over one key's [`State`].
+//! The six strategies, as pure state machines over one key's state.
 //!
 //! Every storage back-end runs exactly this arithmetic (the Redis scripts mirror it line by
 //! line, floating-point operations in the same order), so memory and Redis agree on every
