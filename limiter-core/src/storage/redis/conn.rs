@@ -125,7 +125,7 @@ impl Pools {
         // cluster client's) would size every caller's future, copied into a fresh allocation
         // on every request.
         match self {
-            Pools::Single(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
+            Pools::Single(p) => Box::pin(query_shared(p, cmd, on_noscript)).await,
             Pools::Cluster(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
             Pools::Sentinel(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
         }
@@ -334,6 +334,45 @@ where
                 conn.release();
                 return Err(backend(e));
             }
+        }
+    }
+}
+
+/// [`query_on`] for a single server, whose connections are multiplexed: the pooled
+/// connection is cloned and given back at once, so concurrent calls pipeline on a few sockets
+/// instead of queueing for one each (one in flight per connection caps throughput at
+/// `pool_size` round trips at a time). Cancelling a call is safe here: the multiplexer drops
+/// the late reply. A connection error closes every idle connection of the pool, since the
+/// failed one can no longer be told apart; the next call opens a fresh one.
+async fn query_shared(
+    pool: &Pool<Lane<deadpool_redis::Manager>>,
+    cmd: &Cmd,
+    on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
+) -> Result<Value, StorageError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut conn = {
+            let object = pool.get().await.map_err(pool_error)?;
+            (*object).clone()
+        };
+        let mut result = cmd.query_async::<Value>(&mut conn).await;
+        if let (Err(e), Some(eval)) = (&result, on_noscript) {
+            if e.kind() == ErrorKind::NoScriptError {
+                tracing::debug!("redis lost the limiter script; sending it again");
+                result = eval().query_async::<Value>(&mut conn).await;
+            }
+        }
+        match result {
+            Ok(value) => return Ok(value),
+            Err(e) if is_connection_error(&e) => {
+                pool.retain(|_, _| false);
+                if attempt >= 2 {
+                    return Err(StorageError::Unavailable(e.to_string()));
+                }
+                tracing::debug!("redis connection failed ({e}); retrying on a fresh one");
+            }
+            Err(e) => return Err(backend(e)),
         }
     }
 }
