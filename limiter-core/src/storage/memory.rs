@@ -1,14 +1,14 @@
 //! `memory://`: counters in this process, sharded and bounded.
 //!
-//! Keys are spread over shards by hash; each shard is a lock around a hash table whose slots
-//! hold the key and its state inline. A decision locks the shards of its keys in ascending order (so batches never
-//! deadlock) and holds them for the whole batch, which makes it atomic.
+//! Keys are spread over shards; each shard is a short lock around a hash table whose slots
+//! hold the key and its state inline. The limits of one client share a shard (through the
+//! `{client}` hash tag of their keys), so a request takes one lock; a batch over several shards
+//! locks them in ascending order (never deadlocking) and holds them for the whole batch, which
+//! makes it atomic.
 //!
-//! Memory is bounded by `max_keys`. Every insertion of a new key sweeps a couple of slots from
-//! a rotating cursor over the table's buckets and drops those whose state has expired, so expired state is reclaimed
-//! incrementally, never by a stop-the-world sweep. A shard at its cap sweeps a larger sample
-//! and, if nothing in it has expired, evicts the sampled key whose state expires first (it
-//! holds the least information).
+//! Memory is bounded by `max_keys`: expired state is swept a few buckets at a time as new keys
+//! arrive, never by a stop-the-world pass, and a shard at its cap evicts the sampled key whose
+//! state expires first (it holds the least information). See `storage::bounded`.
 //!
 //! ```
 //! use limiter_core::{parse_rates, Hit, MemoryStore, Strategy, Timestamp};
@@ -30,27 +30,21 @@ use std::hash::BuildHasher;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hashbrown::HashTable;
 use smallvec::SmallVec;
 use thin_vec::ThinVec;
 
 use crate::clock::Timestamp;
 use crate::error::StorageError;
+use crate::storage::bounded::{shard_count, Bounded, Expires};
 use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, LimitStats, State};
 
 /// Default cap on keys: about 100 MB of state with typical keys.
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
-/// Buckets swept on every insertion of a new key (a table is at most 7/8 full, so this finds
-/// about three slots).
-const SWEEP_ON_INSERT: usize = 4;
 /// How long expired state stays while the shard has room (a GCRA key under its rate expires
 /// between two of its client's requests).
 const SWEEP_GRACE_MICROS: u64 = 1_000_000;
-/// Buckets sampled when a shard is full (a full shard's table is about half occupied, so
-/// this looks at about four slots: each look is a cache miss).
-const SAMPLE_WHEN_FULL: usize = 8;
 
 /// The in-process store. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct MemoryStore {
@@ -80,11 +74,12 @@ struct Slot {
     state: State,
 }
 
-#[derive(Default)]
-struct Shard {
-    table: HashTable<Slot>,
-    /// Where the incremental sweep goes on: a bucket index of `table`.
-    cursor: usize,
+type Shard = Bounded<Slot>;
+
+impl Expires for Slot {
+    fn expires_at(&self) -> u64 {
+        self.state.expires_at()
+    }
 }
 
 impl Default for MemoryStore {
@@ -98,8 +93,7 @@ impl MemoryStore {
     pub fn new(max_keys: usize) -> MemoryStore {
         let max_keys = max_keys.max(1);
         // Small caps get few shards, so that each shard's share of the cap stays useful.
-        let wanted = (max_keys / 1024).clamp(1, 64);
-        let shard_count = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        let shard_count = shard_count(max_keys);
         MemoryStore {
             shards: (0..shard_count).map(|_| SpinLock::default()).collect(),
             shard_mask: shard_count as u64 - 1,
@@ -359,25 +353,11 @@ impl MemoryStore {
         key: &str,
         now: Timestamp,
     ) -> (usize, &'s mut Slot) {
-        let now = now.as_micros();
-        if shard.table.len() < self.per_shard_cap {
-            // Spare state that expired only just now: its client is likely still about, and
-            // dropping it would cost that client an insertion on its next request.
-            shard.sweep(SWEEP_ON_INSERT, now.saturating_sub(SWEEP_GRACE_MICROS));
-        }
-        while shard.table.len() >= self.per_shard_cap {
-            // A sample can land on empty buckets only; the next one goes on from there.
-            let victim = shard.sweep(SAMPLE_WHEN_FULL, now);
-            if shard.table.len() < self.per_shard_cap {
-                break;
-            }
-            if let Some(bucket) = victim {
-                if let Ok(entry) = shard.table.get_bucket_entry(bucket) {
-                    entry.remove();
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("memory store full: evicted a live key");
-                }
-            }
+        let dropped = shard.make_room(self.per_shard_cap, now.as_micros(), SWEEP_GRACE_MICROS);
+        if dropped.evicted > 0 {
+            self.evictions
+                .fetch_add(dropped.evicted as u64, Ordering::Relaxed);
+            tracing::debug!("memory store full: evicted a live key");
         }
         let slot = Slot {
             key: ThinVec::from(key.as_bytes()),
@@ -419,30 +399,6 @@ impl Shard {
         self.table
             .get_bucket_mut(bucket)
             .filter(|slot| slot.key.as_slice() == key.as_bytes())
-    }
-
-    /// Looks at up to `budget` buckets from the cursor, dropping expired slots. Returns the
-    /// bucket of the looked-at live slot that expires first.
-    fn sweep(&mut self, budget: usize, now: u64) -> Option<usize> {
-        let buckets = self.table.num_buckets();
-        if self.table.is_empty() || buckets == 0 {
-            return None;
-        }
-        let mut soonest: Option<(u64, usize)> = None;
-        for _ in 0..budget {
-            let bucket = self.cursor % buckets;
-            self.cursor = bucket + 1;
-            let Ok(entry) = self.table.get_bucket_entry(bucket) else {
-                continue;
-            };
-            let expires_at = entry.get().state.expires_at();
-            if expires_at <= now {
-                entry.remove();
-            } else if soonest.is_none_or(|(e, _)| expires_at < e) {
-                soonest = Some((expires_at, bucket));
-            }
-        }
-        soonest.map(|(_, bucket)| bucket)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::error::StorageError;
 use crate::rate::Rate;
 use crate::strategy::{LimitStats, Strategy};
 
+mod bounded;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -1,27 +1,20 @@
 //! The block cache: counter keys that Redis denied, and until when, so that a client over
 //! its limit is rejected in this process without a round trip until its retry-after passes.
 //!
-//! Sharded like the memory store (a short lock around a hash table per shard) and bounded the
-//! same way: every insertion of a new key sweeps a few buckets from a rotating cursor and drops
-//! expired entries, and a full shard evicts the sampled entry whose block ends first. A lookup
-//! that meets an expired entry drops it.
+//! Sharded and bounded like the memory store, by the same table (`storage::bounded`): a
+//! short lock per shard, expired entries swept as new ones arrive, and a full shard evicting
+//! the sampled entry whose block ends first. A lookup that meets an expired entry drops it.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hashbrown::HashTable;
-
 use crate::clock::Timestamp;
 use crate::rate::Rate;
+use crate::storage::bounded::{shard_count, Bounded, Expires};
 use crate::storage::memory::SpinLock;
 use crate::storage::Hit;
 use crate::strategy::{LimitStats, Strategy};
-
-/// Buckets swept on every insertion of a new key.
-const SWEEP_ON_INSERT: usize = 4;
-/// Buckets sampled when a shard is full.
-const SAMPLE_WHEN_FULL: usize = 8;
 
 /// One denied limit. The rate, strategy and cost are kept so that a hit matches only the
 /// denial it repeats: a cheaper request may fit where this one did not, and a key met with
@@ -38,11 +31,12 @@ struct Entry {
     reset: Timestamp,
 }
 
-#[derive(Default)]
-struct Shard {
-    table: HashTable<Entry>,
-    /// Where the incremental sweep goes on: a bucket index of `table`.
-    cursor: usize,
+type Shard = Bounded<Entry>;
+
+impl Expires for Entry {
+    fn expires_at(&self) -> u64 {
+        self.until
+    }
 }
 
 pub(crate) struct BlockCache {
@@ -63,8 +57,7 @@ impl BlockCache {
         if max_entries == 0 {
             return None;
         }
-        let wanted = (max_entries / 1024).clamp(1, 64);
-        let shard_count = 1usize << (usize::BITS - 1 - wanted.leading_zeros());
+        let shard_count = shard_count(max_entries);
         Some(BlockCache {
             shards: (0..shard_count).map(|_| SpinLock::default()).collect(),
             shard_mask: shard_count as u64 - 1,
@@ -135,23 +128,13 @@ impl BlockCache {
             e.reset = stats.reset;
             return;
         }
-        let t = now.as_micros();
-        if shard.table.len() < self.per_shard_cap {
-            self.sweep(&mut shard, SWEEP_ON_INSERT, t);
-        }
-        while shard.table.len() >= self.per_shard_cap {
-            let victim = self.sweep(&mut shard, SAMPLE_WHEN_FULL, t);
-            if shard.table.len() < self.per_shard_cap {
-                break;
-            }
-            if let Some(bucket) = victim {
-                if let Ok(entry) = shard.table.get_bucket_entry(bucket) {
-                    entry.remove();
-                    self.len.fetch_sub(1, Ordering::Relaxed);
-                    self.evictions.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!("redis block cache full: evicted a live entry");
-                }
-            }
+        let dropped = shard.make_room(self.per_shard_cap, now.as_micros(), 0);
+        self.len
+            .fetch_sub(dropped.expired + dropped.evicted, Ordering::Relaxed);
+        if dropped.evicted > 0 {
+            self.evictions
+                .fetch_add(dropped.evicted as u64, Ordering::Relaxed);
+            tracing::debug!("redis block cache full: evicted a live entry");
         }
         let entry = Entry {
             key: hit.key.into(),
@@ -187,30 +170,5 @@ impl BlockCache {
             *shard = Shard::default();
             self.len.fetch_sub(dropped, Ordering::Relaxed);
         }
-    }
-
-    /// Looks at up to `budget` buckets from the shard's cursor, dropping expired entries.
-    /// Returns the bucket of the looked-at live entry whose block ends first.
-    fn sweep(&self, shard: &mut Shard, budget: usize, now: u64) -> Option<usize> {
-        let buckets = shard.table.num_buckets();
-        if shard.table.is_empty() || buckets == 0 {
-            return None;
-        }
-        let mut soonest: Option<(u64, usize)> = None;
-        for _ in 0..budget {
-            let bucket = shard.cursor % buckets;
-            shard.cursor = bucket + 1;
-            let Ok(entry) = shard.table.get_bucket_entry(bucket) else {
-                continue;
-            };
-            let until = entry.get().until;
-            if until <= now {
-                entry.remove();
-                self.len.fetch_sub(1, Ordering::Relaxed);
-            } else if soonest.is_none_or(|(u, _)| until < u) {
-                soonest = Some((until, bucket));
-            }
-        }
-        soonest.map(|(_, bucket)| bucket)
     }
 }
