@@ -362,7 +362,9 @@ where
     let payload = payload.into_inner();
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
-            fut: Box::pin(run_slow(limiter, charged, route, req, payload, handler)),
+            fut: Box::pin(run_slow(
+                limiter, charged, route, req, payload, handler, None,
+            )),
         };
     }
     if !inner.enabled || inner.filtered(&req) {
@@ -382,9 +384,17 @@ where
     }
     // The memory store always answers here; Redis only from its block cache.
     let Some(decision) = inner.decide_sync(&batch.hits()) else {
-        batch.give();
+        // The store must be asked: hand over the limits collected here.
         return Run::Slow {
-            fut: Box::pin(run_slow(limiter, false, route, req, payload, handler)),
+            fut: Box::pin(run_slow(
+                limiter,
+                false,
+                route,
+                req,
+                payload,
+                handler,
+                Some(batch),
+            )),
         };
     };
     if !decision.admitted {
@@ -494,12 +504,17 @@ async fn run_slow<F, Fut>(
     req: HttpRequest,
     payload: DevPayload,
     handler: F,
+    collected: Option<Box<Batch>>,
 ) -> HttpResponse
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
     let inner = &*limiter.inner;
+    if let Some(batch) = collected {
+        // `run` checked the switch and the filter and found limits to decide.
+        return decide_and_handle(inner, route, req, payload, handler, batch).await;
+    }
     if charged {
         // The middleware did not know this route yet (or found it ambiguous) and charged it
         // as a plain one: give that back, then decide what really applies, in one call.
@@ -514,6 +529,23 @@ where
         batch.give();
         return handler(req.clone(), payload).await;
     }
+    decide_and_handle(inner, route, req, payload, handler, batch).await
+}
+
+/// Decides `batch` on the store, then runs the handler if admitted (refunding the
+/// `deduct_when` limits its response does not match) and adds the headers.
+async fn decide_and_handle<F, Fut>(
+    inner: &Inner,
+    route: &'static Route,
+    req: HttpRequest,
+    payload: DevPayload,
+    handler: F,
+    batch: Box<Batch>,
+) -> HttpResponse
+where
+    F: FnOnce(HttpRequest, DevPayload) -> Fut,
+    Fut: Future<Output = HttpResponse>,
+{
     let decision = inner.decide(&batch.hits()).await;
     let decision = match decision {
         Ok(decision) => decision,
