@@ -103,41 +103,27 @@ impl Post {
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
         let handled = res.request().extensions().contains::<Handled>();
         let inner = &self.worker.limiter.inner;
-        match &self.learn {
-            Learn::Nothing => {}
-            Learn::Static { method, prior } => {
-                if prior.observe_changes(handled) {
-                    let path = res.request().path();
-                    if *prior == RouteState::Deferred {
-                        charge_late(&self.worker.limiter, res.request(), path);
-                    }
-                    inner.routes.record(
-                        KeyKind::StaticPath,
-                        path,
-                        *method,
-                        handled,
-                        &inner.defaults,
-                    );
-                }
-            }
+        let (kind, key, method, prior) = match &self.learn {
+            Learn::Nothing => (None, "", 0, RouteState::Unknown),
+            Learn::Static { method, prior } => (
+                Some(KeyKind::StaticPath),
+                res.request().path(),
+                *method,
+                *prior,
+            ),
             Learn::Pattern {
                 pattern,
                 method,
                 prior,
-            } => {
-                if prior.observe_changes(handled) {
-                    if *prior == RouteState::Deferred {
-                        charge_late(&self.worker.limiter, res.request(), pattern);
-                    }
-                    inner.routes.record(
-                        KeyKind::Pattern,
-                        pattern,
-                        *method,
-                        handled,
-                        &inner.defaults,
-                    );
-                }
+            } => (Some(KeyKind::Pattern), pattern.as_str(), *method, *prior),
+        };
+        if let Some(kind) = kind.filter(|_| prior.observe_changes(handled)) {
+            if prior == RouteState::Deferred {
+                charge_late(&self.worker.limiter, res.request(), key);
             }
+            inner
+                .routes
+                .record(kind, key, method, handled, &inner.defaults);
         }
         if let Some(kept) = self.headers {
             let (batch, decision) = *kept;
