@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{command_calls, redis_available, RedisServer};
+use common::{command_calls, redis_available, strict_store, RedisServer};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{keys::counter_key, Hit, Rate, Storage, Strategy, Timestamp};
 
@@ -19,10 +19,7 @@ const NON_ELASTIC: [Strategy; 4] = [
 ];
 
 fn store(server: &RedisServer, block_cache: usize) -> RedisStore {
-    RedisStore::builder(&server.url())
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    strict_store(&server.url())
         .block_cache(block_cache)
         .build()
         .unwrap()

@@ -8,7 +8,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{admin, all_keys, redis_available, wait_until, RedisServer, Rng};
+use common::{admin, all_keys, redis_available, strict_store, wait_until, RedisServer, Rng};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
@@ -87,10 +87,7 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
         "redis+cluster://127.0.0.1:{},127.0.0.1:{}?ttl_grace_ms=600000",
         nodes[0].port, nodes[1].port
     );
-    let store = RedisStore::builder(&uri)
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    let store = strict_store(&uri)
         // Every stat against memory's: the block cache answers a blocked request's other
         // limits without asking Redis (tests/redis_block_cache.rs covers it).
         .block_cache(0)

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{redis_available, RedisServer, Rng};
-use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use common::{redis_available, strict_store, RedisServer, Rng};
 use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
 const RATES: [&str; 7] = [
@@ -31,10 +30,7 @@ async fn redis_and_memory_agree_on_random_traces() {
         return;
     }
     let server = RedisServer::start();
-    let store = RedisStore::builder(&server.url())
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    let store = strict_store(&server.url())
         // Real time and the manual clock part ways here: TTLs must outlive the test.
         .ttl_grace(Duration::from_secs(600))
         // Every stat against memory's: the block cache answers a blocked request's other

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{all_keys, redis_available, wait_until, RedisServer};
-use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use common::{all_keys, redis_available, strict_store, wait_until, RedisServer};
 use limiter_core::{Hit, ManualClock, Rate, Storage, Strategy, Timestamp};
 
 #[tokio::test]
@@ -17,10 +16,7 @@ async fn no_key_outlives_its_longest_window() {
     }
     let server = RedisServer::start();
     let mut admin = server.admin();
-    let store = RedisStore::builder(&server.url())
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    let store = strict_store(&server.url())
         .ttl_grace(Duration::ZERO)
         .build()
         .unwrap();
@@ -59,10 +55,7 @@ async fn ttls_follow_the_callers_clock_plus_the_grace() {
     }
     let server = RedisServer::start();
     let mut admin = server.admin();
-    let store = RedisStore::builder(&server.url())
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    let store = strict_store(&server.url())
         .ttl_grace(Duration::from_millis(1_000))
         .build()
         .unwrap();

@@ -6,8 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{command_calls, redis_available, RedisServer};
-use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use common::{command_calls, redis_available, strict_store, RedisServer};
 use limiter_core::{keys::counter_key, parse_rates, Hit, Storage, Strategy, Timestamp};
 
 #[tokio::test]
@@ -16,10 +15,7 @@ async fn n_requests_with_four_limits_cost_n_script_calls() {
         return;
     }
     let server = RedisServer::start();
-    let store = RedisStore::builder(&server.url())
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    let store = strict_store(&server.url())
         // Denied requests must reach Redis too: this counts what one request costs there.
         .block_cache(0)
         .build()
@@ -95,12 +91,7 @@ async fn decision_latency() {
         return;
     }
     let server = RedisServer::start();
-    let store = RedisStore::builder(&server.url())
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
-        .build()
-        .unwrap();
+    let store = strict_store(&server.url()).build().unwrap();
     let rates =
         parse_rates("1000000 per second, 100 per minute, 1000 per hour, 5000 per day").unwrap();
     for (limits, strategy) in [

@@ -6,10 +6,8 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
-use common::{free_port, redis_available, RedisServer};
-use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+use common::{free_port, redis_available, strict_store, RedisServer};
 use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
 
 #[tokio::test]
@@ -52,10 +50,7 @@ async fn rediss_decides_over_tls() {
         "no",
     ]);
     // Self-signed: `#insecure` skips verification.
-    let store = RedisStore::builder(&format!("valkeys://127.0.0.1:{tls_port}/0#insecure"))
-        .unwrap()
-        .deadline(Duration::from_secs(5))
-        .on_failure(FailurePolicy::FailClosed)
+    let store = strict_store(&format!("valkeys://127.0.0.1:{tls_port}/0#insecure"))
         .build()
         .unwrap();
     let rate: Rate = "2 per minute".parse().unwrap();

@@ -242,3 +242,12 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// A store on `uri` for tests: a deadline no slow machine misses, and fail-closed, so that
+/// trouble with Redis fails the test instead of being answered quietly from memory.
+pub fn strict_store(uri: &str) -> limiter_core::storage::redis::RedisStoreBuilder {
+    limiter_core::storage::redis::RedisStore::builder(uri)
+        .unwrap()
+        .deadline(Duration::from_secs(5))
+        .on_failure(limiter_core::storage::redis::FailurePolicy::FailClosed)
+}
