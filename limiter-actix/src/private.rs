@@ -348,7 +348,8 @@ where
     F: FnOnce(HttpRequest, DevPayload) -> Fut + 'static,
     Fut: Future<Output = HttpResponse> + 'static,
 {
-    let Some(limiter) = req.app_data::<Limiter>().cloned() else {
+    // Borrowed from the request: cloned (an atomic increment) only where it must outlive it.
+    let Some(limiter) = req.app_data::<Limiter>() else {
         return Run::Ready {
             response: Some(missing_limiter(route)),
         };
@@ -363,7 +364,13 @@ where
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
             fut: Box::pin(run_slow(
-                limiter, charged, route, req, payload, handler, None,
+                limiter.clone(),
+                charged,
+                route,
+                req,
+                payload,
+                handler,
+                None,
             )),
         };
     }
@@ -387,7 +394,7 @@ where
         // The store must be asked: hand over the limits collected here.
         return Run::Slow {
             fut: Box::pin(run_slow(
-                limiter,
+                limiter.clone(),
                 false,
                 route,
                 req,
@@ -409,7 +416,7 @@ where
         None
     } else {
         batch.decision = Some(decision);
-        Some((limiter, batch))
+        Some((limiter.clone(), batch))
     };
     Run::Handler {
         fut: handler(req.clone(), payload),
