@@ -470,21 +470,18 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> String {
     let scale = 10u64.pow(fraction.len() as u32);
     let numerator = whole.parse::<u64>().unwrap_or(0).saturating_mul(scale)
         + fraction.parse::<u64>().unwrap_or(0);
-    let divisor = gcd(numerator.max(1), scale);
-    let (amount, multiples) = (numerator / divisor, scale / divisor);
-    let unit = rest
-        .trim_start()
-        .trim_start_matches('/')
-        .trim_start()
-        .trim_start_matches(|c: char| c.eq_ignore_ascii_case(&'p'))
-        .trim_start_matches(|c: char| c.eq_ignore_ascii_case(&'e'))
-        .trim_start_matches(|c: char| c.eq_ignore_ascii_case(&'r'))
-        .trim_start();
-    let unit = unit
-        .split(|c: char| !c.is_alphabetic())
-        .next()
-        .and_then(Unit::from_word)
-        .unwrap_or(Unit::Second);
+    // The period as written after the count ("per 2 minutes"), read by the parser itself.
+    let written = format!("1{rest}");
+    let (period_multiples, unit) = Parser {
+        text: &written,
+        pos: 0,
+    }
+    .single()
+    .map_or((1, Unit::Second), |rate| (rate.multiples, rate.unit));
+    // numerator / scale per M units = numerator per (M × scale) units, reduced.
+    let period = period_multiples.saturating_mul(scale);
+    let divisor = gcd(numerator.max(1), period);
+    let (amount, multiples) = (numerator / divisor, period / divisor);
     let plural = if multiples == 1 { "" } else { "s" };
     format!("{amount} per {multiples} {}{plural}", unit.name())
 }

@@ -126,6 +126,12 @@ fn rejects_with_exact_message_and_span() {
                 .into(),
         ),
         (
+            "1.5 per 2 minutes",
+            0..3,
+            "fractional count \"1.5\": counts are whole numbers; write \"3 per 4 minutes\" instead"
+                .into(),
+        ),
+        (
             "1/second,",
             8..9,
             "trailing separator \",\"; remove it or add a rate after it".into(),
