@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_governor::{Governor, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError};
 use actix_web::dev::ServiceRequest;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::load::Scenario;
 use crate::Variant;
@@ -21,7 +21,8 @@ async fn hello() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
-fn client_of(req: &ServiceRequest) -> Option<String> {
+/// The client every variant keys by: the load generator's `X-Client` header.
+pub fn client_of(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get("x-client")
         .and_then(|v| v.to_str().ok())
@@ -37,7 +38,7 @@ impl KeyExtractor for ClientHeader {
     type KeyExtractionError = SimpleKeyExtractionError<&'static str>;
 
     fn extract(&self, req: &ServiceRequest) -> Result<String, Self::KeyExtractionError> {
-        client_of(req).ok_or_else(|| SimpleKeyExtractionError::new("no client header"))
+        client_of(req.request()).ok_or_else(|| SimpleKeyExtractionError::new("no client header"))
     }
 }
 
@@ -74,7 +75,7 @@ pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std
             Variant::Limitation => {
                 let limiter = web::Data::new(
                     actix_limitation::Limiter::builder(redis)
-                        .key_by(client_of)
+                        .key_by(|req: &ServiceRequest| client_of(req.request()))
                         .limit(amount as usize)
                         .period(period)
                         .build()

@@ -1,10 +1,11 @@
 //! This project's limiter: a route limit (`#[limit]`) and an application limit, headers on,
 //! keyed by the same client header as the other variants.
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpResponse, HttpServer};
 use limiter_actix::{limit, Headers, Limiter};
 
 use crate::load::Scenario;
+use crate::serve::client_of;
 use crate::Variant;
 
 #[limit("1000000000 per minute")]
@@ -15,13 +16,6 @@ async fn hello_under() -> HttpResponse {
 #[limit("10 per minute")]
 async fn hello_over() -> HttpResponse {
     HttpResponse::Ok().body("hello")
-}
-
-fn client_of(req: &HttpRequest) -> Option<String> {
-    req.headers()
-        .get("x-client")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 pub async fn run(
