@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod header_value;
 mod key;
 mod limiter;
 mod middleware;

@@ -14,6 +14,7 @@ use limiter_core::{
 };
 
 use crate::batch::{Batch, Origin};
+use crate::header_value::{decimal, repeating, Repeating};
 use crate::key::{client_ip, write_ip_key, Cidr};
 use crate::routes::RouteTable;
 
@@ -681,15 +682,13 @@ impl Inner {
         match self.headers {
             Headers::Off => {}
             Headers::XRateLimit => {
-                headers.insert(self.names.limit.clone(), HeaderValue::from(stats.limit));
+                let reset = stats.reset.as_secs_ceil();
                 headers.insert(
-                    self.names.remaining.clone(),
-                    HeaderValue::from(stats.remaining),
+                    self.names.limit.clone(),
+                    repeating(Repeating::Limit, stats.limit),
                 );
-                headers.insert(
-                    self.names.reset.clone(),
-                    HeaderValue::from(stats.reset.as_secs_ceil()),
-                );
+                headers.insert(self.names.remaining.clone(), decimal(stats.remaining));
+                headers.insert(self.names.reset.clone(), repeating(Repeating::Reset, reset));
             }
             Headers::Ietf => {
                 let mut policy = String::new();

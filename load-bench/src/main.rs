@@ -5,6 +5,7 @@
 //! cargo run --release -p limiter-load-bench                 # every variant, every scenario
 //! cargo run --release -p limiter-load-bench -- --seconds 2 --rounds 2 --only none,governor
 //! cargo run --release -p limiter-load-bench -- --scenarios under --flood 0   # no flood
+//! cargo run --release -p limiter-load-bench -- inproc    # the apps called in-process
 //! ```
 //!
 //! Options: `--seconds` per run (3), `--rounds` (3), `--connections` (64), `--only` variants,
@@ -19,6 +20,7 @@
 //! and all commands per request (Redis counts the commands a script runs there too).
 
 mod flood;
+mod inproc;
 mod load;
 mod serve;
 mod serve_ours;
@@ -113,6 +115,10 @@ fn main() {
         let seconds = args[4].parse().expect("seconds");
         let report = load::run(&args[2], scenario, 64, Duration::from_secs_f64(seconds));
         println!("{} requests, {:.0}/s", report.requests, report.per_second());
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("inproc") {
+        inproc::run(&args[2..]);
         return;
     }
     if args.get(1).map(String::as_str) == Some("flood-side") {

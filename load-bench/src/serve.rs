@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use actix_governor::{Governor, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError};
+use actix_governor::{
+    Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
+};
 use actix_web::dev::ServiceRequest;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
@@ -17,7 +19,7 @@ fn route_rate(scenario: Scenario) -> (u32, Duration) {
     }
 }
 
-async fn hello() -> HttpResponse {
+pub async fn hello() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
@@ -31,7 +33,7 @@ pub fn client_of(req: &HttpRequest) -> Option<String> {
 
 /// actix-governor keyed by the same header as every other variant.
 #[derive(Clone)]
-struct ClientHeader;
+pub struct ClientHeader;
 
 impl KeyExtractor for ClientHeader {
     type Key = String;
@@ -40,6 +42,20 @@ impl KeyExtractor for ClientHeader {
     fn extract(&self, req: &ServiceRequest) -> Result<String, Self::KeyExtractionError> {
         client_of(req.request()).ok_or_else(|| SimpleKeyExtractionError::new("no client header"))
     }
+}
+
+/// actix-governor's configuration for `scenario`, headers on.
+pub fn governor_config(
+    scenario: Scenario,
+) -> GovernorConfig<ClientHeader, governor::middleware::StateInformationMiddleware> {
+    let (amount, period) = route_rate(scenario);
+    GovernorConfigBuilder::default()
+        .period(period / amount)
+        .burst_size(amount)
+        .key_extractor(ClientHeader)
+        .use_headers()
+        .finish()
+        .expect("a valid governor config")
 }
 
 pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std::io::Result<()> {
@@ -55,13 +71,7 @@ pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std
                     .await
             }
             Variant::Governor => {
-                let config = GovernorConfigBuilder::default()
-                    .period(period / amount)
-                    .burst_size(amount)
-                    .key_extractor(ClientHeader)
-                    .use_headers()
-                    .finish()
-                    .expect("a valid governor config");
+                let config = governor_config(scenario);
                 HttpServer::new(move || {
                     App::new()
                         .wrap(Governor::new(&config))

@@ -9,21 +9,17 @@ use crate::serve::client_of;
 use crate::Variant;
 
 #[limit("1000000000 per minute")]
-async fn hello_under() -> HttpResponse {
+pub async fn hello_under() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
 #[limit("10 per minute")]
-async fn hello_over() -> HttpResponse {
+pub async fn hello_over() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
-pub async fn run(
-    variant: Variant,
-    scenario: Scenario,
-    bind: &str,
-    redis: &str,
-) -> std::io::Result<()> {
+/// This crate's limiter for `variant`: a route limit comes from the handler's `#[limit]`.
+pub fn limiter(variant: Variant, redis: &str) -> std::io::Result<Limiter> {
     let (strategy, uri) = match variant {
         Variant::MemoryFixed => ("fixed-window", "memory://"),
         Variant::MemoryGcra => ("gcra", "memory://"),
@@ -32,14 +28,23 @@ pub async fn run(
         Variant::RedisMoving => ("moving-window", redis),
         other => unreachable!("{other:?} is not this crate's"),
     };
-    let limiter = Limiter::builder()
+    Limiter::builder()
         .storage_uri(uri)
         .strategy(strategy)
         .application_limits("1000000000 per minute")
         .headers(Headers::XRateLimit)
         .key_fn(client_of)
         .build()
-        .map_err(std::io::Error::other)?;
+        .map_err(std::io::Error::other)
+}
+
+pub async fn run(
+    variant: Variant,
+    scenario: Scenario,
+    bind: &str,
+    redis: &str,
+) -> std::io::Result<()> {
+    let limiter = limiter(variant, redis)?;
     HttpServer::new(move || {
         let app = App::new().wrap(limiter.clone());
         match scenario {

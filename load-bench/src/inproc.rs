@@ -1,0 +1,132 @@
+//! The servers' apps called in-process, without sockets or HTTP parsing: what each limiter adds
+//! to a request, with far less noise than the load runs (the same requests go through every
+//! variant; only the middleware and the handler wrapper differ). Also runs under
+//! `valgrind --tool=callgrind` to count instructions per request.
+//!
+//! `cargo run --release -p limiter-load-bench -- inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use actix_governor::Governor;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::header::HeaderValue;
+use actix_web::test::{init_service, TestRequest};
+use actix_web::{web, App, Error};
+
+use crate::load::Scenario;
+use crate::serve::{governor_config, hello};
+use crate::serve_ours::{hello_under, limiter};
+use crate::Variant;
+
+/// Distinct clients in the many-clients case, as in the load runs.
+const MANY_CLIENTS: usize = 10_000;
+
+/// Time per request of `requests` requests through `app`, clients taking turns.
+async fn drive<S, B>(app: &S, clients: &[HeaderValue], requests: usize) -> Duration
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    let start = Instant::now();
+    for i in 0..requests {
+        let client = clients[i % clients.len()].clone();
+        let req = TestRequest::get()
+            .uri("/hello")
+            .insert_header(("x-client", client))
+            .to_request();
+        let res = app.call(req).await.expect("the app answers");
+        assert!(res.status().is_success(), "{}", res.status());
+        black_box(res);
+    }
+    start.elapsed() / requests as u32
+}
+
+async fn measure(variant: Variant, clients: &[HeaderValue], requests: usize) -> Duration {
+    let route = || web::get().to(hello);
+    match variant {
+        Variant::None => {
+            let app = init_service(App::new().route("/hello", route())).await;
+            drive(&app, clients, requests).await
+        }
+        Variant::Governor => {
+            let config = governor_config(Scenario::Under);
+            let app = init_service(
+                App::new()
+                    .wrap(Governor::new(&config))
+                    .route("/hello", route()),
+            )
+            .await;
+            drive(&app, clients, requests).await
+        }
+        ours => {
+            let limiter = limiter(ours, "").expect("a memory limiter");
+            let app = init_service(
+                App::new()
+                    .wrap(limiter)
+                    .route("/hello", web::get().to(hello_under)),
+            )
+            .await;
+            drive(&app, clients, requests).await
+        }
+    }
+}
+
+/// `inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]`: alternating rounds, medians, added time over none.
+pub fn run(args: &[String]) {
+    let requests: usize = args
+        .first()
+        .map_or(200_000, |a| a.parse().expect("requests"));
+    let rounds: usize = args.get(1).map_or(5, |a| a.parse().expect("rounds"));
+    let variants: Vec<Variant> = args.get(2).map_or_else(
+        || {
+            vec![
+                Variant::None,
+                Variant::Governor,
+                Variant::MemoryFixed,
+                Variant::MemoryGcra,
+                Variant::MemoryMoving,
+            ]
+        },
+        |list| {
+            list.split(',')
+                .map(|v| Variant::parse(v).unwrap_or_else(|| panic!("unknown variant {v}")))
+                .collect()
+        },
+    );
+    let one = vec![HeaderValue::from_static("client-1")];
+    let many: Vec<HeaderValue> = (0..MANY_CLIENTS)
+        .map(|i| HeaderValue::from_str(&format!("client-{i}")).expect("ascii"))
+        .collect();
+    let system = actix_web::rt::System::new();
+    let only = args.get(3).map(String::as_str);
+    for (name, clients) in [("one", &one), ("many", &many)] {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+        for round in 0..rounds {
+            for k in 0..variants.len() {
+                let index = (k + round) % variants.len();
+                let time = system.block_on(measure(variants[index], clients, requests));
+                times[index].push(time.as_secs_f64() * 1e9);
+            }
+        }
+        let medians: Vec<f64> = times.iter_mut().map(|t| crate::median(t)).collect();
+        let baseline = variants.iter().position(|&v| v == Variant::None);
+        let name = if name == "one" {
+            "one client"
+        } else {
+            "10 000 clients"
+        };
+        println!("\nin-process, {name}: {requests} requests x {rounds} rounds");
+        println!("{:<15} {:>10} {:>10}", "variant", "ns/req", "added ns");
+        for (variant, median) in variants.iter().zip(&medians) {
+            let added = baseline
+                .filter(|_| *variant != Variant::None)
+                .map_or("-".to_string(), |b| format!("{:+.0}", median - medians[b]));
+            println!("{:<15} {:>10.0} {:>10}", variant.name(), median, added);
+        }
+    }
+}
