@@ -554,7 +554,7 @@ where
     Fut: Future<Output = HttpResponse>,
 {
     let decision = inner.decide(&batch.hits()).await;
-    let decision = match decision {
+    let mut decision = match decision {
         Ok(decision) => decision,
         Err(error) => {
             batch.give();
@@ -568,18 +568,25 @@ where
     }
     let mut response = handler(req.clone(), payload).await;
     if route.groups.iter().any(|g| g.deduct_when.is_some()) {
+        let refunded = |origin: Origin| match origin {
+            Origin::Route(g) => route.groups[usize::from(g)]
+                .deduct_when
+                .is_some_and(|deduct| !deduct(&response)),
+            _ => false,
+        };
         let refunds: Hits<'_> = batch
             .items
             .iter()
-            .filter(|item| match item.origin {
-                Origin::Route(g) => route.groups[usize::from(g)]
-                    .deduct_when
-                    .is_some_and(|deduct| !deduct(&response)),
-                _ => false,
-            })
+            .filter(|item| refunded(item.origin))
             .map(|item| batch.hit(item))
             .collect();
         inner.refund(&refunds).await;
+        // The headers tell what the client has left: the refunded hits are back.
+        for (item, stats) in batch.items.iter().zip(decision.stats.iter_mut()) {
+            if refunded(item.origin) {
+                stats.remaining = stats.remaining.saturating_add(item.cost).min(stats.limit);
+            }
+        }
     }
     inner.add_headers(response.headers_mut(), &batch, &decision);
     batch.give();

@@ -652,6 +652,33 @@ async fn deduct_when_charges_only_matching_responses() {
     assert_eq!(call("/login/good").await, StatusCode::TOO_MANY_REQUESTS);
 }
 
+#[actix_web::test]
+async fn deduct_when_headers_count_the_refund() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .headers(Headers::XRateLimit)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(login)).await;
+    let remaining = |uri: &'static str| {
+        let app = &app;
+        async move {
+            let res = test::call_service(app, get_from(uri, "10.0.0.2").to_request()).await;
+            res.headers()
+                .get("x-ratelimit-remaining")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    // A response the limit does not count is given back: both hits are still left.
+    assert_eq!(remaining("/login/good").await, "2");
+    assert_eq!(remaining("/login/bad").await, "1");
+    assert_eq!(remaining("/login/good").await, "1");
+    assert_eq!(remaining("/login/bad").await, "0");
+}
+
 fn is_internal(req: &HttpRequest) -> bool {
     req.headers().contains_key("x-internal")
 }
