@@ -276,44 +276,20 @@ impl State {
                 stats(admitted, n, n.saturating_sub(used), reset, retry)
             }
             Strategy::SlidingWindowCounter => {
-                let start = match *self {
-                    State::Sliding { expires, .. } if t < expires - p && expires - p - t <= p => {
-                        expires - 2 * p
-                    }
-                    _ => t - t % p,
-                };
-                let (current, previous) = match self {
+                let (start, current, previous) = match self {
+                    // The hot path: the state's current bucket, [expires - 2p, expires - p),
+                    // holds t. One wrapping comparison, the same test as the slow path's.
                     State::Sliding {
                         expires,
                         current,
                         previous,
-                    } => {
-                        let old_start = *expires - 2 * p;
-                        if old_start != start {
-                            *previous = if old_start + p == start { *current } else { 0 };
-                            *current = 0;
-                            *expires = start + 2 * p;
-                        }
-                        (current, previous)
+                    } if t.wrapping_sub(expires.wrapping_sub(2 * p)) < p => {
+                        (*expires - 2 * p, current, previous)
                     }
-                    _ => {
-                        *self = State::Sliding {
-                            expires: start + 2 * p,
-                            current: 0,
-                            previous: 0,
-                        };
-                        let State::Sliding {
-                            current, previous, ..
-                        } = self
-                        else {
-                            unreachable!()
-                        };
-                        (current, previous)
-                    }
+                    _ => self.roll_sliding(t, p),
                 };
                 let elapsed = t - start;
-                let weighted =
-                    sliding_weighted(u64::from(*previous), p, elapsed) + u64::from(*current);
+                let weighted = sliding_weighted(*previous, p, elapsed) + u64::from(*current);
                 let admitted = weighted.saturating_add(cost) <= n;
                 let mut used = weighted;
                 if hit && admitted {
@@ -376,6 +352,49 @@ impl State {
                     }
                 });
                 stats(admitted, n, remaining, after, retry)
+            }
+        }
+    }
+
+    /// The sliding window counter's slow path: `t` is outside the state's current bucket (or
+    /// there is no sliding state). Moves to the bucket holding `t`, the old current bucket
+    /// becoming the previous one if adjacent; returns the bucket's start and its counts.
+    #[cold]
+    #[inline(never)]
+    fn roll_sliding(&mut self, t: u64, p: u64) -> (u64, &mut u32, &mut u32) {
+        let start = match *self {
+            State::Sliding { expires, .. } if t < expires - p && expires - p - t <= p => {
+                expires - 2 * p
+            }
+            _ => t - t % p,
+        };
+        match self {
+            State::Sliding {
+                expires,
+                current,
+                previous,
+            } => {
+                let old_start = *expires - 2 * p;
+                if old_start != start {
+                    *previous = if old_start + p == start { *current } else { 0 };
+                    *current = 0;
+                    *expires = start + 2 * p;
+                }
+                (start, current, previous)
+            }
+            _ => {
+                *self = State::Sliding {
+                    expires: start + 2 * p,
+                    current: 0,
+                    previous: 0,
+                };
+                let State::Sliding {
+                    current, previous, ..
+                } = self
+                else {
+                    unreachable!()
+                };
+                (start, current, previous)
             }
         }
     }
@@ -466,9 +485,17 @@ fn is_gcra_interval(interval: u64, p: u64, n: u64) -> bool {
 
 /// `floor(previous × (p − elapsed) / p)`: the previous bucket's share still inside the
 /// rolling window. The Redis script computes the same doubles in the same order.
-fn sliding_weighted(previous: u64, p: u64, elapsed: u64) -> u64 {
-    let weight = (p - elapsed) as f64 / p as f64;
-    (previous as f64 * weight).floor() as u64
+#[inline]
+fn sliding_weighted(previous: u32, p: u64, elapsed: u64) -> u64 {
+    // An empty previous bucket weighs nothing: no division.
+    if previous == 0 {
+        return 0;
+    }
+    // Through i64, one instruction per conversion: below 2^53 (every operand here) it gives
+    // the same doubles as the unsigned conversions, and `elapsed < p` makes the product
+    // non-negative, where truncation is the floor.
+    let weight = (p - elapsed) as i64 as f64 / p as i64 as f64;
+    (f64::from(previous) * weight) as i64 as u64
 }
 
 /// How long until `floor(weighted) + cost <= n` holds again, for a denied sliding-window
@@ -496,5 +523,48 @@ fn first_elapsed_below(count: u64, bound: u64, p: u64) -> u64 {
         0
     } else {
         (x.floor() as u64 + 1).min(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The formula as the Redis script writes it: unsigned conversions and `floor`.
+    fn weighted_as_written(previous: u64, p: u64, elapsed: u64) -> u64 {
+        let weight = (p - elapsed) as f64 / p as f64;
+        (previous as f64 * weight).floor() as u64
+    }
+
+    proptest! {
+        #[test]
+        fn sliding_weighted_matches_the_formula_as_written(
+            previous in prop_oneof![Just(0u32), Just(1), Just(u32::MAX), any::<u32>()],
+            p in 1u64..=31_104_000_000_000,
+            at in any::<u64>(),
+        ) {
+            let elapsed = at % p;
+            prop_assert_eq!(
+                sliding_weighted(previous, p, elapsed),
+                weighted_as_written(u64::from(previous), p, elapsed)
+            );
+        }
+    }
+
+    #[test]
+    fn sliding_weighted_at_the_bucket_edges() {
+        for p in [1, 2, 3, 1_000_000, 60_000_000, 31_104_000_000_000] {
+            for previous in [0, 1, 7, 42, u32::MAX - 1, u32::MAX] {
+                for elapsed in [0, 1, p / 2, p - 1] {
+                    let elapsed = elapsed.min(p - 1);
+                    assert_eq!(
+                        sliding_weighted(previous, p, elapsed),
+                        weighted_as_written(u64::from(previous), p, elapsed),
+                        "previous {previous}, p {p}, elapsed {elapsed}"
+                    );
+                }
+            }
+        }
     }
 }
