@@ -165,17 +165,22 @@ impl MemoryStore {
         // Charge optimistically, one lookup per limit, remembering how to undo each charge;
         // a denial rolls the earlier ones back. Same outcome as peeking every limit first.
         let mut undo: SmallVec<[(usize, Option<State>); 4]> = SmallVec::new();
+        // The snapshot and the stats are written where they are kept, never through a local:
+        // assembled field by field and reloaded whole, they stall on store forwarding.
         for (hit, &(hash, shard)) in hits.iter().zip(&places) {
             let (bucket, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
-            let before = slot.state.snapshot(hit.strategy);
-            let verdict = slot
-                .state
-                .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit);
-            stats.push(verdict);
-            if !verdict.admitted {
+            undo.push((bucket, None));
+            if let Some((_, before)) = undo.last_mut() {
+                *before = slot.state.snapshot(hit.strategy);
+            }
+            stats.push(
+                slot.state
+                    .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit),
+            );
+            if stats.last().is_some_and(|verdict| !verdict.admitted) {
+                undo.pop();
                 break;
             }
-            undo.push((bucket, before));
         }
         if undo.len() == hits.len() {
             decision.conclude();
@@ -318,6 +323,13 @@ impl MemoryStore {
     /// Locks the distinct shards of `places` in ascending order.
     #[inline]
     fn lock_all<'a>(&'a self, places: &[(u64, usize)], guards: &mut Guards<'a>) {
+        // The usual batch: the limits of one client, sharing its shard.
+        if let [(_, first), rest @ ..] = places {
+            if rest.iter().all(|(_, shard)| shard == first) {
+                guards.0.push((*first, self.shards[*first].lock()));
+                return;
+            }
+        }
         let mut ids: SmallVec<[usize; 4]> = SmallVec::new();
         for &(_, shard) in places {
             if !ids.contains(&shard) {
