@@ -18,8 +18,9 @@
 -- ARGV[4 + 4(i-1) ..] per limit: strategy code, amount n, period p (µs), cost
 --   strategy codes: 0 fixed-window, 1 fixed-window-elastic-expiry, 2 moving-window,
 --                   3 moving-window-elastic, 4 sliding-window-counter, 5 gcra
--- Returns 4 integers per limit: admitted (1/0), remaining, reset (µs), retry-after (µs, -1
--- for none).
+-- Returns one string of 4 integers per limit, all separated by single spaces: admitted (1/0),
+-- remaining, reset (µs), retry-after (µs, -1 for none). One string, not an array of integers:
+-- the client decodes it several times faster.
 
 -- `x + 0` turns an argument into a number with one strtod; tonumber(x) runs two (it checks,
 -- then converts), a cost that shows on every call. The arguments are plain integers.
@@ -35,7 +36,7 @@ local grace = ARGV[3] + 0
 
 -- The usual request, one fixed-window limit to decide, is answered here, before the general
 -- machinery below is built: that setup (closures, tables) and its TYPE call would cost more
--- than the decision itself, so this path makes no closure and no table but its reply. Same
+-- than the decision itself, so this path makes no closure and no table. Same
 -- arithmetic, reply and write as decide() and store() for a 'w' state or no key; anything
 -- else (another strategy's value, a list, a string of someone else's) takes the general
 -- path. Its numbers stay below 2^53, so '%d' writes what int() would, at a third of the cost.
@@ -71,7 +72,7 @@ if mode == 'decide' and #KEYS == 1 and ARGV[4] == '0' then
     end
     local remaining = 0
     if n > count then remaining = n - count end
-    return { admitted, remaining, reset, retry }
+    return string.format('%d %d %d %d', admitted, remaining, reset, retry)
   end
 end
 
@@ -483,11 +484,8 @@ end
 
 local out = {}
 for i = 1, count do
-  local a = 0
-  if admitted[i] then a = 1 end
-  out[#out + 1] = a
-  out[#out + 1] = remaining[i]
-  out[#out + 1] = reset[i]
-  out[#out + 1] = retry[i]
+  local a = '0'
+  if admitted[i] then a = '1' end
+  out[i] = a .. ' ' .. int(remaining[i]) .. ' ' .. int(reset[i]) .. ' ' .. int(retry[i])
 end
-return out
+return table.concat(out, ' ')

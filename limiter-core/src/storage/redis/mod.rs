@@ -732,31 +732,39 @@ fn strategy_code(strategy: Strategy) -> u8 {
     }
 }
 
+/// The script's reply: one string of 4 integers per limit, separated by single spaces.
 fn parse_stats(value: &Value, hits: &[Hit<'_>]) -> Result<StatsList, StorageError> {
     let bad = || StorageError::Backend(format!("unexpected script reply {value:?}"));
-    let Value::Array(items) = value else {
+    let Value::BulkString(bytes) = value else {
         return Err(bad());
     };
-    if items.len() != hits.len() * 4 {
-        return Err(bad());
+    if hits.is_empty() && bytes.is_empty() {
+        return Ok(StatsList::new());
     }
-    let int = |v: &Value| match v {
-        Value::Int(i) => Ok(*i),
-        _ => Err(bad()),
-    };
-    hits.iter()
-        .zip(items.chunks_exact(4))
-        .map(|(hit, four)| {
-            let retry = int(&four[3])?;
+    let mut numbers = bytes.split(|&b| b == b' ').map(|field| {
+        std::str::from_utf8(field)
+            .ok()
+            .and_then(|f| f.parse::<i64>().ok())
+            .ok_or_else(bad)
+    });
+    let mut next = || numbers.next().unwrap_or_else(|| Err(bad()));
+    let stats = hits
+        .iter()
+        .map(|hit| {
+            let (admitted, remaining, reset, retry) = (next()?, next()?, next()?, next()?);
             Ok(LimitStats {
-                admitted: int(&four[0])? == 1,
+                admitted: admitted == 1,
                 limit: hit.rate.amount(),
-                remaining: u64::try_from(int(&four[1])?).map_err(|_| bad())?,
-                reset: Timestamp::from_micros(u64::try_from(int(&four[2])?).map_err(|_| bad())?),
+                remaining: u64::try_from(remaining).map_err(|_| bad())?,
+                reset: Timestamp::from_micros(u64::try_from(reset).map_err(|_| bad())?),
                 retry_after: u64::try_from(retry).ok().map(Duration::from_micros),
             })
         })
-        .collect()
+        .collect::<Result<StatsList, StorageError>>()?;
+    if numbers.next().is_some() {
+        return Err(bad());
+    }
+    Ok(stats)
 }
 
 /// Escapes glob characters so that SCAN MATCH takes the prefix literally.
