@@ -131,3 +131,125 @@ async fn redis_and_memory_agree_on_random_traces() {
     // The traces must exercise both outcomes, or agreement says little.
     assert!(admitted > 1_000 && denied > 1_000 && peeks > 200 && refunds > 200);
 }
+
+/// The script answers a lone fixed-window limit on a short path of its own (no TYPE, none of
+/// the general machinery). It must agree with memory, and with the general path that reads
+/// its writes, whatever the key held before: nothing, its own window, an ended window,
+/// another strategy's state, a list, a hash or a string of someone else's.
+#[tokio::test]
+async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = strict_store(&server.url())
+        .ttl_grace(Duration::from_secs(600))
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let memory = MemoryStore::new(1_000);
+    let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_123_456));
+    let rate: Rate = "3 per 2 seconds".parse().unwrap();
+    let other: Rate = "2 per second".parse().unwrap();
+    let key = "LIMITER{lone}:fixed:3/2seconds";
+    let lone = |cost| [Hit::new(key, rate, Strategy::FixedWindow).with_cost(cost)];
+
+    // Warms the script cache, then counts the commands the lone path runs.
+    let hit = lone(1);
+    assert_eq!(
+        store.decide(&hit, clock.now()).await.unwrap(),
+        memory.decide_now(&hit, clock.now())
+    );
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut admin)
+        .unwrap();
+    let mut lone_decisions = 0;
+    for step in 0..60u64 {
+        let now = clock.now();
+        match step % 12 {
+            // Another strategy takes the key over (on both stores), then fixed window again.
+            3 | 7 => {
+                let strategy = if step % 12 == 3 {
+                    Strategy::MovingWindow
+                } else {
+                    Strategy::Gcra
+                };
+                let hit = [Hit::new(key, other, strategy)];
+                assert_eq!(
+                    store.decide(&hit, now).await.unwrap(),
+                    memory.decide_now(&hit, now),
+                    "step {step}: {strategy}"
+                );
+            }
+            // Values no strategy of this store wrote: each counts as a fresh key.
+            5 | 10 => {
+                let mut cmd = if step % 12 == 5 {
+                    redis::cmd("HSET")
+                } else {
+                    redis::cmd("SET")
+                };
+                cmd.arg(key);
+                if step % 12 == 5 {
+                    cmd.arg("field");
+                }
+                cmd.arg("w:not-a-window");
+                redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
+                cmd.exec(&mut admin).unwrap();
+                memory.clear_now(key);
+            }
+            // A batch of two: the general path reads what the lone path wrote.
+            11 => {
+                let hits = [
+                    Hit::new(key, rate, Strategy::FixedWindow),
+                    Hit::new("LIMITER{lone}:other", other, Strategy::FixedWindow),
+                ];
+                assert_eq!(
+                    store.decide(&hits, now).await.unwrap(),
+                    memory.decide_now(&hits, now),
+                    "step {step}: batch"
+                );
+            }
+            _ => {
+                // Costs that fit, that fill the window, that can never pass, and none.
+                let cost = [1, 1, 2, 4, 0, 3][step as usize % 6];
+                let hit = lone(cost);
+                let got = store.decide(&hit, now).await.unwrap();
+                assert_eq!(
+                    got,
+                    memory.decide_now(&hit, now),
+                    "step {step}: cost {cost}"
+                );
+                lone_decisions += 1;
+            }
+        }
+        clock.advance(Duration::from_millis(
+            [0, 300, 900, 2_000, 50][step as usize % 5],
+        ));
+    }
+    assert!(lone_decisions > 30);
+
+    // On a key of its own, every call takes the lone path: a GET, a SET when admitted, and no
+    // TYPE (the general path's first command).
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut admin)
+        .unwrap();
+    let key = "LIMITER{lone}:fresh";
+    for step in 0..10u64 {
+        let hit = [Hit::new(key, rate, Strategy::FixedWindow)];
+        let now = clock.now();
+        assert_eq!(
+            store.decide(&hit, now).await.unwrap(),
+            memory.decide_now(&hit, now),
+            "fresh key, step {step}"
+        );
+        clock.advance(Duration::from_millis(700));
+    }
+    let calls = common::command_calls(&mut admin);
+    let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
+    assert_eq!(count("evalsha"), 10, "{calls:?}");
+    assert_eq!(count("get"), 10, "{calls:?}");
+    assert_eq!(count("type"), 0, "{calls:?}");
+}

@@ -18,18 +18,63 @@
 -- ARGV[4 + 4(i-1) ..] per limit: strategy code, amount n, period p (µs), cost
 --   strategy codes: 0 fixed-window, 1 fixed-window-elastic-expiry, 2 moving-window,
 --                   3 moving-window-elastic, 4 sliding-window-counter, 5 gcra
--- Returns 4 integers per limit: admitted (1/0), remaining, reset (µs), retry-after (µs, -1
--- for none).
+-- Returns one string of 4 integers per limit, all separated by single spaces: admitted (1/0),
+-- remaining, reset (µs), retry-after (µs, -1 for none). One string, not an array of integers:
+-- the client decodes it several times faster.
 
+-- `x + 0` turns an argument into a number with one strtod; tonumber(x) runs two (it checks,
+-- then converts), a cost that shows on every call. The arguments are plain integers.
 local mode = ARGV[1]
 local t
 if ARGV[2] == '' then
   local time = redis.call('TIME')
   t = tonumber(time[1]) * 1000000 + tonumber(time[2])
 else
-  t = tonumber(ARGV[2])
+  t = ARGV[2] + 0
 end
-local grace = tonumber(ARGV[3])
+local grace = ARGV[3] + 0
+
+-- The usual request, one fixed-window limit to decide, is answered here, before the general
+-- machinery below is built: that setup (closures, tables) and its TYPE call would cost more
+-- than the decision itself, so this path makes no closure and no table. Same
+-- arithmetic, reply and write as decide() and store() for a 'w' state or no key; anything
+-- else (another strategy's value, a list, a string of someone else's) takes the general
+-- path. Its numbers stay below 2^53, so '%d' writes what int() would, at a third of the cost.
+if mode == 'decide' and #KEYS == 1 and ARGV[4] == '0' then
+  local n = ARGV[5] + 0
+  local value = redis.pcall('GET', KEYS[1])
+  local s, c
+  if type(value) == 'string' then s, c = string.match(value, '^w:(%d+):(%d+)$') end
+  if n < 9007199254740992 and (not value or s) then
+    local p, cost = ARGV[6] + 0, ARGV[7] + 0
+    -- idiv(t, p) * p, inline.
+    local q = math.floor(t / p)
+    if q * p > t then q = q - 1 elseif (q + 1) * p <= t then q = q + 1 end
+    local start = q * p
+    local reset = start + p
+    -- A window that has ended counts as a fresh one (decide()'s replace).
+    local count = 0
+    if s and s + 0 == start then count = c + 0 end
+    local admitted, retry = 0, -1
+    if count + cost <= n then
+      admitted = 1
+      count = count + cost
+      -- store(): the window ends after t, so the key is always written; the TTL is
+      -- idiv(reset - t + 999, 1000) + grace.
+      local left = reset - t + 999
+      local ms = math.floor(left / 1000)
+      if ms * 1000 > left then ms = ms - 1 elseif (ms + 1) * 1000 <= left then ms = ms + 1 end
+      redis.call('SET', KEYS[1], string.format('w:%d:%d', start, count), 'PX', ms + grace)
+    elseif cost > n then
+      retry = p
+    else
+      retry = reset - t
+    end
+    local remaining = 0
+    if n > count then remaining = n - count end
+    return string.format('%d %d %d %d', admitted, remaining, reset, retry)
+  end
+end
 
 local FIXED, FIXED_ELASTIC, MOVING, MOVING_ELASTIC, SLIDING, GCRA = 0, 1, 2, 3, 4, 5
 
@@ -439,11 +484,8 @@ end
 
 local out = {}
 for i = 1, count do
-  local a = 0
-  if admitted[i] then a = 1 end
-  out[#out + 1] = a
-  out[#out + 1] = remaining[i]
-  out[#out + 1] = reset[i]
-  out[#out + 1] = retry[i]
+  local a = '0'
+  if admitted[i] then a = '1' end
+  out[i] = a .. ' ' .. int(remaining[i]) .. ' ' .. int(reset[i]) .. ' ' .. int(retry[i])
 end
-return out
+return table.concat(out, ' ')

@@ -116,6 +116,8 @@ struct Inner {
     cluster: bool,
     options: RedisOptions,
     sha: String,
+    /// `ttl_grace` in milliseconds, the script's third argument.
+    grace_ms: u64,
     fallback: MemoryStore,
     breaker: Breaker,
     /// Limits Redis denied, until their retry-after passes; `None` when turned off.
@@ -241,6 +243,7 @@ impl RedisStoreBuilder {
                 cluster: matches!(self.target, Target::Cluster(_)),
                 pools,
                 sha: ::redis::Script::new(SCRIPT).get_hash().to_string(),
+                grace_ms: u64::try_from(self.options.ttl_grace.as_millis()).unwrap_or(u64::MAX),
                 fallback: MemoryStore::new(self.options.fallback_max_keys),
                 breaker: Breaker::new(backoff),
                 blocks: BlockCache::new(self.options.block_cache),
@@ -417,10 +420,11 @@ impl RedisStore {
         result
     }
 
-    fn now_arg(&self, now: Timestamp) -> String {
+    /// The script's "now" in micros; `None` for the server's TIME.
+    fn now_arg(&self, now: Timestamp) -> Option<u64> {
         match self.inner.options.time {
-            TimeSource::Caller => now.as_micros().to_string(),
-            TimeSource::Server => String::new(),
+            TimeSource::Caller => Some(now.as_micros()),
+            TimeSource::Server => None,
         }
     }
 
@@ -429,16 +433,26 @@ impl RedisStore {
         &self,
         mode: &str,
         hits: &[Hit<'_>],
-        now: &str,
+        now: Option<u64>,
     ) -> Result<StatsList, StorageError> {
-        let grace = self.inner.options.ttl_grace.as_millis().to_string();
         let build = |verb: &str, script: &str| -> Cmd {
-            let mut cmd = ::redis::cmd(verb);
-            cmd.arg(script).arg(hits.len());
+            // Sized up front: growing the buffers argument by argument cost more than
+            // writing them.
+            let keys: usize = hits.iter().map(|h| h.key.len()).sum();
+            let mut cmd = Cmd::with_capacity(
+                6 + 5 * hits.len(),
+                96 + script.len() + keys + 64 * hits.len(),
+            );
+            cmd.arg(verb).arg(script).arg(hits.len());
             for hit in hits {
                 cmd.arg(hit.key);
             }
-            cmd.arg(mode).arg(now).arg(&grace);
+            cmd.arg(mode);
+            match now {
+                Some(micros) => cmd.arg(micros),
+                None => cmd.arg(""),
+            };
+            cmd.arg(self.inner.grace_ms);
             for hit in hits {
                 let n = hit.rate.amount();
                 cmd.arg(strategy_code(hit.strategy))
@@ -481,7 +495,7 @@ impl RedisStore {
         let now = self.now_arg(now);
         let groups = self.groups(hits);
         if groups.len() == 1 {
-            return Ok(Decision::from_stats(self.call("decide", hits, &now).await?));
+            return Ok(Decision::from_stats(self.call("decide", hits, now).await?));
         }
         // Several slots: each decided atomically, one after another (see the module docs).
         let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
@@ -490,7 +504,7 @@ impl RedisStore {
         for (g, members) in groups.iter().enumerate() {
             let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
             let mode = if denied { "deny" } else { "decide" };
-            let group_stats = self.call(mode, &sub, &now).await?;
+            let group_stats = self.call(mode, &sub, now).await?;
             if !denied {
                 if group_stats.iter().all(|s| s.admitted) {
                     charged.push(g);
@@ -505,7 +519,7 @@ impl RedisStore {
         if denied {
             for &g in &charged {
                 let sub: SmallVec<[Hit<'_>; 4]> = groups[g].iter().map(|&i| hits[i]).collect();
-                let group_stats = self.call("refund", &sub, &now).await?;
+                let group_stats = self.call("refund", &sub, now).await?;
                 for (&i, s) in groups[g].iter().zip(group_stats) {
                     stats[i] = Some(s);
                 }
@@ -529,12 +543,12 @@ impl RedisStore {
         let now = self.now_arg(now);
         let groups = self.groups(hits);
         if groups.len() == 1 {
-            return self.call(mode, hits, &now).await;
+            return self.call(mode, hits, now).await;
         }
         let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
         for members in &groups {
             let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
-            for (&i, s) in members.iter().zip(self.call(mode, &sub, &now).await?) {
+            for (&i, s) in members.iter().zip(self.call(mode, &sub, now).await?) {
                 stats[i] = Some(s);
             }
         }
@@ -718,31 +732,39 @@ fn strategy_code(strategy: Strategy) -> u8 {
     }
 }
 
+/// The script's reply: one string of 4 integers per limit, separated by single spaces.
 fn parse_stats(value: &Value, hits: &[Hit<'_>]) -> Result<StatsList, StorageError> {
     let bad = || StorageError::Backend(format!("unexpected script reply {value:?}"));
-    let Value::Array(items) = value else {
+    let Value::BulkString(bytes) = value else {
         return Err(bad());
     };
-    if items.len() != hits.len() * 4 {
-        return Err(bad());
+    if hits.is_empty() && bytes.is_empty() {
+        return Ok(StatsList::new());
     }
-    let int = |v: &Value| match v {
-        Value::Int(i) => Ok(*i),
-        _ => Err(bad()),
-    };
-    hits.iter()
-        .zip(items.chunks_exact(4))
-        .map(|(hit, four)| {
-            let retry = int(&four[3])?;
+    let mut numbers = bytes.split(|&b| b == b' ').map(|field| {
+        std::str::from_utf8(field)
+            .ok()
+            .and_then(|f| f.parse::<i64>().ok())
+            .ok_or_else(bad)
+    });
+    let mut next = || numbers.next().unwrap_or_else(|| Err(bad()));
+    let stats = hits
+        .iter()
+        .map(|hit| {
+            let (admitted, remaining, reset, retry) = (next()?, next()?, next()?, next()?);
             Ok(LimitStats {
-                admitted: int(&four[0])? == 1,
+                admitted: admitted == 1,
                 limit: hit.rate.amount(),
-                remaining: u64::try_from(int(&four[1])?).map_err(|_| bad())?,
-                reset: Timestamp::from_micros(u64::try_from(int(&four[2])?).map_err(|_| bad())?),
+                remaining: u64::try_from(remaining).map_err(|_| bad())?,
+                reset: Timestamp::from_micros(u64::try_from(reset).map_err(|_| bad())?),
                 retry_after: u64::try_from(retry).ok().map(Duration::from_micros),
             })
         })
-        .collect()
+        .collect::<Result<StatsList, StorageError>>()?;
+    if numbers.next().is_some() {
+        return Err(bad());
+    }
+    Ok(stats)
 }
 
 /// Escapes glob characters so that SCAN MATCH takes the prefix literally.
