@@ -57,8 +57,10 @@ pub enum TimeSource {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisOptions {
-    /// Connections kept open (`pool_size`, default 8). Each is multiplexed, so a few carry
-    /// many concurrent requests.
+    /// Most connections kept open (`pool_size`, default 8). Each is multiplexed, so a few
+    /// carry many concurrent requests: on a single server, concurrent calls pipeline on the
+    /// connection given back last, so one usually carries them all; Cluster and Sentinel
+    /// calls each hold one for the call.
     pub pool_size: usize,
     /// Longest wait for a free connection (`pool_timeout_ms`, default: the deadline).
     pub pool_timeout: Option<Duration>,
