@@ -261,11 +261,15 @@ impl State {
                     if impossible {
                         return p;
                     }
-                    // The request fits once `used + cost - n` of the oldest hits have expired.
+                    // The request fits once `used + cost - n` of the oldest hits have expired:
+                    // none for a cost-0 elastic hit, whose record just trimmed a log that a
+                    // smaller rate had left longer than n.
                     let must_expire = used + cost - n;
                     // Saturating: after the clock stepped back, the log may hold an entry
                     // that is out of the window but not at its front.
-                    (log.get(must_expire - 1) + p).saturating_sub(t)
+                    must_expire
+                        .checked_sub(1)
+                        .map_or(0, |i| (log.get(i) + p).saturating_sub(t))
                 });
                 stats(admitted, n, n.saturating_sub(used), reset, retry)
             }
@@ -588,7 +592,9 @@ mod tests {
                     return p;
                 }
                 let must_expire = (used + cost - n) as usize;
-                (log[must_expire - 1] + p).saturating_sub(t)
+                must_expire
+                    .checked_sub(1)
+                    .map_or(0, |i| (log[i] + p).saturating_sub(t))
             });
             stats(admitted, n, n.saturating_sub(used), reset, retry)
         }
@@ -659,10 +665,6 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Decide { elastic, rate, cost, peek } => {
-                        // An elastic hit of cost 0 on a log longer than the amount has no
-                        // retry-after to name (both versions panic, as does the script):
-                        // left out here.
-                        let cost = if elastic { cost.max(1) } else { cost };
                         let (amount, multiples, unit) = LOG_RATES[rate];
                         let rate = Rate::new(amount, multiples, unit).unwrap();
                         let strategy = if elastic {

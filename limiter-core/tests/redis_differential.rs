@@ -253,3 +253,43 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
     assert_eq!(count("get"), 10, "{calls:?}");
     assert_eq!(count("type"), 0, "{calls:?}");
 }
+
+/// A free elastic hit on a moving-window log that a larger rate left longer than the new
+/// amount: its record trims the log, so the same request would pass at once. Both stores say
+/// so (the script used to read an unrelated entry for the retry-after, memory panicked).
+#[tokio::test]
+async fn a_free_elastic_hit_on_a_shrunk_log_agrees_with_memory() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = strict_store(&server.url())
+        .ttl_grace(Duration::from_secs(600))
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let memory = MemoryStore::new(1_000);
+    let key = "LIMITER{shrunk}:s:log";
+    let (wide, narrow): (Rate, Rate) = (
+        "3 per minute".parse().unwrap(),
+        "1 per minute".parse().unwrap(),
+    );
+    let s = Strategy::MovingWindowElastic;
+    let mut now = Timestamp::from_secs(1_700_000_000);
+    for _ in 0..3 {
+        let hit = [Hit::new(key, wide, s)];
+        assert_eq!(
+            store.decide(&hit, now).await.unwrap(),
+            memory.decide_now(&hit, now)
+        );
+    }
+    now = now.saturating_add(Duration::from_secs(1));
+    let free = [Hit::new(key, narrow, s).with_cost(0)];
+    let got = store.decide(&free, now).await.unwrap();
+    assert_eq!(got, memory.decide_now(&free, now));
+    assert!(!got.admitted);
+    assert_eq!(got.retry_after, Some(Duration::ZERO));
+    let again = store.decide(&free, now).await.unwrap();
+    assert_eq!(again, memory.decide_now(&free, now));
+    assert!(again.admitted);
+}

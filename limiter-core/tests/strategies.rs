@@ -345,3 +345,23 @@ fn a_clock_stepping_back_does_not_break_anything() {
         assert!(d.stats[0].remaining <= 2, "{strategy}");
     }
 }
+
+#[test]
+fn a_free_elastic_hit_on_a_log_a_larger_rate_left_does_not_panic() {
+    // The same key first under 3 per minute, then under 1 per minute (a dynamic limit that
+    // shrank): its log holds more hits than the new amount.
+    let b = Bench::new();
+    let s = Strategy::MovingWindowElastic;
+    b.at(0, 0);
+    for _ in 0..3 {
+        assert!(b.admitted("3 per minute", s));
+    }
+    b.at(1, 0);
+    let free = b.hit("1 per minute", s, 0);
+    assert!(!free.admitted);
+    // Its record trimmed the log to the newest hit: the same request passes now.
+    assert_eq!(free.retry_after, Some(Duration::ZERO));
+    assert_eq!(free.stats[0].remaining, 0);
+    assert!(b.hit("1 per minute", s, 0).admitted);
+    assert!(!b.admitted("1 per minute", s));
+}

@@ -260,7 +260,12 @@ local function decide(key, s, n, p, cost, hit)
         retry = p
       else
         local must_expire = used + cost - n
-        retry = sat_sub(tonumber(redis.call('LINDEX', key, skip + must_expire - 1)) + p, t)
+        if must_expire > 0 then
+          retry = sat_sub(tonumber(redis.call('LINDEX', key, skip + must_expire - 1)) + p, t)
+        else
+          -- A cost-0 elastic hit that trimmed a log longer than n: it would pass now.
+          retry = 0
+        end
       end
     end
     return admitted, sat_sub(n, used), reset, retry
