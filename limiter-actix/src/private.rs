@@ -16,6 +16,7 @@ use hashbrown::HashMap;
 use limiter_core::keys::key_suffix;
 use limiter_core::{parse_rates, Rate};
 use parking_lot::RwLock;
+use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
 use crate::limiter::{Breach, BreachFn, Inner, Limiter};
@@ -568,25 +569,21 @@ where
     }
     let mut response = handler(req.clone(), payload).await;
     if route.groups.iter().any(|g| g.deduct_when.is_some()) {
-        let refunded = |origin: Origin| match origin {
-            Origin::Route(g) => route.groups[usize::from(g)]
-                .deduct_when
-                .is_some_and(|deduct| !deduct(&response)),
-            _ => false,
-        };
-        let refunds: Hits<'_> = batch
-            .items
+        // Each group's `deduct_when` asked once: does this response count?
+        let counts: SmallVec<[bool; 4]> = route
+            .groups
             .iter()
-            .filter(|item| refunded(item.origin))
-            .map(|item| batch.hit(item))
+            .map(|g| g.deduct_when.is_none_or(|deduct| deduct(&response)))
             .collect();
-        inner.refund(&refunds).await;
-        // The headers tell what the client has left: the refunded hits are back.
+        let mut refunds: Hits<'_> = Hits::new();
         for (item, stats) in batch.items.iter().zip(decision.stats.iter_mut()) {
-            if refunded(item.origin) {
+            if matches!(item.origin, Origin::Route(g) if !counts[usize::from(g)]) {
+                refunds.push(batch.hit(item));
+                // The headers tell what the client has left: the refunded hits are back.
                 stats.remaining = stats.remaining.saturating_add(item.cost).min(stats.limit);
             }
         }
+        inner.refund(&refunds).await;
     }
     inner.add_headers(response.headers_mut(), &batch, &decision);
     batch.give();
