@@ -93,6 +93,10 @@ pub struct Rate {
 /// Longest period a rate may have, so that timestamps in microseconds never overflow.
 const MAX_PERIOD_SECS: u64 = 1_000 * 360 * 86_400;
 
+/// Most hits a rate may allow per period. A moving window keeps one entry per hit (16 GiB at
+/// this many), the sliding window counts in 32 bits: past this, no strategy could keep its word.
+pub const MAX_AMOUNT: u64 = u32::MAX as u64;
+
 impl Rate {
     /// A rate of `amount` hits per `multiples` × `unit`.
     ///
@@ -103,9 +107,16 @@ impl Rate {
     /// ```
     ///
     /// # Errors
-    /// A zero or over-long period (more than 1000 years of 360 days).
+    /// A zero or over-long period (more than 1000 years of 360 days), or an amount over
+    /// [`MAX_AMOUNT`].
     pub fn new(amount: u64, multiples: u64, unit: Unit) -> Result<Rate, RateParseError> {
         let whole = 0..0;
+        if amount > MAX_AMOUNT {
+            return Err(RateParseError::new(
+                ErrorKind::CountTooLarge(amount.to_string()),
+                whole,
+            ));
+        }
         if multiples == 0 {
             return Err(RateParseError::new(
                 ErrorKind::ZeroPeriod("0".into()),
@@ -224,7 +235,7 @@ enum ErrorKind {
     NegativeCount(String),
     #[error("fractional count \"{0}\": counts are whole numbers; write \"{1}\" instead")]
     FractionalCount(String, String),
-    #[error("count \"{0}\" is too large")]
+    #[error("count \"{0}\" is too large: a rate allows at most {MAX_AMOUNT} hits per period")]
     CountTooLarge(String),
     #[error("expected \"per\" or \"/\" after the count, found \"{0}\"")]
     ExpectedPer(String),
@@ -458,9 +469,13 @@ impl<'a> Parser<'a> {
                 span,
             ));
         }
-        digits.parse::<u64>().map_err(|_| {
-            RateParseError::new(ErrorKind::CountTooLarge(digits.into()), start..self.pos)
-        })
+        match digits.parse::<u64>() {
+            Ok(amount) if amount <= MAX_AMOUNT => Ok(amount),
+            _ => Err(RateParseError::new(
+                ErrorKind::CountTooLarge(digits.into()),
+                start..self.pos,
+            )),
+        }
     }
 }
 

@@ -159,7 +159,12 @@ fn rejects_with_exact_message_and_span() {
         (
             "99999999999999999999/second",
             0..20,
-            "count \"99999999999999999999\" is too large".into(),
+            "count \"99999999999999999999\" is too large: a rate allows at most 4294967295 hits per period".into(),
+        ),
+        (
+            "4294967296 per day",
+            0..10,
+            "count \"4294967296\" is too large: a rate allows at most 4294967295 hits per period".into(),
         ),
         (
             "1/second:",

@@ -173,7 +173,8 @@ impl HitLog {
     /// caps how far the ring grows ahead of need.
     ///
     /// # Panics
-    /// If the log would hold more than `u32::MAX` entries (16 GiB).
+    /// If the log would hold more than `u32::MAX` entries, which no rate allows: the log holds
+    /// at most the rate's amount, and amounts stop at [`crate::MAX_AMOUNT`].
     #[inline]
     pub(crate) fn push(&mut self, t: u64, count: u64, p: u64, limit: u64) {
         if count == 0 {
