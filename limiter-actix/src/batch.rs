@@ -5,9 +5,11 @@
 
 use std::cell::RefCell;
 
-use limiter_core::keys::push_counter_key;
+use limiter_core::keys::push_client_tag;
 use limiter_core::{Hit, Rate, Strategy};
 use smallvec::SmallVec;
+
+use crate::limiter::Shown;
 
 /// Where a limit comes from; the order of a decision is route, default, application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,13 +38,14 @@ pub(crate) type Hits<'a> = SmallVec<[Hit<'a>; 4]>;
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     keys: String,
-    /// The request's client key under the limiter's key function, once computed.
-    pub(crate) client: String,
-    /// Scratch space for a limit's own key function.
+    /// The `{client}` part of the counter keys (see `limiter_core::keys`) for the limiter's
+    /// key function, rendered once per request and copied into each key.
+    pub(crate) client_tag: String,
+    /// Scratch space for a client key before it is rendered (a limit's own key function's).
     pub(crate) scratch: String,
     pub(crate) items: SmallVec<[Item; 8]>,
-    /// The decision, kept for the response's headers while the handler runs.
-    pub(crate) decision: Option<limiter_core::Decision>,
+    /// What the response's headers show, kept while the handler runs.
+    pub(crate) shown: Option<Shown>,
 }
 
 const POOL_CAP: usize = 256;
@@ -64,10 +67,10 @@ impl Batch {
 
     pub(crate) fn give(mut self: Box<Self>) {
         self.keys.clear();
-        self.client.clear();
+        self.client_tag.clear();
         self.scratch.clear();
         self.items.clear();
-        self.decision = None;
+        self.shown = None;
         POOL.with(|pool| {
             let mut pool = pool.borrow_mut();
             if pool.len() < POOL_CAP {
@@ -80,7 +83,8 @@ impl Batch {
         self.items.is_empty()
     }
 
-    /// Adds a limit keyed by `client` (the limiter's key unless `own_key`).
+    /// Adds a limit keyed by the limiter's client key, or with `own_key` by the key in
+    /// `scratch`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn push(
         &mut self,
@@ -93,8 +97,13 @@ impl Batch {
         origin: Origin,
     ) {
         let start = self.keys.len();
-        let client = if own_key { &self.scratch } else { &self.client };
-        push_counter_key(&mut self.keys, prefix, client, suffix);
+        self.keys.push_str(prefix);
+        if own_key {
+            push_client_tag(&mut self.keys, &self.scratch);
+        } else {
+            self.keys.push_str(&self.client_tag);
+        }
+        self.keys.push_str(suffix);
         self.items.push(Item {
             start: start as u32,
             end: self.keys.len() as u32,

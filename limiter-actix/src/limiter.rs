@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use limiter_core::keys::key_suffix;
+use limiter_core::keys::{key_suffix, push_client_tag};
 use limiter_core::{
     parse_rates, Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError,
     StorageUri, Store, Strategy,
@@ -483,25 +483,48 @@ impl Limiter {
     }
 }
 
+/// The limit the rate-limit headers show, with its stats: all a response keeps of a decision
+/// while the handler runs (a quarter of the decision's size).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shown {
+    index: usize,
+    stats: LimitStats,
+}
+
+impl Shown {
+    /// The breached limit, else the one closest to breaching; `None` when no limit applied.
+    pub(crate) fn of(decision: &Decision) -> Option<Shown> {
+        let index = decision
+            .breached
+            .or_else(|| (0..decision.stats.len()).min_by_key(|&i| decision.stats[i].remaining))?;
+        Some(Shown {
+            index,
+            stats: *decision.stats.get(index)?,
+        })
+    }
+}
+
 impl Inner {
     pub(crate) fn filtered(&self, req: &HttpRequest) -> bool {
         self.filter.as_ref().is_some_and(|f| f(req))
     }
 
-    /// Writes the request's client key into `batch.client`; `false` when there is none.
+    /// Renders the request's client key into `batch.client_tag`; `false` when there is none.
     pub(crate) fn client_key(&self, req: &HttpRequest, batch: &mut Batch) -> bool {
-        batch.client.clear();
+        batch.client_tag.clear();
         let found = match &self.key {
             KeySource::PeerIp => match client_ip(req, &self.trusted) {
                 Some(ip) => {
-                    write_ip_key(&mut batch.client, ip);
+                    batch.scratch.clear();
+                    write_ip_key(&mut batch.scratch, ip);
+                    push_client_tag(&mut batch.client_tag, &batch.scratch);
                     true
                 }
                 None => false,
             },
             KeySource::Custom(f) => match f(req) {
                 Some(key) => {
-                    batch.client.push_str(&key);
+                    push_client_tag(&mut batch.client_tag, &key);
                     true
                 }
                 None => false,
@@ -669,16 +692,20 @@ impl Inner {
 
     /// Adds the configured rate-limit headers for a decision over `batch`.
     pub(crate) fn add_headers(&self, headers: &mut HeaderMap, batch: &Batch, decision: &Decision) {
-        if self.headers == Headers::Off || decision.stats.is_empty() {
+        if self.headers == Headers::Off {
             return;
         }
-        // The limit to show: the breached one, else the one closest to breaching.
-        let current = decision.breached.unwrap_or_else(|| {
-            (0..decision.stats.len())
-                .min_by_key(|&i| decision.stats[i].remaining)
-                .unwrap_or(0)
-        });
-        let stats = decision.stats[current];
+        if let Some(shown) = Shown::of(decision) {
+            self.add_shown(headers, batch, shown);
+        }
+    }
+
+    /// Adds the configured rate-limit headers showing one limit of `batch`.
+    pub(crate) fn add_shown(&self, headers: &mut HeaderMap, batch: &Batch, shown: Shown) {
+        let Shown {
+            index: current,
+            stats,
+        } = shown;
         match self.headers {
             Headers::Off => {}
             Headers::XRateLimit => {

@@ -16,7 +16,7 @@ use limiter_core::Decision;
 use pin_project_lite::pin_project;
 
 use crate::batch::Batch;
-use crate::limiter::{Headers, Limiter};
+use crate::limiter::{Headers, Limiter, Shown};
 use crate::routes::{default_suffixes, method_index, KeyKind, RouteState, Routes};
 
 /// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
@@ -95,8 +95,8 @@ enum Learn {
 pub(crate) struct Post {
     worker: Rc<Worker>,
     learn: Learn,
-    /// Boxed: only with headers on, which allocate their values anyway; keeps futures small.
-    headers: Option<Box<(Box<Batch>, Decision)>>,
+    /// With headers on: the charged batch, with what its headers show.
+    headers: Option<Box<Batch>>,
 }
 
 impl Post {
@@ -125,11 +125,10 @@ impl Post {
                 .routes
                 .record(kind, key, method, handled, &inner.defaults);
         }
-        if let Some(kept) = self.headers {
-            let (batch, decision) = *kept;
+        if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
-            if !handled {
-                inner.add_headers(res.headers_mut(), &batch, &decision);
+            if let Some(shown) = batch.shown.filter(|_| !handled) {
+                inner.add_shown(res.headers_mut(), &batch, shown);
             }
             batch.give();
         }
@@ -385,7 +384,7 @@ enum Decided<B> {
 
 fn decided<B>(
     req: ServiceRequest,
-    batch: Box<Batch>,
+    mut batch: Box<Batch>,
     decision: Decision,
     mut post: Post,
 ) -> Decided<B> {
@@ -400,7 +399,8 @@ fn decided<B>(
     if inner.headers == Headers::Off {
         batch.give();
     } else {
-        post.headers = Some(Box::new((batch, decision)));
+        batch.shown = Shown::of(&decision);
+        post.headers = Some(batch);
     }
     Decided::Pass(req, post)
 }

@@ -19,7 +19,7 @@ use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
-use crate::limiter::{Breach, BreachFn, Inner, Limiter};
+use crate::limiter::{Breach, BreachFn, Inner, Limiter, Shown};
 use crate::middleware::{Charged, Handled};
 use crate::routes::{default_suffixes, method_index, METHODS, METHOD_NAMES};
 
@@ -416,7 +416,7 @@ where
         batch.give();
         None
     } else {
-        batch.decision = Some(decision);
+        batch.shown = Shown::of(&decision);
         Some((limiter.clone(), batch))
     };
     Run::Handler {
@@ -464,11 +464,11 @@ impl<Fut: Future<Output = HttpResponse>> Future for Run<Fut> {
                 let Poll::Ready(mut response) = fut.poll(cx) else {
                     return Poll::Pending;
                 };
-                if let Some((limiter, mut batch)) = after.take() {
-                    if let Some(decision) = batch.decision.take() {
+                if let Some((limiter, batch)) = after.take() {
+                    if let Some(shown) = batch.shown {
                         limiter
                             .inner
-                            .add_headers(response.headers_mut(), &batch, &decision);
+                            .add_shown(response.headers_mut(), &batch, shown);
                     }
                     batch.give();
                 }

@@ -296,6 +296,63 @@ async fn limiter_key_fn_keys_every_limit() {
     );
 }
 
+#[get("/own-key")]
+#[limit("1 per minute", key = api_key)]
+async fn own_key() -> &'static str {
+    "ok"
+}
+
+/// Client keys too long to store as written, or holding braces (which would break the
+/// `{client}` hash tag), are stored under their hash, in the documented layout, whether the
+/// limiter's key function or a limit's own gave them.
+#[actix_web::test]
+async fn long_and_braced_client_keys_are_stored_under_their_hash() {
+    use limiter_actix::core::keys::counter_key;
+    use limiter_actix::core::Hit;
+    use limiter_actix::{Rate, Store, Strategy};
+
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .key_fn(|req| api_key(req).map(str::to_string))
+        .application_limits("5 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter.clone()).service(own_key)).await;
+    let Store::Memory(memory) = limiter.store() else {
+        panic!("a memory store")
+    };
+    let remaining = |key: &str, scope: &str, rate: &str| {
+        let rate = Rate::parse(rate).unwrap();
+        let key = counter_key("LIMITER", key, scope, &rate);
+        let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
+        memory.peek_now(&hit, clock.now()).stats[0].remaining
+    };
+    for key in ["k".repeat(100), "{tenant}".to_string(), "plain".to_string()] {
+        let req = || {
+            get_from("/own-key", "10.0.0.1")
+                .insert_header(("x-api-key", key.clone()))
+                .to_request()
+        };
+        assert_eq!(
+            test::call_service(&app, req()).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            test::call_service(&app, req()).await.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{key}"
+        );
+        assert_eq!(
+            remaining(&key, "basics::own_key", "1 per minute"),
+            0,
+            "{key}"
+        );
+        // The denied request charged nothing: one hit on the application limit.
+        assert_eq!(remaining(&key, "global", "5 per minute"), 4, "{key}");
+    }
+}
+
 // Exemptions.
 #[get("/health")]
 #[exempt]

@@ -55,8 +55,26 @@ pub fn key_suffix(scope: &str, rate: &Rate) -> String {
 /// [`counter_key`] does; `suffix` comes from [`key_suffix`].
 pub fn push_counter_key(out: &mut String, prefix: &str, client: &str, suffix: &str) {
     out.push_str(prefix);
+    push_client_tag(out, client);
+    out.push_str(suffix);
+}
+
+/// Appends the `{client}` part of a counter key: the client key in braces, or `{#` and its
+/// hex SHA-256 `}` when it is longer than [`MAX_PLAIN_CLIENT_KEY`] or holds a brace. The same
+/// for every limit of a request, so integrations render it once and copy it into each key.
+///
+/// ```
+/// use limiter_core::keys::push_client_tag;
+/// let mut tag = String::new();
+/// push_client_tag(&mut tag, "10.0.0.1");
+/// assert_eq!(tag, "{10.0.0.1}");
+/// tag.clear();
+/// push_client_tag(&mut tag, "a{b}");
+/// assert_eq!(tag.len(), "{#}".len() + 64);
+/// ```
+pub fn push_client_tag(out: &mut String, client: &str) {
     out.push('{');
-    if client.len() > MAX_PLAIN_CLIENT_KEY || client.contains(['{', '}']) {
+    if client.len() > MAX_PLAIN_CLIENT_KEY || client.bytes().any(|b| b == b'{' || b == b'}') {
         out.push('#');
         for byte in Sha256::digest(client.as_bytes()) {
             let _ = write!(out, "{byte:02x}");
@@ -65,5 +83,4 @@ pub fn push_counter_key(out: &mut String, prefix: &str, client: &str, suffix: &s
         out.push_str(client);
     }
     out.push('}');
-    out.push_str(suffix);
 }
