@@ -1,7 +1,8 @@
 //! The Redis store, against a `redis-server` this bench starts on a free port (skipped, with a
 //! message, when there is none): one decision from one task (about one round trip), decisions
 //! per second from 64 concurrent tasks sharing the pool, and a rejection answered by the block
-//! cache beside the same rejection asked of Redis and decided by the memory store. After
+//! cache beside the same rejection asked of Redis and decided by the memory store, and a PING
+//! over the same client library for the round trip's own cost. After
 //! criterion's own report it prints a table of the means.
 //!
 //! `cargo bench -p limiter-core --features redis --bench redis`
@@ -74,6 +75,23 @@ fn bench(c: &mut Criterion, url: &str) {
                 .block_on(cached.decide(&hit, clock.now()))
                 .unwrap();
             black_box(d.admitted)
+        })
+    });
+
+    // (a') A PING over the same client library: the round trip (a) cannot beat, in this run.
+    let mut ping = one_thread
+        .block_on(
+            redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection(),
+        )
+        .unwrap();
+    group.bench_function("ping", |b| {
+        b.iter(|| {
+            let pong: String = one_thread
+                .block_on(redis::cmd("PING").query_async(&mut ping))
+                .unwrap();
+            black_box(pong)
         })
     });
 
@@ -175,6 +193,17 @@ fn print_table() {
         "(a) one decision, 1 task, 1 limit, admitted",
         get("one-task"),
     );
+    row(
+        "    a PING round trip (redis crate), for scale",
+        get("ping"),
+    );
+    if let (Some(one), Some(ping)) = (get("one-task"), get("ping")) {
+        println!(
+            "one decision = a PING round trip + {:.1} us ({:.2}x)",
+            (one - ping) / 1_000.0,
+            one / ping
+        );
+    }
     row(
         "(b) 64 concurrent tasks (time per decision)",
         get("64-tasks"),
