@@ -296,3 +296,40 @@ fn a_denial_late_in_the_batch_leaves_earlier_limits_as_they_were() {
         }
     }
 }
+
+/// A batch of new keys grows the shard's table while it is charged (each insertion may move
+/// the keys before it); a denial at its end still finds and rolls back every one of them.
+#[test]
+fn a_denied_batch_of_new_keys_rolls_back_after_the_table_grew() {
+    for strategy in Strategy::ALL {
+        let store = MemoryStore::new(100_000);
+        let clock = ManualClock::new(Timestamp::from_secs(T0));
+        let keys: Vec<String> = (0..40).map(|i| format!("L{{c}}:limit-{i}")).collect();
+        let mut batch: Vec<Hit<'_>> = keys
+            .iter()
+            .map(|key| Hit::new(key, rate("3 per minute"), strategy))
+            .collect();
+        batch.push(Hit::new("L{c}:closed", rate("0 per minute"), strategy));
+        let denied = store.decide_now(&batch, clock.now());
+        assert_eq!(denied.breached, Some(40), "{strategy}");
+        assert!(
+            denied.stats[..40].iter().all(|s| s.remaining == 3),
+            "{strategy}: {:?}",
+            denied.stats
+        );
+        let after = store.peek_now(&batch[..40], clock.now());
+        assert!(
+            after.stats.iter().all(|s| s.remaining == 3),
+            "{strategy}: every limit as before the batch"
+        );
+        // And the same batch without the closed limit is admitted once per hit left.
+        for left in (0..3).rev() {
+            let admitted = store.decide_now(&batch[..40], clock.now());
+            assert!(admitted.admitted, "{strategy}");
+            assert!(
+                admitted.stats.iter().all(|s| s.remaining == left),
+                "{strategy}"
+            );
+        }
+    }
+}

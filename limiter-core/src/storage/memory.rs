@@ -164,15 +164,12 @@ impl MemoryStore {
         self.lock_all(&places, &mut guards);
         // Charge optimistically, one lookup per limit, remembering how to undo each charge;
         // a denial rolls the earlier ones back. Same outcome as peeking every limit first.
-        let mut undo: SmallVec<[(usize, Option<State>); 4]> = SmallVec::new();
+        let mut undo: SmallVec<[Option<State>; 4]> = SmallVec::new();
         // The snapshot and the stats are written where they are kept, never through a local:
         // assembled field by field and reloaded whole, they stall on store forwarding.
         for (hit, &(hash, shard)) in hits.iter().zip(&places) {
-            let (bucket, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
-            undo.push((bucket, None));
-            if let Some((_, before)) = undo.last_mut() {
-                *before = slot.state.snapshot(hit.strategy);
-            }
+            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            undo.push(slot.state.snapshot(hit.strategy));
             stats.push(
                 slot.state
                     .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit),
@@ -188,35 +185,25 @@ impl MemoryStore {
         }
         let denied = undo.len();
         // Newest charge first: a key named twice in the batch must end at its state before
-        // the batch, not at the snapshot taken between its two charges.
-        let mut buckets: SmallVec<[usize; 4]> = SmallVec::new();
-        for (j, (bucket, before)) in undo.into_iter().enumerate().rev() {
+        // the batch, not at the snapshot taken between its two charges. The keys are looked
+        // up again (an insertion may have moved them): denials are the rare case.
+        for (j, before) in undo.into_iter().enumerate().rev() {
             let (hit, (hash, shard)) = (&hits[j], places[j]);
-            let shard = guards.get(shard);
-            let slot = match shard.slot_at(bucket, hit.key) {
-                Some(slot) => slot,
-                None => self.find_or_insert(shard, hash, hit.key, now).1,
-            };
+            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             match before {
                 Some(state) => slot.state = state,
                 None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
             }
-            buckets.push(bucket);
         }
-        for (j, bucket) in buckets.into_iter().rev().enumerate() {
-            let (hit, (hash, shard)) = (&hits[j], places[j]);
-            let shard = guards.get(shard);
-            let slot = match shard.slot_at(bucket, hit.key) {
-                Some(slot) => slot,
-                None => self.find_or_insert(shard, hash, hit.key, now).1,
-            };
+        for (j, (hit, &(hash, shard))) in hits.iter().zip(&places).take(denied).enumerate() {
+            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             stats[j] = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
         }
         // The limits after the denial are not charged; the elastic ones that deny too record it.
         for (hit, &(hash, shard)) in hits.iter().zip(&places).skip(denied + 1) {
-            let (_, slot) = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             let mut verdict =
                 slot.state
                     .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
@@ -301,20 +288,26 @@ impl MemoryStore {
     }
 
     /// [`MemoryStore::place`] for a batch, hashing a tag shared with the previous key once.
+    /// A key that starts like the previous one up to the end of its tag (the limits of one
+    /// client, under one prefix) has the same tag, and is placed without scanning for braces.
     /// Out-parameters: moving a `SmallVec` out of a call costs more than filling it.
     #[inline]
     fn place_all(&self, hits: &[Hit<'_>], places: &mut SmallVec<[(u64, usize); 4]>) {
-        let mut last: Option<(&str, usize)> = None;
+        // The previous tagged key up to its tag's closing brace, and its shard.
+        let mut last: Option<(&[u8], usize)> = None;
         for hit in hits {
-            let hash = self.hash_key(hit.key.as_bytes());
-            let shard = match (hash_tag(hit.key), last) {
-                (Some(tag), Some((last_tag, shard))) if tag == last_tag => shard,
-                (Some(tag), _) => {
-                    let shard = self.shard_of(self.hash_key(tag.as_bytes()));
-                    last = Some((tag, shard));
-                    shard
-                }
-                (None, _) => self.shard_of(hash),
+            let key = hit.key.as_bytes();
+            let hash = self.hash_key(key);
+            let shard = match last {
+                Some((head, shard)) if key.starts_with(head) => shard,
+                _ => match tag_span(key) {
+                    Some(tag) => {
+                        let shard = self.shard_of(self.hash_key(&key[tag.clone()]));
+                        last = Some((&key[..=tag.end], shard));
+                        shard
+                    }
+                    None => self.shard_of(hash),
+                },
             };
             places.push((hash, shard));
         }
@@ -360,7 +353,7 @@ impl MemoryStore {
     ) {
         let slot = match shard.find(hash, hit.key) {
             Some(slot) => slot,
-            None if create => self.insert(shard, hash, hit.key, now).1,
+            None if create => self.insert(shard, hash, hit.key, now),
             None => {
                 out.push(State::Empty.decide(hit.strategy, &hit.rate, now, hit.cost, action));
                 return;
@@ -372,19 +365,21 @@ impl MemoryStore {
         );
     }
 
-    /// The bucket and slot of `key`, inserted if missing.
+    /// The slot of `key`, inserted if missing.
     fn find_or_insert<'s>(
         &self,
         shard: &'s mut Shard,
         hash: u64,
         key: &str,
         now: Timestamp,
-    ) -> (usize, &'s mut Slot) {
+    ) -> &'s mut Slot {
+        // Found by index, then borrowed: returning the found slot from a `match` on
+        // `find_mut` would keep the shard borrowed for the insertion.
         match shard.find_bucket(hash, key) {
-            Some(bucket) => {
-                let slot = shard.table.get_bucket_mut(bucket);
-                (bucket, slot.expect("a found bucket is full"))
-            }
+            Some(bucket) => shard
+                .table
+                .get_bucket_mut(bucket)
+                .expect("a found bucket is full"),
             None => self.insert(shard, hash, key, now),
         }
     }
@@ -395,7 +390,7 @@ impl MemoryStore {
         hash: u64,
         key: &str,
         now: Timestamp,
-    ) -> (usize, &'s mut Slot) {
+    ) -> &'s mut Slot {
         let dropped = shard.make_room(self.per_shard_cap, now.as_micros(), SWEEP_GRACE_MICROS);
         if dropped.evicted > 0 {
             self.evictions
@@ -406,22 +401,26 @@ impl MemoryStore {
             key: ThinVec::from(key.as_bytes()),
             state: State::Empty,
         };
-        let entry = shard
+        shard
             .table
-            .insert_unique(hash, slot, |s| self.hash_key(&s.key));
-        (entry.bucket_index(), entry.into_mut())
+            .insert_unique(hash, slot, |s| self.hash_key(&s.key))
+            .into_mut()
     }
 }
 
 struct Guards<'a>(SmallVec<[(usize, SpinGuard<'a, Shard>); 4]>);
 
 impl Guards<'_> {
+    #[inline]
     fn get(&mut self, shard: usize) -> &mut Shard {
-        let (_, guard) = self
-            .0
-            .iter_mut()
-            .find(|(id, _)| *id == shard)
-            .expect("every shard of the batch is locked");
+        let (_, guard) = match self.0.as_mut_slice() {
+            // The usual batch: one client's limits, one shard.
+            [only] => only,
+            all => all
+                .iter_mut()
+                .find(|(id, _)| *id == shard)
+                .expect("every shard of the batch is locked"),
+        };
         guard
     }
 }
@@ -435,13 +434,6 @@ impl Shard {
     fn find_bucket(&self, hash: u64, key: &str) -> Option<usize> {
         self.table
             .find_bucket_index(hash, |slot| slot.key.as_slice() == key.as_bytes())
-    }
-
-    /// The slot in `bucket` if it still holds `key` (an insertion since may have moved it).
-    fn slot_at(&mut self, bucket: usize, key: &str) -> Option<&mut Slot> {
-        self.table
-            .get_bucket_mut(bucket)
-            .filter(|slot| slot.key.as_slice() == key.as_bytes())
     }
 }
 
@@ -544,9 +536,13 @@ impl<T> Drop for SpinGuard<'_, T> {
 
 /// The part of a key between its first `{` and the next `}`, as Redis Cluster reads it.
 fn hash_tag(key: &str) -> Option<&str> {
-    let bytes = key.as_bytes();
-    let open = bytes.iter().position(|&b| b == b'{')?;
-    let len = bytes[open + 1..].iter().position(|&b| b == b'}')?;
     // Both braces are ASCII, so the slice is on char boundaries.
-    (len > 0).then(|| &key[open + 1..open + 1 + len])
+    tag_span(key.as_bytes()).map(|tag| &key[tag])
+}
+
+/// Where [`hash_tag`] is in `key`: a non-empty range, followed by the closing brace.
+fn tag_span(key: &[u8]) -> Option<std::ops::Range<usize>> {
+    let open = key.iter().position(|&b| b == b'{')?;
+    let len = key[open + 1..].iter().position(|&b| b == b'}')?;
+    (len > 0).then_some(open + 1..open + 1 + len)
 }
