@@ -132,6 +132,13 @@ fn main() {
     }
 }
 
+const USAGE: &str = "\
+limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS]
+limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]
+
+variants: none, governor, memory-fixed, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
+scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys)";
+
 fn parse_options(args: &[String]) -> Options {
     let mut options = Options {
         seconds: 3.0,
@@ -143,6 +150,10 @@ fn parse_options(args: &[String]) -> Options {
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if matches!(flag.as_str(), "--help" | "-h") {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--seconds" => options.seconds = value.parse().expect("--seconds N"),
