@@ -31,16 +31,27 @@ pub(crate) struct Charged;
 struct Worker {
     limiter: Limiter,
     data: Rc<Extensions>,
+    routes: Rc<RouteView>,
+}
+
+/// A worker's copy of the learned route table, shared by its middleware and (as app data) the
+/// `#[limit]` wrappers of its requests.
+pub(crate) struct RouteView {
+    limiter: Limiter,
     snapshot: RefCell<(u64, Arc<Routes>)>,
 }
 
-impl Worker {
+impl RouteView {
     /// The route table, refreshed only when another worker changed it.
-    fn routes(&self) -> Ref<'_, Routes> {
+    pub(crate) fn routes(&self) -> Ref<'_, Routes> {
         let table = &self.limiter.inner.routes;
         let epoch = table.epoch();
         if self.snapshot.borrow().0 != epoch {
-            *self.snapshot.borrow_mut() = table.snapshot();
+            // Not refreshed while another borrow is alive: the older copy stays correct, only
+            // less complete.
+            if let Ok(mut snapshot) = self.snapshot.try_borrow_mut() {
+                *snapshot = table.snapshot();
+            }
         }
         Ref::map(self.snapshot.borrow(), |(_, routes)| &**routes)
     }
@@ -64,14 +75,19 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
+        let routes = Rc::new(RouteView {
+            limiter: self.clone(),
+            snapshot: RefCell::new(self.inner.routes.snapshot()),
+        });
         let mut data = Extensions::new();
         data.insert(self.clone());
+        data.insert(Rc::clone(&routes));
         ready(Ok(LimiterMiddleware {
             service: Rc::new(service),
             worker: Rc::new(Worker {
                 limiter: self.clone(),
                 data: Rc::new(data),
-                snapshot: RefCell::new(self.inner.routes.snapshot()),
+                routes,
             }),
         }))
     }
@@ -252,7 +268,7 @@ where
         let mut pooled: Option<Box<Batch>> = None;
         // Find the route and, unless it decides for itself, build the charge.
         let (learn, charge) = {
-            let routes = worker.routes();
+            let routes = worker.routes.routes();
             let path = req.path();
             match method.and_then(|m| Some((m, routes.static_paths.get(path)?))) {
                 Some((m, entry)) => {

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 pub use actix_web::dev::Payload as DevPayload;
@@ -20,7 +21,7 @@ use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
 use crate::limiter::{Breach, BreachFn, Inner, Limiter, Shown};
-use crate::middleware::{Charged, Handled};
+use crate::middleware::{Charged, Handled, RouteView};
 use crate::routes::{default_suffixes, method_index, METHODS, METHOD_NAMES};
 
 /// A rate written in the attribute, checked by the macro.
@@ -671,20 +672,35 @@ fn collect(route: &Route, inner: &Inner, req: &HttpRequest, batch: &mut Batch) {
         return;
     }
     if defaults {
-        // Default limits count per route: scoped to the pattern this request matched.
-        if let Some(pattern) = req.match_pattern() {
-            for (i, rate) in inner.defaults.iter().enumerate() {
-                let suffix = key_suffix(&pattern, rate);
-                batch.push(
-                    &inner.prefix,
-                    false,
-                    &suffix,
-                    *rate,
-                    inner.strategy,
-                    1,
-                    Origin::Default(i as u16),
-                );
-            }
+        // Default limits count per route: scoped to the pattern this request matched. A
+        // static route's suffixes were computed when the middleware learned it.
+        let view = req.app_data::<Rc<RouteView>>();
+        let routes = view.map(|view| view.routes());
+        let learned = routes
+            .as_ref()
+            .and_then(|routes| routes.static_paths.get(req.path()));
+        let suffixes = match learned {
+            Some(entry) => Some(Arc::clone(&entry.default_suffixes)),
+            None => req
+                .match_pattern()
+                .map(|pattern| default_suffixes(&pattern, &inner.defaults)),
+        };
+        drop(routes);
+        for (i, (rate, suffix)) in inner
+            .defaults
+            .iter()
+            .zip(suffixes.iter().flat_map(|s| s.iter()))
+            .enumerate()
+        {
+            batch.push(
+                &inner.prefix,
+                false,
+                suffix,
+                *rate,
+                inner.strategy,
+                1,
+                Origin::Default(i as u16),
+            );
         }
     }
     if application {

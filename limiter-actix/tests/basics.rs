@@ -494,6 +494,48 @@ async fn override_defaults_false_keeps_the_defaults() {
     assert_eq!(body(res).await, "2 per 1 minute");
 }
 
+#[get("/items/{id}")]
+#[limit("5 per minute", override_defaults = false)]
+async fn item_with_defaults() -> &'static str {
+    "ok"
+}
+
+/// The defaults a wrapper adds count in the same per-route bucket as the middleware's: on a
+/// static route and on a pattern (shared by every path it matches), from the first request
+/// (charged before routing, then given back) to the learned ones.
+#[actix_web::test]
+async fn defaults_added_by_a_wrapper_count_per_route() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("3 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(with_defaults)
+            .service(item_with_defaults),
+    )
+    .await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    for uri in ["/items/1", "/items/2", "/items/3"] {
+        assert_eq!(call(uri).await, StatusCode::OK, "{uri}");
+    }
+    assert_eq!(call("/items/4").await, StatusCode::TOO_MANY_REQUESTS);
+    // Another route has its own bucket.
+    for _ in 0..3 {
+        assert_eq!(call("/with-defaults").await, StatusCode::OK);
+    }
+    assert_eq!(call("/with-defaults").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[get("/one")]
 #[limit("10 per minute")]
 async fn one() -> &'static str {
