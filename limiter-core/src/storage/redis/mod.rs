@@ -741,12 +741,9 @@ fn parse_stats(value: &Value, hits: &[Hit<'_>]) -> Result<StatsList, StorageErro
     if hits.is_empty() && bytes.is_empty() {
         return Ok(StatsList::new());
     }
-    let mut numbers = bytes.split(|&b| b == b' ').map(|field| {
-        std::str::from_utf8(field)
-            .ok()
-            .and_then(|f| f.parse::<i64>().ok())
-            .ok_or_else(bad)
-    });
+    let mut numbers = bytes
+        .split(|&b| b == b' ')
+        .map(|field| parse_integer(field).ok_or_else(bad));
     let mut next = || numbers.next().unwrap_or_else(|| Err(bad()));
     let stats = hits
         .iter()
@@ -765,6 +762,27 @@ fn parse_stats(value: &Value, hits: &[Hit<'_>]) -> Result<StatsList, StorageErro
         return Err(bad());
     }
     Ok(stats)
+}
+
+/// A decimal integer as the script writes it (`-?[0-9]+`), without the UTF-8 check and the
+/// generic parser: four of them per limit are read on every decision.
+fn parse_integer(field: &[u8]) -> Option<i64> {
+    let (negative, digits) = match field {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, field),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(i64::from(digit))?;
+    }
+    Some(if negative { -value } else { value })
 }
 
 /// Escapes glob characters so that SCAN MATCH takes the prefix literally.
@@ -911,5 +929,34 @@ struct ProbeSlot<'a>(&'a AtomicBool);
 impl Drop for ProbeSlot<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_integer;
+
+    #[test]
+    fn script_integers_parse_and_anything_else_is_refused() {
+        let cases: [(&[u8], Option<i64>); 10] = [
+            (b"0", Some(0)),
+            (b"-1", Some(-1)),
+            (b"1795857443000000", Some(1_795_857_443_000_000)),
+            (b"9223372036854775807", Some(i64::MAX)),
+            (b"9223372036854775808", None),
+            (b"", None),
+            (b"-", None),
+            (b"1.5", None),
+            (b"+1", None),
+            (b" 1", None),
+        ];
+        for (field, expected) in cases {
+            assert_eq!(
+                parse_integer(field),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(field)
+            );
+        }
     }
 }
