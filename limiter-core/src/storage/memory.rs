@@ -159,15 +159,28 @@ impl MemoryStore {
     fn decide_batch(&self, hits: &[Hit<'_>], now: Timestamp, decision: &mut Decision) {
         let stats = &mut decision.stats;
         let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
-        self.place_all(hits, &mut places);
         let mut guards = Guards(SmallVec::new());
-        self.lock_all(&places, &mut guards);
+        // The usual batch, one client's limits, shares a shard: one lock, and each key hashed
+        // when it is reached. Otherwise every key is placed first and its shards locked.
+        let common = self.common_shard(hits);
+        match common {
+            Some(shard) => guards.0.push((shard, self.shards[shard].lock())),
+            None => {
+                self.place_all(hits, &mut places);
+                self.lock_all(&places, &mut guards);
+            }
+        }
+        let place = |j: usize| match common {
+            Some(shard) => (self.hash_key(hits[j].key.as_bytes()), shard),
+            None => places[j],
+        };
         // Charge optimistically, one lookup per limit, remembering how to undo each charge;
         // a denial rolls the earlier ones back. Same outcome as peeking every limit first.
         let mut undo: SmallVec<[Option<State>; 4]> = SmallVec::new();
         // The snapshot and the stats are written where they are kept, never through a local:
         // assembled field by field and reloaded whole, they stall on store forwarding.
-        for (hit, &(hash, shard)) in hits.iter().zip(&places) {
+        for (j, hit) in hits.iter().enumerate() {
+            let (hash, shard) = place(j);
             let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             undo.push(slot.state.snapshot(hit.strategy));
             stats.push(
@@ -188,21 +201,23 @@ impl MemoryStore {
         // the batch, not at the snapshot taken between its two charges. The keys are looked
         // up again (an insertion may have moved them): denials are the rare case.
         for (j, before) in undo.into_iter().enumerate().rev() {
-            let (hit, (hash, shard)) = (&hits[j], places[j]);
+            let (hit, (hash, shard)) = (&hits[j], place(j));
             let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             match before {
                 Some(state) => slot.state = state,
                 None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
             }
         }
-        for (j, (hit, &(hash, shard))) in hits.iter().zip(&places).take(denied).enumerate() {
+        for (j, hit) in hits.iter().enumerate().take(denied) {
+            let (hash, shard) = place(j);
             let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             stats[j] = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
         }
         // The limits after the denial are not charged; the elastic ones that deny too record it.
-        for (hit, &(hash, shard)) in hits.iter().zip(&places).skip(denied + 1) {
+        for (j, hit) in hits.iter().enumerate().skip(denied + 1) {
+            let (hash, shard) = place(j);
             let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
             let mut verdict =
                 slot.state
@@ -311,6 +326,19 @@ impl MemoryStore {
             };
             places.push((hash, shard));
         }
+    }
+
+    /// The shard of every key of `hits` when they share one: each starts like the first up to
+    /// the end of its `{tag}`.
+    #[inline]
+    fn common_shard(&self, hits: &[Hit<'_>]) -> Option<usize> {
+        let first = hits.first()?.key.as_bytes();
+        let tag = tag_span(first)?;
+        let head = &first[..=tag.end];
+        hits[1..]
+            .iter()
+            .all(|hit| hit.key.as_bytes().starts_with(head))
+            .then(|| self.shard_of(self.hash_key(&first[tag])))
     }
 
     /// Locks the distinct shards of `places` in ascending order.
