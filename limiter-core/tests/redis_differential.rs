@@ -254,6 +254,134 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
     assert_eq!(count("type"), 0, "{calls:?}");
 }
 
+/// A batch of fixed-window limits only (a route's and the application's, the usual request)
+/// takes the script's short path too: every key read first, all written only when all admit.
+/// It must agree with memory whatever each key held, in either order, with costs that deny on
+/// one key or the other; a batch naming a key twice takes the general path.
+#[tokio::test]
+async fn fixed_window_batches_agree_with_memory_whatever_the_keys_held() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = strict_store(&server.url())
+        .ttl_grace(Duration::from_secs(600))
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let memory = MemoryStore::new(1_000);
+    let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_654_321));
+    let route: Rate = "3 per 2 seconds".parse().unwrap();
+    let app: Rate = "5 per 10 seconds".parse().unwrap();
+    let other: Rate = "2 per second".parse().unwrap();
+    let keys = [
+        "LIMITER{pair}:route:3/2seconds",
+        "LIMITER{pair}:global:5/10seconds",
+    ];
+    let rates = [route, app];
+    let mut short_batches = 0;
+    for step in 0..120u64 {
+        let now = clock.now();
+        let which = (step / 7 % 2) as usize;
+        let key = keys[which];
+        match step % 11 {
+            // Another strategy takes one key over (on both stores).
+            3 | 8 => {
+                let strategy = [
+                    Strategy::MovingWindow,
+                    Strategy::Gcra,
+                    Strategy::SlidingWindowCounter,
+                ][(step / 11 % 3) as usize];
+                let hit = [Hit::new(key, other, strategy)];
+                assert_eq!(
+                    store.decide(&hit, now).await.unwrap(),
+                    memory.decide_now(&hit, now),
+                    "step {step}: {strategy} on {key}"
+                );
+            }
+            // A value no strategy of this store wrote: it counts as a fresh key.
+            5 => {
+                redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
+                if step % 2 == 0 {
+                    redis::cmd("HSET")
+                        .arg(key)
+                        .arg("field")
+                        .arg("w:1:2")
+                        .exec(&mut admin)
+                        .unwrap();
+                } else {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg("w:not-a-window")
+                        .exec(&mut admin)
+                        .unwrap();
+                }
+                memory.clear_now(key);
+            }
+            // A key named twice: the general path, reading what the short path wrote.
+            10 => {
+                let hits = [
+                    Hit::new(keys[0], route, Strategy::FixedWindow),
+                    Hit::new(keys[1], app, Strategy::FixedWindow),
+                    Hit::new(keys[0], route, Strategy::FixedWindow),
+                ];
+                assert_eq!(
+                    store.decide(&hits, now).await.unwrap(),
+                    memory.decide_now(&hits, now),
+                    "step {step}: a key twice"
+                );
+            }
+            _ => {
+                // Costs that fit, that fill one window, that can never pass, and none.
+                let costs =
+                    [[1, 1], [2, 1], [1, 4], [0, 0], [4, 1], [1, 6], [3, 3]][step as usize % 7];
+                let mut hits: Vec<Hit<'_>> = (0..2)
+                    .map(|i| Hit::new(keys[i], rates[i], Strategy::FixedWindow).with_cost(costs[i]))
+                    .collect();
+                if step % 3 == 0 {
+                    hits.reverse();
+                }
+                assert_eq!(
+                    store.decide(&hits, now).await.unwrap(),
+                    memory.decide_now(&hits, now),
+                    "step {step}: costs {costs:?}"
+                );
+                short_batches += 1;
+            }
+        }
+        clock.advance(Duration::from_millis(
+            [0, 300, 900, 2_000, 50, 4_000][step as usize % 6],
+        ));
+    }
+    assert!(short_batches > 60);
+
+    // On keys of their own, a pair costs two GETs (and two SETs when admitted), no TYPE.
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut admin)
+        .unwrap();
+    let fresh = ["LIMITER{pair}:fresh-a", "LIMITER{pair}:fresh-b"];
+    for step in 0..10u64 {
+        let hits = [
+            Hit::new(fresh[0], route, Strategy::FixedWindow),
+            Hit::new(fresh[1], app, Strategy::FixedWindow),
+        ];
+        let now = clock.now();
+        assert_eq!(
+            store.decide(&hits, now).await.unwrap(),
+            memory.decide_now(&hits, now),
+            "fresh keys, step {step}"
+        );
+        clock.advance(Duration::from_millis(700));
+    }
+    let calls = common::command_calls(&mut admin);
+    let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
+    assert_eq!(count("evalsha"), 10, "{calls:?}");
+    assert_eq!(count("get"), 20, "{calls:?}");
+    assert_eq!(count("type"), 0, "{calls:?}");
+}
+
 /// A free elastic hit on a moving-window log that a larger rate left longer than the new
 /// amount: its record trims the log, so the same request would pass at once. Both stores say
 /// so (the script used to read an unrelated entry for the retry-after, memory panicked).

@@ -34,45 +34,87 @@ else
 end
 local grace = ARGV[3] + 0
 
--- The usual request, one fixed-window limit to decide, is answered here, before the general
--- machinery below is built: that setup (closures, tables) and its TYPE call would cost more
--- than the decision itself, so this path makes no closure and no table. Same
--- arithmetic, reply and write as decide() and store() for a 'w' state or no key; anything
--- else (another strategy's value, a list, a string of someone else's) takes the general
--- path. Its numbers stay below 2^53, so '%d' writes what int() would, at a third of the cost.
-if mode == 'decide' and #KEYS == 1 and ARGV[4] == '0' then
-  local n = ARGV[5] + 0
-  local value = redis.pcall('GET', KEYS[1])
-  local s, c
-  if type(value) == 'string' then s, c = string.match(value, '^w:(%d+):(%d+)$') end
-  if n < 9007199254740992 and (not value or s) then
-    local p, cost = ARGV[6] + 0, ARGV[7] + 0
-    -- idiv(t, p) * p, inline.
-    local q = math.floor(t / p)
-    if q * p > t then q = q - 1 elseif (q + 1) * p <= t then q = q + 1 end
-    local start = q * p
-    local reset = start + p
-    -- A window that has ended counts as a fresh one (decide()'s replace).
-    local count = 0
-    if s and s + 0 == start then count = c + 0 end
-    local admitted, retry = 0, -1
-    if count + cost <= n then
-      admitted = 1
-      count = count + cost
-      -- store(): the window ends after t, so the key is always written; the TTL is
-      -- idiv(reset - t + 999, 1000) + grace.
-      local left = reset - t + 999
-      local ms = math.floor(left / 1000)
-      if ms * 1000 > left then ms = ms - 1 elseif (ms + 1) * 1000 <= left then ms = ms + 1 end
-      redis.call('SET', KEYS[1], string.format('w:%d:%d', start, count), 'PX', ms + grace)
-    elseif cost > n then
-      retry = p
-    else
-      retry = reset - t
+-- The usual request, fixed-window limits only (one, or a route's and the application's), is
+-- answered here, before the general machinery below is built: that setup (closures, tables)
+-- and its TYPE calls would cost more than the decision itself, so this path makes no closure
+-- and one table. Same arithmetic, reply and writes as decide() and store() for keys holding
+-- a 'w' state or nothing, all distinct; anything else (another strategy's value, a list, a
+-- string of someone else's, a key named twice) takes the general path. Every key is read
+-- before any is written, so a denied batch writes nothing: the general path's rollback would
+-- restore just what was read. Its numbers stay below 2^53, so '%d' writes what int() would,
+-- at a third of the cost. Limit i's arguments: code ARGV[4i], n, p and cost after it.
+if mode == 'decide' and ARGV[4] == '0' then
+  local nkeys = #KEYS
+  local short = nkeys <= 8
+  for i = 2, nkeys do
+    if not short then break end
+    if ARGV[4 * i] ~= '0' then short = false end
+    for j = 1, i - 1 do
+      if KEYS[j] == KEYS[i] then short = false end
     end
-    local remaining = 0
-    if n > count then remaining = n - count end
-    return string.format('%d %d %d %d', admitted, remaining, reset, retry)
+  end
+  -- Per limit: window start, count in it, n, p, cost; the first limit's in locals, the
+  -- others' in a table (a lone limit, the most common request, then allocates none).
+  local start1, count1, n1, p1, cost1
+  local v
+  local all = true
+  for i = 1, nkeys do
+    if not short then break end
+    local value = redis.pcall('GET', KEYS[i])
+    local s, c
+    if type(value) == 'string' then s, c = string.match(value, '^w:(%d+):(%d+)$') end
+    local n, p, cost = ARGV[4 * i + 1] + 0, ARGV[4 * i + 2] + 0, ARGV[4 * i + 3] + 0
+    if n >= 9007199254740992 or (value and not s) then
+      short = false
+    else
+      -- idiv(t, p) * p, inline.
+      local q = math.floor(t / p)
+      if q * p > t then q = q - 1 elseif (q + 1) * p <= t then q = q + 1 end
+      local start = q * p
+      -- A window that has ended counts as a fresh one (decide()'s replace).
+      local count = 0
+      if s and s + 0 == start then count = c + 0 end
+      if count + cost > n then all = false end
+      if i == 1 then
+        start1, count1, n1, p1, cost1 = start, count, n, p, cost
+      else
+        v = v or {}
+        local b = 5 * i
+        v[b - 4], v[b - 3], v[b - 2], v[b - 1], v[b] = start, count, n, p, cost
+      end
+    end
+  end
+  if short then
+    local out
+    for i = 1, nkeys do
+      local start, count, n, p, cost = start1, count1, n1, p1, cost1
+      if i > 1 then
+        local b = 5 * i
+        start, count, n, p, cost = v[b - 4], v[b - 3], v[b - 2], v[b - 1], v[b]
+      end
+      local reset = start + p
+      local admitted, retry = 1, -1
+      if count + cost > n then
+        admitted = 0
+        if cost > n then retry = p else retry = reset - t end
+      elseif all then
+        count = count + cost
+        -- store(): the window ends after t, so the key is always written; the TTL is
+        -- idiv(reset - t + 999, 1000) + grace.
+        local left = reset - t + 999
+        local ms = math.floor(left / 1000)
+        if ms * 1000 > left then ms = ms - 1 elseif (ms + 1) * 1000 <= left then ms = ms + 1 end
+        redis.call('SET', KEYS[i], string.format('w:%d:%d', start, count), 'PX', ms + grace)
+      end
+      -- Limits that would admit a denied batch report their count as peeked, uncharged.
+      local remaining = 0
+      if n > count then remaining = n - count end
+      local reply = string.format('%d %d %d %d', admitted, remaining, reset, retry)
+      if nkeys == 1 then return reply end
+      out = out or {}
+      out[i] = reply
+    end
+    return table.concat(out, ' ')
   end
 end
 
