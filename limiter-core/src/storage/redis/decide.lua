@@ -150,14 +150,27 @@ local cache = {}
 local dirty = {}
 local period_of = {}
 
-local function load(key)
+-- `log`: the caller is a moving window, whose key is usually a list.
+local function load(key, log)
   local st = cache[key]
   if st then return st end
-  local kind = redis.call('TYPE', key)['ok']
+  -- A string state (or none) is read with one GET; a list, or anything else, is found by
+  -- its TYPE (a GET on a list fails, which costs more than asking).
+  local v, kind
+  if log then
+    kind = redis.call('TYPE', key)['ok']
+    if kind == 'string' then v = redis.call('GET', key) end
+  else
+    v = redis.pcall('GET', key)
+    if type(v) == 'string' then
+      kind = 'string'
+    elseif v then
+      kind = redis.call('TYPE', key)['ok']
+    end
+  end
   if kind == 'list' then
     st = { k = 'log' }
   elseif kind == 'string' then
-    local v = redis.call('GET', key)
     local tag, a, b, c = string.match(v, '^(%a):(%d+):?(%d*):?(%d*)$')
     if tag == 'w' then
       st = { k = 'w', start = tonumber(a), count = tonumber(b) }
@@ -220,7 +233,7 @@ end
 
 -- State::decide. Returns admitted (bool), remaining, reset, retry (-1 for none).
 local function decide(key, s, n, p, cost, hit)
-  local st = load(key)
+  local st = load(key, s == MOVING or s == MOVING_ELASTIC)
   local impossible = cost > n
   if hit then period_of[key] = p end
   if s == FIXED then
@@ -369,7 +382,7 @@ end
 
 -- State::refund.
 local function refund(key, s, n, p, cost)
-  local st = load(key)
+  local st = load(key, s == MOVING or s == MOVING_ELASTIC)
   if s == FIXED then
     if st.k == 'w' and st.start == idiv(t, p) * p then
       st.count = sat_sub(st.count, cost)
@@ -489,8 +502,8 @@ else
   local snapshots = {}
   local denied = nil
   for i = 1, count do
-    local st = load(KEYS[i])
     local s = arg(i, 1)
+    local st = load(KEYS[i], s == MOVING or s == MOVING_ELASTIC)
     -- State::snapshot: a log (or nothing) met by the log's own strategies is undone by a
     -- refund; any other state is copied. (A log that another strategy replaces stays untouched in Redis until
     -- the end, so its copy is just the marker.)
