@@ -1,6 +1,7 @@
 //! Connection pools (deadpool-redis managers behind one enum) and the script call with its
 //! NOSCRIPT fallback and one retry on a fresh connection.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use ::redis::aio::ConnectionLike;
@@ -14,6 +15,43 @@ use deadpool_redis::sentinel::{SentinelNodeConnectionInfo, SentinelServerType, T
 
 use super::options::{RedisOptions, Target};
 use crate::error::{ConfigError, StorageError};
+
+/// A single server's multiplexed connection, shared by every call: cloning it is a reference
+/// count, where checking one out of the pool builds a 6.6 KB future (deadpool's, sized for
+/// opening a connection) and takes the pool's semaphore and lock. The pool opens the
+/// connection, and a fresh one after a connection error.
+pub(crate) struct Shared {
+    pool: Pool<Lane<deadpool_redis::Manager>>,
+    current: Mutex<Option<::redis::aio::MultiplexedConnection>>,
+}
+
+impl Shared {
+    /// The shared connection, opened through the pool when there is none.
+    async fn connection(&self) -> Result<::redis::aio::MultiplexedConnection, StorageError> {
+        if let Some(conn) = self.current_connection() {
+            return Ok(conn);
+        }
+        // Boxed: the pool's future is large, and needed only to (re)connect.
+        let object = Box::pin(self.pool.get()).await.map_err(pool_error)?;
+        let conn = (*object).clone();
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(conn.clone());
+        }
+        Ok(conn)
+    }
+
+    fn current_connection(&self) -> Option<::redis::aio::MultiplexedConnection> {
+        self.current.lock().ok()?.clone()
+    }
+
+    /// After a connection error: the next call opens a fresh connection.
+    fn forget(&self) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = None;
+        }
+        self.pool.retain(|_, _| false);
+    }
+}
 
 /// A deadpool-redis manager whose connections are not pinged on every checkout: that PING
 /// would be a second round trip per request. A connection that fails is detached instead
@@ -35,7 +73,7 @@ impl<M: Manager> Manager for Lane<M> {
 
 /// The pools of the three kinds of deployment.
 pub(crate) enum Pools {
-    Single(Pool<Lane<deadpool_redis::Manager>>),
+    Single(Shared),
     Cluster(Pool<Lane<deadpool_redis::cluster::Manager>>),
     Sentinel(Pool<Lane<deadpool_redis::sentinel::Manager>>),
 }
@@ -59,18 +97,18 @@ impl Pools {
         Ok(match target {
             Target::Single(url) => {
                 let manager = deadpool_redis::Manager::new(url.as_str()).map_err(bad)?;
-                Pools::Single(
-                    Pool::builder(Lane(manager))
+                Pools::Single(Shared {
+                    pool: Pool::builder(Lane(manager))
                         .max_size(o.pool_size)
-                        // Calls take the connection given back last, so concurrent calls
-                        // gather on one socket: deeper pipelines, a fraction of the reads
-                        // and writes on both ends (see `query_shared`).
+                        // The connection given back last first: administrative calls
+                        // (SCAN) reuse the shared one's socket rather than open another.
                         .queue_mode(QueueMode::Lifo)
                         .timeouts(timeouts)
                         .runtime(Runtime::Tokio1)
                         .build()
                         .map_err(build_err)?,
-                )
+                    current: Mutex::new(None),
+                })
             }
             Target::Cluster(urls) => {
                 let manager =
@@ -127,11 +165,11 @@ impl Pools {
         cmd: &Cmd,
         on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
     ) -> Result<Value, StorageError> {
-        // Each deployment's future boxed on its own: inline, the largest (some 20 KB, the
+        // The cluster's and Sentinel's futures boxed: inline, the largest (some 20 KB, the
         // cluster client's) would size every caller's future, copied into a fresh allocation
-        // on every request.
+        // on every request. A single server's is a few hundred bytes (see `Shared`).
         match self {
-            Pools::Single(p) => Box::pin(query_shared(p, cmd, on_noscript)).await,
+            Pools::Single(p) => query_shared(p, cmd, on_noscript).await,
             Pools::Cluster(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
             Pools::Sentinel(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
         }
@@ -145,7 +183,7 @@ impl Pools {
         deadline: Duration,
     ) -> Result<u64, StorageError> {
         match self {
-            Pools::Single(p) => scan_delete_on(p, pattern, deadline).await,
+            Pools::Single(p) => scan_delete_on(&p.pool, pattern, deadline).await,
             Pools::Sentinel(p) => scan_delete_on(p, pattern, deadline).await,
             Pools::Cluster(p) => {
                 let mut conn = Checked(Some(timed(deadline, p.get()).await?.map_err(pool_error)?));
@@ -344,28 +382,21 @@ where
     }
 }
 
-/// [`query_on`] for a single server, whose connections are multiplexed: the pooled
-/// connection is cloned and given back at once, so concurrent calls pipeline on a few sockets
-/// instead of queueing for one each (one in flight per connection caps throughput at
-/// `pool_size` round trips at a time). The pool hands out the connection given back last, so
-/// one socket carries them all in practice (others open only when calls arrive together
-/// before any is idle, at start-up say, and then stay idle): 64 concurrent tasks send ~30
-/// calls per server read instead of ~4 over 8 sockets, about a third less CPU per call on
-/// both ends. Cancelling a call is safe here: the multiplexer drops the late reply. A
-/// connection error closes every idle connection of the pool, since the failed one can no
-/// longer be told apart; the next call opens a fresh one.
+/// [`query_on`] for a single server, whose connection is multiplexed: every call clones the
+/// one shared connection, so concurrent calls pipeline on one socket (64 concurrent tasks send
+/// ~30 calls per server read, about a third less CPU per call on both ends than a connection
+/// per call). Cancelling a call is safe here: the multiplexer drops the late reply. A
+/// connection error drops the shared connection and every idle one of the pool, since the
+/// failed one can no longer be told apart; the next call opens a fresh one.
 async fn query_shared(
-    pool: &Pool<Lane<deadpool_redis::Manager>>,
+    shared: &Shared,
     cmd: &Cmd,
     on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
 ) -> Result<Value, StorageError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut conn = {
-            let object = pool.get().await.map_err(pool_error)?;
-            (*object).clone()
-        };
+        let mut conn = shared.connection().await?;
         let mut result = cmd.query_async::<Value>(&mut conn).await;
         if let (Err(e), Some(eval)) = (&result, on_noscript) {
             if e.kind() == ErrorKind::NoScriptError {
@@ -376,7 +407,7 @@ async fn query_shared(
         match result {
             Ok(value) => return Ok(value),
             Err(e) if is_connection_error(&e) => {
-                pool.retain(|_, _| false);
+                shared.forget();
                 if attempt >= 2 {
                     return Err(StorageError::Unavailable(e.to_string()));
                 }

@@ -58,9 +58,9 @@ pub enum TimeSource {
 #[non_exhaustive]
 pub struct RedisOptions {
     /// Most connections kept open (`pool_size`, default 8). Each is multiplexed, so a few
-    /// carry many concurrent requests: on a single server, concurrent calls pipeline on the
-    /// connection given back last, so one usually carries them all; Cluster and Sentinel
-    /// calls each hold one for the call.
+    /// carry many concurrent requests: on a single server every decision pipelines on one
+    /// shared connection (the others serve administrative calls such as `reset`); Cluster
+    /// and Sentinel calls each hold one for the call.
     pub pool_size: usize,
     /// Longest wait for a free connection (`pool_timeout_ms`, default: the deadline).
     pub pool_timeout: Option<Duration>,
