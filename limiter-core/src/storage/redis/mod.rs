@@ -393,9 +393,9 @@ impl RedisStore {
 
     /// Runs `op` against Redis under the deadline, unless the breaker says Redis is down
     /// and no probe is due. Records the outcome.
-    async fn guarded<T>(
+    async fn guarded<T, F: Future<Output = Result<T, StorageError>>>(
         &self,
-        op: impl Future<Output = Result<T, StorageError>>,
+        op: impl FnOnce() -> F,
     ) -> Result<T, StorageError> {
         let inner = &self.inner;
         let attempt = inner.breaker.attempt();
@@ -407,7 +407,9 @@ impl RedisStore {
         // Frees the probe slot however this call ends, cancellation included.
         let _probe = (attempt == Attempt::Probe).then(|| ProbeSlot(&inner.breaker.probing));
         let deadline = inner.options.deadline;
-        let result = match tokio::time::timeout(deadline, op).await {
+        // The call's future is made where the deadline holds it: taken as an argument, it
+        // would be kept twice in this future and copied from one to the other.
+        let result = match tokio::time::timeout(deadline, op()).await {
             Ok(result) => result,
             Err(_) => Err(StorageError::Timeout(deadline)),
         };
@@ -589,7 +591,7 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> Result<Decision, StorageError> {
-        match self.guarded(self.redis_decide(hits, now)).await {
+        match self.guarded(|| self.redis_decide(hits, now)).await {
             Ok(decision) => {
                 self.remember(hits, &decision, now);
                 Ok(decision)
@@ -599,7 +601,7 @@ impl RedisStore {
     }
 
     async fn peek_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
-        match self.guarded(self.redis_each("peek", hits, now)).await {
+        match self.guarded(|| self.redis_each("peek", hits, now)).await {
             Ok(stats) => Ok(Decision::from_stats(stats)),
             Err(e) => self.degraded_decision(hits, now, e, true),
         }
@@ -615,7 +617,7 @@ impl RedisStore {
                 cache.remove(hit.key);
             }
         }
-        match self.guarded(self.redis_each("refund", hits, now)).await {
+        match self.guarded(|| self.redis_each("refund", hits, now)).await {
             Ok(_) => Ok(()),
             Err(e) => match self.inner.options.on_failure {
                 FailurePolicy::FallbackToMemory => {
@@ -638,7 +640,7 @@ impl RedisStore {
             cmd.arg(key);
             cmd
         };
-        match self.guarded(self.inner.pools.query(&cmd, None)).await {
+        match self.guarded(|| self.inner.pools.query(&cmd, None)).await {
             Ok(_) => Ok(()),
             Err(e) if self.inner.options.on_failure == FailurePolicy::FailClosed => Err(e),
             Err(_) => Ok(()),
