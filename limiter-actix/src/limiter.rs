@@ -593,8 +593,14 @@ impl Inner {
     pub(crate) async fn decide(&self, hits: &[Hit<'_>]) -> Result<Decision, StorageError> {
         match self.decide_sync(hits) {
             Some(decision) => Ok(decision),
-            None => self.store.decide(hits, self.clock.now()).await,
+            None => self.decide_remote(hits).await,
         }
+    }
+
+    /// [`Inner::decide`] after `decide_sync` had no answer: the store is asked (Redis looks at
+    /// its block cache once more, which another request may have filled meanwhile).
+    pub(crate) async fn decide_remote(&self, hits: &[Hit<'_>]) -> Result<Decision, StorageError> {
+        self.store.decide(hits, self.clock.now()).await
     }
 
     /// Gives back what `hits` took; a failure is logged (the charge then simply stands).

@@ -171,7 +171,7 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
     }
     let limiter = limiter.clone();
     actix_web::rt::spawn(async move {
-        if let Err(error) = limiter.inner.decide(&batch.hits()).await {
+        if let Err(error) = limiter.inner.decide_remote(&batch.hits()).await {
             tracing::warn!(%error, "late charge of an ambiguous route failed");
         }
         batch.give();
@@ -360,7 +360,7 @@ where
                 LimiterFuture::Boxed {
                     fut: Box::pin(async move {
                         let inner = &post.worker.limiter.inner;
-                        let decision = inner.decide(&batch.hits()).await;
+                        let decision = inner.decide_remote(&batch.hits()).await;
                         let decision = match decision {
                             Ok(decision) => decision,
                             Err(error) => {

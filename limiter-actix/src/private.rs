@@ -521,8 +521,9 @@ where
 {
     let inner = &*limiter.inner;
     if let Some(batch) = collected {
-        // `run` checked the switch and the filter and found limits to decide.
-        return decide_and_handle(inner, route, req, payload, handler, batch).await;
+        // `run` checked the switch and the filter, found limits to decide, and had no answer
+        // without the store.
+        return decide_and_handle(inner, route, req, payload, handler, batch, true).await;
     }
     if charged {
         // The middleware did not know this route yet (or found it ambiguous) and charged it
@@ -538,11 +539,12 @@ where
         batch.give();
         return handler(req.clone(), payload).await;
     }
-    decide_and_handle(inner, route, req, payload, handler, batch).await
+    decide_and_handle(inner, route, req, payload, handler, batch, false).await
 }
 
 /// Decides `batch` on the store, then runs the handler if admitted (refunding the
-/// `deduct_when` limits its response does not match) and adds the headers.
+/// `deduct_when` limits its response does not match) and adds the headers. `asked_locally`:
+/// `decide_sync` already had no answer for `batch`.
 async fn decide_and_handle<F, Fut>(
     inner: &Inner,
     route: &'static Route,
@@ -550,12 +552,17 @@ async fn decide_and_handle<F, Fut>(
     payload: DevPayload,
     handler: F,
     batch: Box<Batch>,
+    asked_locally: bool,
 ) -> HttpResponse
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
-    let decision = inner.decide(&batch.hits()).await;
+    let decision = if asked_locally {
+        inner.decide_remote(&batch.hits()).await
+    } else {
+        inner.decide(&batch.hits()).await
+    };
     let mut decision = match decision {
         Ok(decision) => decision,
         Err(error) => {

@@ -195,11 +195,9 @@ impl Storage for Store {
         match self {
             Store::Memory(m) => Ok(m.decide_now(hits, now)),
             #[cfg(feature = "redis")]
-            Store::Redis(r) => match r.decide_locally(hits, now) {
-                // A blocked client: no round trip, no allocation.
-                Some(decision) => Ok(decision),
-                None => Box::pin(r.decide(hits, now)).await,
-            },
+            // A blocked client is answered from the block cache before any allocation; the
+            // round trip's future is boxed inside.
+            Store::Redis(r) => r.decide(hits, now).await,
         }
     }
 
