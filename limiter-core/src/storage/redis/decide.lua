@@ -36,8 +36,8 @@ local grace = ARGV[3] + 0
 
 -- The usual request, fixed-window limits only (one, or a route's and the application's), is
 -- answered here, before the general machinery below is built: that setup (closures, tables)
--- and its TYPE calls would cost more than the decision itself, so this path makes no closure
--- and one table. Same arithmetic, reply and writes as decide() and store() for keys holding
+-- and its TYPE calls would cost more than the decision itself, so this path makes no closure,
+-- and tables only for a second limit. Same arithmetic, reply and writes as decide() and store() for keys holding
 -- a 'w' state or nothing, all distinct; anything else (another strategy's value, a list, a
 -- string of someone else's, a key named twice) takes the general path. Every key is read
 -- before any is written, so a denied batch writes nothing: the general path's rollback would
@@ -150,14 +150,14 @@ local cache = {}
 local dirty = {}
 local period_of = {}
 
--- `log`: the caller is a moving window, whose key is usually a list.
-local function load(key, log)
+-- `s`: the strategy asking; a moving window's key is usually a list.
+local function load(key, s)
   local st = cache[key]
   if st then return st end
   -- A string state (or none) is read with one GET; a list, or anything else, is found by
   -- its TYPE (a GET on a list fails, which costs more than asking).
   local v, kind
-  if log then
+  if s == MOVING or s == MOVING_ELASTIC then
     kind = redis.call('TYPE', key)['ok']
     if kind == 'string' then v = redis.call('GET', key) end
   else
@@ -233,7 +233,7 @@ end
 
 -- State::decide. Returns admitted (bool), remaining, reset, retry (-1 for none).
 local function decide(key, s, n, p, cost, hit)
-  local st = load(key, s == MOVING or s == MOVING_ELASTIC)
+  local st = load(key, s)
   local impossible = cost > n
   if hit then period_of[key] = p end
   if s == FIXED then
@@ -382,7 +382,7 @@ end
 
 -- State::refund.
 local function refund(key, s, n, p, cost)
-  local st = load(key, s == MOVING or s == MOVING_ELASTIC)
+  local st = load(key, s)
   if s == FIXED then
     if st.k == 'w' and st.start == idiv(t, p) * p then
       st.count = sat_sub(st.count, cost)
@@ -503,7 +503,7 @@ else
   local denied = nil
   for i = 1, count do
     local s = arg(i, 1)
-    local st = load(KEYS[i], s == MOVING or s == MOVING_ELASTIC)
+    local st = load(KEYS[i], s)
     -- State::snapshot: a log (or nothing) met by the log's own strategies is undone by a
     -- refund; any other state is copied. (A log that another strategy replaces stays untouched in Redis until
     -- the end, so its copy is just the marker.)
