@@ -302,30 +302,12 @@ impl MemoryStore {
         ((placement >> 48) & self.shard_mask) as usize
     }
 
-    /// [`MemoryStore::place`] for a batch, hashing a tag shared with the previous key once.
-    /// A key that starts like the previous one up to the end of its tag (the limits of one
-    /// client, under one prefix) has the same tag, and is placed without scanning for braces.
+    /// [`MemoryStore::place`] for every key of a batch whose keys do not share one shard by
+    /// their tag (see [`MemoryStore::common_shard`] for those that do).
     /// Out-parameters: moving a `SmallVec` out of a call costs more than filling it.
     #[inline]
     fn place_all(&self, hits: &[Hit<'_>], places: &mut SmallVec<[(u64, usize); 4]>) {
-        // The previous tagged key up to its tag's closing brace, and its shard.
-        let mut last: Option<(&[u8], usize)> = None;
-        for hit in hits {
-            let key = hit.key.as_bytes();
-            let hash = self.hash_key(key);
-            let shard = match last {
-                Some((head, shard)) if key.starts_with(head) => shard,
-                _ => match tag_span(key) {
-                    Some(tag) => {
-                        let shard = self.shard_of(self.hash_key(&key[tag.clone()]));
-                        last = Some((&key[..=tag.end], shard));
-                        shard
-                    }
-                    None => self.shard_of(hash),
-                },
-            };
-            places.push((hash, shard));
-        }
+        places.extend(hits.iter().map(|hit| self.place(hit.key)));
     }
 
     /// The shard of every key of `hits` when they share one: each starts like the first up to
