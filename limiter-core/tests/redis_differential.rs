@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{redis_available, strict_store, RedisServer, Rng};
+use common::{calls_of, command_calls, redis_available, strict_store, RedisServer, Rng};
+use limiter_core::storage::redis::RedisStore;
 use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
 const RATES: [&str; 7] = [
@@ -232,26 +233,33 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
 
     // On a key of its own, every call takes the lone path: a GET, a SET when admitted, and no
     // TYPE (the general path's first command).
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .exec(&mut admin)
-        .unwrap();
-    let key = "LIMITER{lone}:fresh";
+    let hit = [Hit::new("LIMITER{lone}:fresh", rate, Strategy::FixedWindow)];
+    let calls = ten_decisions_counted(&mut admin, &store, &memory, &clock, &hit).await;
+    assert_eq!(calls_of(&calls, "evalsha"), 10, "{calls:?}");
+    assert_eq!(calls_of(&calls, "get"), 10, "{calls:?}");
+    assert_eq!(calls_of(&calls, "type"), 0, "{calls:?}");
+}
+
+/// Decides `hits` ten times, 700 ms apart, on Redis and in memory (they must agree), and
+/// returns the commands the server ran for them.
+async fn ten_decisions_counted(
+    admin: &mut redis::Connection,
+    store: &RedisStore,
+    memory: &MemoryStore,
+    clock: &ManualClock,
+    hits: &[Hit<'_>],
+) -> Vec<(String, u64)> {
+    redis::cmd("CONFIG").arg("RESETSTAT").exec(admin).unwrap();
     for step in 0..10u64 {
-        let hit = [Hit::new(key, rate, Strategy::FixedWindow)];
         let now = clock.now();
         assert_eq!(
-            store.decide(&hit, now).await.unwrap(),
-            memory.decide_now(&hit, now),
-            "fresh key, step {step}"
+            store.decide(hits, now).await.unwrap(),
+            memory.decide_now(hits, now),
+            "fresh keys, step {step}"
         );
         clock.advance(Duration::from_millis(700));
     }
-    let calls = common::command_calls(&mut admin);
-    let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
-    assert_eq!(count("evalsha"), 10, "{calls:?}");
-    assert_eq!(count("get"), 10, "{calls:?}");
-    assert_eq!(count("type"), 0, "{calls:?}");
+    command_calls(admin)
 }
 
 /// A batch of fixed-window limits only (a route's and the application's, the usual request)
@@ -357,29 +365,14 @@ async fn fixed_window_batches_agree_with_memory_whatever_the_keys_held() {
     assert!(short_batches > 60);
 
     // On keys of their own, a pair costs two GETs (and two SETs when admitted), no TYPE.
-    redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .exec(&mut admin)
-        .unwrap();
-    let fresh = ["LIMITER{pair}:fresh-a", "LIMITER{pair}:fresh-b"];
-    for step in 0..10u64 {
-        let hits = [
-            Hit::new(fresh[0], route, Strategy::FixedWindow),
-            Hit::new(fresh[1], app, Strategy::FixedWindow),
-        ];
-        let now = clock.now();
-        assert_eq!(
-            store.decide(&hits, now).await.unwrap(),
-            memory.decide_now(&hits, now),
-            "fresh keys, step {step}"
-        );
-        clock.advance(Duration::from_millis(700));
-    }
-    let calls = common::command_calls(&mut admin);
-    let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
-    assert_eq!(count("evalsha"), 10, "{calls:?}");
-    assert_eq!(count("get"), 20, "{calls:?}");
-    assert_eq!(count("type"), 0, "{calls:?}");
+    let hits = [
+        Hit::new("LIMITER{pair}:fresh-a", route, Strategy::FixedWindow),
+        Hit::new("LIMITER{pair}:fresh-b", app, Strategy::FixedWindow),
+    ];
+    let calls = ten_decisions_counted(&mut admin, &store, &memory, &clock, &hits).await;
+    assert_eq!(calls_of(&calls, "evalsha"), 10, "{calls:?}");
+    assert_eq!(calls_of(&calls, "get"), 20, "{calls:?}");
+    assert_eq!(calls_of(&calls, "type"), 0, "{calls:?}");
 }
 
 /// A free elastic hit on a moving-window log that a larger rate left longer than the new

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{command_calls, redis_available, strict_store, RedisServer};
+use common::{calls_of, command_calls, redis_available, strict_store, RedisServer};
 use limiter_core::{keys::counter_key, parse_rates, Hit, Storage, Strategy, Timestamp};
 
 #[tokio::test]
@@ -58,7 +58,7 @@ async fn n_requests_with_four_limits_cost_n_script_calls() {
     assert_eq!(admitted, 49);
 
     let calls = command_calls(&mut admin);
-    let count = |name: &str| calls.iter().find(|(c, _)| c == name).map_or(0, |(_, n)| *n);
+    let count = |name: &str| calls_of(&calls, name);
     // commandstats also counts what the script runs inside the server; everything else
     // came from a client.
     const INSIDE_SCRIPT: [&str; 10] = [

@@ -207,6 +207,14 @@ pub fn command_calls(conn: &mut redis::Connection) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// How many times `name` ran, from [`command_calls`] (0 when it never did).
+pub fn calls_of(calls: &[(String, u64)], name: &str) -> u64 {
+    calls
+        .iter()
+        .find(|(command, _)| command == name)
+        .map_or(0, |(_, n)| *n)
+}
+
 /// Every key on the server.
 pub fn all_keys(conn: &mut redis::Connection) -> Vec<String> {
     redis::cmd("KEYS").arg("*").query(conn).unwrap()
