@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
 use governor::{Quota, RateLimiter};
-use limiter_core::{Clock, Hit, MemoryStore, Rate, Strategy};
+use limiter_core::{keys, Clock, Hit, MemoryStore, Rate, Strategy};
 
 const KEYS: usize = 100_000;
 
@@ -97,9 +97,12 @@ fn decisions(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("decide/limits-per-request");
     let store = MemoryStore::new(1_000_000);
+    // Keys as the actix crate writes them: the client's tag, then the scope and the rate.
+    let [route, default, app] = ["/slow", "default", "app"]
+        .map(|scope| keys::counter_key("LIMITER", "192.0.2.1", scope, &rate()));
     let hit = |key| Hit::new(key, rate(), Strategy::FixedWindow);
-    let one = [hit("L{k}:route")];
-    let three = [hit("L{k}:route"), hit("L{k}:default"), hit("L{k}:app")];
+    let one = [hit(&route)];
+    let three = [hit(&route), hit(&default), hit(&app)];
     for (name, hits) in [("1", &one[..]), ("3", &three[..])] {
         group.bench_function(name, |b| {
             b.iter(|| black_box(store.decide_now(black_box(hits), clock.now()).admitted))

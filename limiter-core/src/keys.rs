@@ -15,6 +15,7 @@
 //! ```
 
 use std::fmt::Write;
+use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
@@ -83,4 +84,83 @@ pub fn push_client_tag(out: &mut String, client: &str) {
         out.push_str(client);
     }
     out.push('}');
+}
+
+/// Where the hash tag of `key` is, as Redis Cluster reads it: the bytes between its first `{`
+/// and the next `}`, when there are any. Every limit of one client shares it, so stores use
+/// it to keep them together (one shard, one cluster slot).
+#[inline]
+pub(crate) fn tag_span(key: &[u8]) -> Option<Range<usize>> {
+    let open = find_byte(key, b'{')?;
+    let len = find_byte(&key[open + 1..], b'}')?;
+    (len > 0).then_some(open + 1..open + 1 + len)
+}
+
+/// The first `needle` in `hay`, eight bytes at a time: the tag is looked for in every key of
+/// every request, and a byte loop over `LIMITER{10.0.0.1}` was a quarter of a decision.
+#[inline]
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = ONES << 7;
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        // Zero bytes of `word` are the needle's. The lowest flagged byte is the first zero:
+        // the borrow can flag bytes above a zero falsely, never one below it.
+        let word =
+            u64::from_le_bytes(chunk.try_into().unwrap_or_default()) ^ (ONES * u64::from(needle));
+        let zeros = word.wrapping_sub(ONES) & !word & HIGHS;
+        if zeros != 0 {
+            return Some(at + zeros.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| at + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::{prop, prop_assert_eq, proptest};
+
+    /// The tag as the Redis Cluster specification writes it, a byte at a time.
+    fn tag_as_specified(key: &[u8]) -> Option<Range<usize>> {
+        let open = key.iter().position(|&b| b == b'{')?;
+        let len = key[open + 1..].iter().position(|&b| b == b'}')?;
+        (len > 0).then_some(open + 1..open + 1 + len)
+    }
+
+    #[test]
+    fn tags_are_found_where_redis_cluster_finds_them() {
+        let cases: [(&str, Option<&str>); 8] = [
+            ("LIMITER{10.0.0.1}:/slow:1/1minute", Some("10.0.0.1")),
+            ("{a}", Some("a")),
+            ("{}", None),
+            ("{}{b}", None),
+            ("no tag", None),
+            ("open{ only", None),
+            ("}{x}", Some("x")),
+            (
+                "0123456789abcdef{0123456789abcdef}",
+                Some("0123456789abcdef"),
+            ),
+        ];
+        for (key, tag) in cases {
+            let found = tag_span(key.as_bytes()).map(|span| &key[span]);
+            assert_eq!(found, tag, "{key}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn tag_span_matches_the_byte_loop(
+            key in prop::collection::vec(prop::sample::select(&b"{}a|z\xfb\xfd\x00\xff\x01"[..]), 0..40)
+        ) {
+            prop_assert_eq!(tag_span(&key), tag_as_specified(&key));
+        }
+    }
 }

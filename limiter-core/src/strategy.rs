@@ -442,7 +442,10 @@ impl State {
             {
                 None
             }
-            other => Some(other.clone()),
+            State::Log(log) => Some(State::Log(log.clone())),
+            // SAFETY: every other variant holds only `Copy` data (no pointer, no `Drop`), so
+            // a bitwise copy is a clone; the derived `clone` would branch on the variant.
+            plain => Some(unsafe { std::ptr::read(plain) }),
         }
     }
 

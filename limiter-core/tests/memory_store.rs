@@ -333,3 +333,54 @@ fn a_denied_batch_of_new_keys_rolls_back_after_the_table_grew() {
         }
     }
 }
+
+#[test]
+fn a_key_is_one_counter_however_it_is_reached() {
+    // A tagged key is found by a lone decision, by a batch of its client's limits (which
+    // hashes the shared head once), by a batch mixing clients, and by peek, refund and clear.
+    let store = MemoryStore::new(100_000);
+    let now = Timestamp::from_secs(T0);
+    let limit = rate("100 per minute");
+    let hit = |key| Hit::new(key, limit, Strategy::FixedWindow);
+    let mine = "LIMITER{10.0.0.1}:/slow:100/1minute";
+    let mine_too = "LIMITER{10.0.0.1}:app:100/1minute";
+    // Same tag, another head: its own counter, wherever it is placed.
+    let other_prefix = "OTHER{10.0.0.1}:/slow:100/1minute";
+    let longer_tag = "LIMITER{10.0.0.12}:/slow:100/1minute";
+    let remaining = |key| store.peek_now(&[hit(key)], now).stats[0].remaining;
+
+    assert!(store.decide_now(&[hit(mine)], now).admitted);
+    assert!(store.decide_now(&[hit(mine), hit(mine_too)], now).admitted);
+    assert!(
+        store
+            .decide_now(&[hit(mine_too), hit(longer_tag)], now)
+            .admitted
+    );
+    assert!(
+        store
+            .decide_now(&[hit(other_prefix), hit(mine)], now)
+            .admitted
+    );
+    // Enough of the client's other keys to grow its shard's table mid-batch.
+    let many: Vec<String> = (0..64)
+        .map(|i| format!("LIMITER{{10.0.0.1}}:r{i}:100/1minute"))
+        .collect();
+    let mut batch = vec![hit(mine)];
+    batch.extend(many.iter().map(|key| hit(key)));
+    assert!(store.decide_now(&batch, now).admitted);
+
+    assert_eq!(remaining(mine), 96);
+    assert_eq!(remaining(mine_too), 98);
+    assert_eq!(remaining(longer_tag), 99);
+    assert_eq!(remaining(other_prefix), 99);
+    assert!(many.iter().all(|key| remaining(key) == 99));
+
+    store.refund_now(&[hit(mine_too), hit(mine)], now);
+    assert_eq!(remaining(mine), 97);
+    assert_eq!(remaining(mine_too), 99);
+    let alone = store.decide_now(&[hit(mine)], now);
+    assert_eq!(alone.stats[0].remaining, 96);
+    store.clear_now(mine);
+    assert_eq!(remaining(mine), 100);
+    assert_eq!(remaining(mine_too), 99);
+}

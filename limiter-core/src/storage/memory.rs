@@ -35,6 +35,7 @@ use thin_vec::ThinVec;
 
 use crate::clock::Timestamp;
 use crate::error::StorageError;
+use crate::keys::tag_span;
 use crate::storage::bounded::{shard_count, Bounded, Expires};
 use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, State};
@@ -139,7 +140,7 @@ impl MemoryStore {
     /// The hot path: one key, one lock, one lookup.
     #[inline]
     fn decide_one(&self, hit: &Hit<'_>, now: Timestamp, decision: &mut Decision) {
-        let (hash, shard) = self.place(hit.key);
+        let (hash, shard) = self.place(hit.key.as_bytes());
         let mut shard = self.shards[shard].lock();
         self.apply(
             &mut shard,
@@ -151,37 +152,56 @@ impl MemoryStore {
             &mut decision.stats,
         );
         drop(shard);
-        decision.conclude();
+        if !decision.stats[0].admitted {
+            decision.conclude();
+        }
     }
 
     /// Several limits, all or nothing (out of line: `decide_now` stays small to inline).
     #[inline(never)]
     fn decide_batch(&self, hits: &[Hit<'_>], now: Timestamp, decision: &mut Decision) {
-        let stats = &mut decision.stats;
-        let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
-        let mut guards = Guards(SmallVec::new());
         // The usual batch, one client's limits, shares a shard: one lock, and each key hashed
         // when it is reached. Otherwise every key is placed first and its shards locked.
-        let common = self.common_shard(hits);
-        match common {
-            Some(shard) => guards.0.push((shard, self.shards[shard].lock())),
+        match self.common_shard(hits) {
+            Some(head) => {
+                let mut held = OneShard {
+                    store: self,
+                    hits,
+                    head,
+                    shard: self.shards[head.shard].lock(),
+                };
+                self.charge_all(&mut held, hits, now, decision);
+            }
             None => {
-                self.place_all(hits, &mut places);
-                self.lock_all(&places, &mut guards);
+                let mut held = ManyShards {
+                    places: SmallVec::new(),
+                    guards: Guards(SmallVec::new()),
+                };
+                self.place_all(hits, &mut held.places);
+                self.lock_all(&held.places, &mut held.guards);
+                self.charge_all(&mut held, hits, now, decision);
             }
         }
-        let place = |j: usize| match common {
-            Some(shard) => (self.hash_key(hits[j].key.as_bytes()), shard),
-            None => places[j],
-        };
+    }
+
+    /// The batch decision, with the shards of `hits` locked in `held`.
+    #[inline(always)]
+    fn charge_all<'s>(
+        &self,
+        held: &mut impl Held<'s>,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+        decision: &mut Decision,
+    ) {
+        let stats = &mut decision.stats;
         // Charge optimistically, one lookup per limit, remembering how to undo each charge;
         // a denial rolls the earlier ones back. Same outcome as peeking every limit first.
         let mut undo: SmallVec<[Option<State>; 4]> = SmallVec::new();
         // The snapshot and the stats are written where they are kept, never through a local:
         // assembled field by field and reloaded whole, they stall on store forwarding.
         for (j, hit) in hits.iter().enumerate() {
-            let (hash, shard) = place(j);
-            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let (hash, shard) = held.shard(j);
+            let slot = self.find_or_insert(shard, hash, hit.key, now);
             undo.push(slot.state.snapshot(hit.strategy));
             stats.push(
                 slot.state
@@ -193,7 +213,8 @@ impl MemoryStore {
             }
         }
         if undo.len() == hits.len() {
-            decision.conclude();
+            // Admitted: the decision is still as `decide_now` made it, admitted and with
+            // nothing to retry (an admitting limit names no retry time).
             return;
         }
         let denied = undo.len();
@@ -201,24 +222,25 @@ impl MemoryStore {
         // the batch, not at the snapshot taken between its two charges. The keys are looked
         // up again (an insertion may have moved them): denials are the rare case.
         for (j, before) in undo.into_iter().enumerate().rev() {
-            let (hit, (hash, shard)) = (&hits[j], place(j));
-            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let hit = &hits[j];
+            let (hash, shard) = held.shard(j);
+            let slot = self.find_or_insert(shard, hash, hit.key, now);
             match before {
                 Some(state) => slot.state = state,
                 None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
             }
         }
         for (j, hit) in hits.iter().enumerate().take(denied) {
-            let (hash, shard) = place(j);
-            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let (hash, shard) = held.shard(j);
+            let slot = self.find_or_insert(shard, hash, hit.key, now);
             stats[j] = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
         }
         // The limits after the denial are not charged; the elastic ones that deny too record it.
         for (j, hit) in hits.iter().enumerate().skip(denied + 1) {
-            let (hash, shard) = place(j);
-            let slot = self.find_or_insert(guards.get(shard), hash, hit.key, now);
+            let (hash, shard) = held.shard(j);
+            let slot = self.find_or_insert(shard, hash, hit.key, now);
             let mut verdict =
                 slot.state
                     .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
@@ -262,7 +284,7 @@ impl MemoryStore {
 
     /// [`Storage::clear`] without the future.
     pub fn clear_now(&self, key: &str) {
-        let (hash, shard) = self.place(key);
+        let (hash, shard) = self.place(key.as_bytes());
         let mut shard = self.shards[shard].lock();
         if let Ok(entry) = shard
             .table
@@ -284,17 +306,31 @@ impl MemoryStore {
         self.hasher.hash_one(key)
     }
 
-    /// A key's table hash and shard. The shard comes from the key's `{client}` hash tag when
-    /// it has one (see [`crate::keys`]), so every limit of one client shares a shard and a
-    /// request takes one lock, however many limits apply.
+    /// The table hash of a tagged key whose head (see [`MemoryStore::place`]) hashes to
+    /// `head`: the rest of the key, hashed from there.
     #[inline]
-    fn place(&self, key: &str) -> (u64, usize) {
-        let hash = self.hash_key(key.as_bytes());
-        let placement = match hash_tag(key) {
-            Some(tag) => self.hash_key(tag.as_bytes()),
-            None => hash,
-        };
-        (hash, self.shard_of(placement))
+    fn hash_tail(&self, head: u64, tail: &[u8]) -> u64 {
+        foldhash::fast::FixedState::with_seed(head).hash_one(tail)
+    }
+
+    /// A key's table hash and shard. A key with a `{client}` hash tag (see [`crate::keys`])
+    /// is placed by its head, the bytes up to the end of its tag (`LIMITER{10.0.0.1`): every
+    /// limit of one client shares the head, so they share a shard and a request takes one
+    /// lock, however many limits apply. The table hash goes on from the head's over the rest,
+    /// so a batch of one client's limits hashes the head once.
+    #[inline]
+    fn place(&self, key: &[u8]) -> (u64, usize) {
+        match tag_span(key) {
+            Some(tag) => {
+                let (head, tail) = key.split_at(tag.end);
+                let head = self.hash_key(head);
+                (self.hash_tail(head, tail), self.shard_of(head))
+            }
+            None => {
+                let hash = self.hash_key(key);
+                (hash, self.shard_of(hash))
+            }
+        }
     }
 
     #[inline]
@@ -307,20 +343,29 @@ impl MemoryStore {
     /// Out-parameters: moving a `SmallVec` out of a call costs more than filling it.
     #[inline]
     fn place_all(&self, hits: &[Hit<'_>], places: &mut SmallVec<[(u64, usize); 4]>) {
-        places.extend(hits.iter().map(|hit| self.place(hit.key)));
+        places.extend(hits.iter().map(|hit| self.place(hit.key.as_bytes())));
     }
 
-    /// The shard of every key of `hits` when they share one: each starts like the first up to
-    /// the end of its `{tag}`.
+    /// The shard of every key of `hits` when they share one head (see [`MemoryStore::place`]),
+    /// with the head's hash and length: each key starts like the first up to the end of its
+    /// `{tag}`.
     #[inline]
-    fn common_shard(&self, hits: &[Hit<'_>]) -> Option<usize> {
+    fn common_shard(&self, hits: &[Hit<'_>]) -> Option<CommonHead> {
         let first = hits.first()?.key.as_bytes();
         let tag = tag_span(first)?;
-        let head = &first[..=tag.end];
+        // With its closing brace: a longer tag in another key must not pass for this one.
+        let braced = &first[..=tag.end];
         hits[1..]
             .iter()
-            .all(|hit| hit.key.as_bytes().starts_with(head))
-            .then(|| self.shard_of(self.hash_key(&first[tag])))
+            .all(|hit| hit.key.as_bytes().starts_with(braced))
+            .then(|| {
+                let hash = self.hash_key(&first[..tag.end]);
+                CommonHead {
+                    hash,
+                    len: tag.end,
+                    shard: self.shard_of(hash),
+                }
+            })
     }
 
     /// Locks the distinct shards of `places` in ascending order.
@@ -413,12 +458,56 @@ impl MemoryStore {
         };
         shard
             .table
-            .insert_unique(hash, slot, |s| self.hash_key(&s.key))
+            .insert_unique(hash, slot, |s| self.place(&s.key).0)
             .into_mut()
     }
 }
 
 struct Guards<'a>(SmallVec<[(usize, SpinGuard<'a, Shard>); 4]>);
+
+/// The locked shards of a batch: where the `j`-th hit's key lives, and its table hash.
+trait Held<'s> {
+    fn shard(&mut self, j: usize) -> (u64, &mut Shard);
+}
+
+/// The head that every key of a batch shares (see [`MemoryStore::common_shard`]).
+#[derive(Clone, Copy)]
+struct CommonHead {
+    hash: u64,
+    len: usize,
+    shard: usize,
+}
+
+/// A batch whose keys share one head, so one shard (one client's limits): each key's hash
+/// goes on from the head's when the key is reached.
+struct OneShard<'s, 'h> {
+    store: &'s MemoryStore,
+    hits: &'h [Hit<'h>],
+    head: CommonHead,
+    shard: SpinGuard<'s, Shard>,
+}
+
+impl<'s> Held<'s> for OneShard<'s, '_> {
+    #[inline(always)]
+    fn shard(&mut self, j: usize) -> (u64, &mut Shard) {
+        let tail = &self.hits[j].key.as_bytes()[self.head.len..];
+        (self.store.hash_tail(self.head.hash, tail), &mut self.shard)
+    }
+}
+
+/// Any other batch: every key placed, and its shards locked in ascending order.
+struct ManyShards<'s> {
+    places: SmallVec<[(u64, usize); 4]>,
+    guards: Guards<'s>,
+}
+
+impl<'s> Held<'s> for ManyShards<'s> {
+    #[inline(always)]
+    fn shard(&mut self, j: usize) -> (u64, &mut Shard) {
+        let (hash, shard) = self.places[j];
+        (hash, self.guards.get(shard))
+    }
+}
 
 impl Guards<'_> {
     #[inline]
@@ -542,17 +631,4 @@ impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
     }
-}
-
-/// The part of a key between its first `{` and the next `}`, as Redis Cluster reads it.
-fn hash_tag(key: &str) -> Option<&str> {
-    // Both braces are ASCII, so the slice is on char boundaries.
-    tag_span(key.as_bytes()).map(|tag| &key[tag])
-}
-
-/// Where [`hash_tag`] is in `key`: a non-empty range, followed by the closing brace.
-fn tag_span(key: &[u8]) -> Option<std::ops::Range<usize>> {
-    let open = key.iter().position(|&b| b == b'{')?;
-    let len = key[open + 1..].iter().position(|&b| b == b'}')?;
-    (len > 0).then_some(open + 1..open + 1 + len)
 }

@@ -445,17 +445,7 @@ fn pool_error(e: PoolError<RedisError>) -> StorageError {
 /// computes it.
 pub(crate) fn key_slot(key: &str) -> u16 {
     let key = key.as_bytes();
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            rest.iter()
-                .position(|&b| b == b'}')
-                .filter(|&len| len > 0)
-                .map(|len| &rest[..len])
-        })
-        .unwrap_or(key);
+    let tagged = crate::keys::tag_span(key).map_or(key, |tag| &key[tag]);
     let mut crc: u16 = 0;
     for &byte in tagged {
         crc ^= u16::from(byte) << 8;
