@@ -430,18 +430,15 @@ impl State {
     /// window's log met by its own strategies, whose charges [`State::refund`] undoes (a copy
     /// would allocate).
     pub(crate) fn snapshot(&self, strategy: Strategy) -> Option<State> {
+        let logged = matches!(
+            strategy,
+            Strategy::MovingWindow | Strategy::MovingWindowElastic
+        );
         match self {
             // A refund undoes a charge on the log exactly (one that created the log from
             // nothing too, so an empty log and no state undo alike). A hit of another strategy
             // replaces the log, and a refund would not bring it back: that (rare) case clones it.
-            State::Log(_) | State::Empty
-                if matches!(
-                    strategy,
-                    Strategy::MovingWindow | Strategy::MovingWindowElastic
-                ) =>
-            {
-                None
-            }
+            State::Log(_) | State::Empty if logged => None,
             State::Log(log) => Some(State::Log(log.clone())),
             // SAFETY: every other variant holds only `Copy` data (no pointer, no `Drop`), so
             // a bitwise copy is a clone; the derived `clone` would branch on the variant.
