@@ -1,8 +1,8 @@
 //! `memory://`: counters in this process, sharded and bounded.
 //!
 //! Keys are spread over shards; each shard is a short lock around a hash table whose slots
-//! hold the key and its state inline. The limits of one client share a shard (through the
-//! `{client}` hash tag of their keys), so a request takes one lock; a batch over several shards
+//! hold the key and its state inline. The limits of one client share a shard (their keys
+//! agree up to the end of their `{client}` hash tag), so a request takes one lock; a batch over several shards
 //! locks them in ascending order (never deadlocking) and holds them for the whole batch, which
 //! makes it atomic.
 //!
@@ -160,8 +160,9 @@ impl MemoryStore {
     /// Several limits, all or nothing (out of line: `decide_now` stays small to inline).
     #[inline(never)]
     fn decide_batch(&self, hits: &[Hit<'_>], now: Timestamp, decision: &mut Decision) {
-        // The usual batch, one client's limits, shares a shard: one lock, and each key hashed
-        // when it is reached. Otherwise every key is placed first and its shards locked.
+        // The usual batch, one client's limits, shares a shard: one lock, the shared head
+        // hashed once, and the rest of each key when it is reached. Otherwise every key is
+        // placed first and its shards locked.
         match self.common_shard(hits) {
             Some(head) => {
                 let mut held = OneShard {
@@ -338,8 +339,8 @@ impl MemoryStore {
         ((placement >> 48) & self.shard_mask) as usize
     }
 
-    /// [`MemoryStore::place`] for every key of a batch whose keys do not share one shard by
-    /// their tag (see [`MemoryStore::common_shard`] for those that do).
+    /// [`MemoryStore::place`] for every key of a batch whose keys do not share one head
+    /// (see [`MemoryStore::common_shard`] for those that do).
     /// Out-parameters: moving a `SmallVec` out of a call costs more than filling it.
     #[inline]
     fn place_all(&self, hits: &[Hit<'_>], places: &mut SmallVec<[(u64, usize); 4]>) {
