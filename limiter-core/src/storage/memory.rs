@@ -152,7 +152,7 @@ impl MemoryStore {
             &mut decision.stats,
         );
         drop(shard);
-        if !decision.stats[0].admitted {
+        if decision.stats.iter().any(|verdict| !verdict.admitted) {
             decision.conclude();
         }
     }
