@@ -102,6 +102,19 @@ pub(crate) enum KeySource {
     Custom(KeyFn),
 }
 
+/// Header names kept as static bytes when configured (in any case): every response clones the
+/// names it sets, and a name parsed from a string shares its bytes through a reference count
+/// that every worker would bump and drop, an atomic each time.
+const STATIC_HEADER_NAMES: [&str; 7] = [
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+];
+
 pub(crate) struct HeaderNames {
     limit: HeaderName,
     remaining: HeaderName,
@@ -408,6 +421,12 @@ impl LimiterBuilder {
             })
             .collect::<Result<_, _>>()?;
         let header = |name: &String| {
+            if let Some(known) = STATIC_HEADER_NAMES
+                .iter()
+                .find(|known| name.eq_ignore_ascii_case(known))
+            {
+                return Ok(HeaderName::from_static(known));
+            }
             HeaderName::try_from(name.as_str()).map_err(|_| ConfigError::Invalid {
                 setting: "header name",
                 value: name.clone(),

@@ -137,6 +137,20 @@ async fn header_names_ietf_fields_and_http_date() {
     assert_eq!(header(&res, "rl-limit"), Some("1"));
     assert_eq!(header(&res, "rl-left"), Some("0"));
     assert_eq!(header(&res, "x-ratelimit-limit"), None);
+
+    // Well-known names, in any case, are kept as static names; they read the same.
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .headers(Headers::XRateLimit)
+        .header_names("RateLimit-Limit", "RATELIMIT-REMAINING", "ratelimit-reset")
+        .build()
+        .unwrap();
+    let other = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let res = test::call_service(&other, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(header(&res, "ratelimit-limit"), Some("1"));
+    assert_eq!(header(&res, "ratelimit-remaining"), Some("0"));
+    assert!(header(&res, "ratelimit-reset").is_some());
+    assert_eq!(header(&res, "x-ratelimit-limit"), None);
     clock.advance(Duration::from_secs(30));
     let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
