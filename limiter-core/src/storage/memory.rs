@@ -2,9 +2,9 @@
 //!
 //! Keys are spread over shards; each shard is a short lock around a hash table whose slots
 //! hold the key and its state inline. The limits of one client share a shard (their keys
-//! agree up to the end of their `{client}` hash tag), so a request takes one lock; a batch over several shards
-//! locks them in ascending order (never deadlocking) and holds them for the whole batch, which
-//! makes it atomic.
+//! agree up to the end of their `{client}` hash tag), so a request takes one lock; a batch
+//! over several shards locks them in ascending order (never deadlocking) and holds them for
+//! the whole batch, which makes it atomic.
 //!
 //! Memory is bounded by `max_keys`: expired state is swept a few buckets at a time as new keys
 //! arrive, never by a stop-the-world pass, and a shard at its cap evicts the sampled key whose
@@ -169,7 +169,7 @@ impl MemoryStore {
                     store: self,
                     hits,
                     head,
-                    shard: self.shards[head.shard].lock(),
+                    shard: self.shards[self.shard_of(head.hash)].lock(),
                 };
                 self.charge_all(&mut held, hits, now, decision);
             }
@@ -187,9 +187,9 @@ impl MemoryStore {
 
     /// The batch decision, with the shards of `hits` locked in `held`.
     #[inline(always)]
-    fn charge_all<'s>(
+    fn charge_all(
         &self,
-        held: &mut impl Held<'s>,
+        held: &mut impl Held,
         hits: &[Hit<'_>],
         now: Timestamp,
         decision: &mut Decision,
@@ -347,9 +347,8 @@ impl MemoryStore {
         places.extend(hits.iter().map(|hit| self.place(hit.key.as_bytes())));
     }
 
-    /// The shard of every key of `hits` when they share one head (see [`MemoryStore::place`]),
-    /// with the head's hash and length: each key starts like the first up to the end of its
-    /// `{tag}`.
+    /// The head every key of `hits` shares, if they share one (see [`MemoryStore::place`]):
+    /// each key starts like the first up to the end of its `{tag}`.
     #[inline]
     fn common_shard(&self, hits: &[Hit<'_>]) -> Option<CommonHead> {
         let first = hits.first()?.key.as_bytes();
@@ -359,13 +358,9 @@ impl MemoryStore {
         hits[1..]
             .iter()
             .all(|hit| hit.key.as_bytes().starts_with(braced))
-            .then(|| {
-                let hash = self.hash_key(&first[..tag.end]);
-                CommonHead {
-                    hash,
-                    len: tag.end,
-                    shard: self.shard_of(hash),
-                }
+            .then(|| CommonHead {
+                hash: self.hash_key(&first[..tag.end]),
+                len: tag.end,
             })
     }
 
@@ -467,7 +462,7 @@ impl MemoryStore {
 struct Guards<'a>(SmallVec<[(usize, SpinGuard<'a, Shard>); 4]>);
 
 /// The locked shards of a batch: where the `j`-th hit's key lives, and its table hash.
-trait Held<'s> {
+trait Held {
     fn shard(&mut self, j: usize) -> (u64, &mut Shard);
 }
 
@@ -476,7 +471,6 @@ trait Held<'s> {
 struct CommonHead {
     hash: u64,
     len: usize,
-    shard: usize,
 }
 
 /// A batch whose keys share one head, so one shard (one client's limits): each key's hash
@@ -488,7 +482,7 @@ struct OneShard<'s, 'h> {
     shard: SpinGuard<'s, Shard>,
 }
 
-impl<'s> Held<'s> for OneShard<'s, '_> {
+impl Held for OneShard<'_, '_> {
     #[inline(always)]
     fn shard(&mut self, j: usize) -> (u64, &mut Shard) {
         let tail = &self.hits[j].key.as_bytes()[self.head.len..];
@@ -502,7 +496,7 @@ struct ManyShards<'s> {
     guards: Guards<'s>,
 }
 
-impl<'s> Held<'s> for ManyShards<'s> {
+impl Held for ManyShards<'_> {
     #[inline(always)]
     fn shard(&mut self, j: usize) -> (u64, &mut Shard) {
         let (hash, shard) = self.places[j];
