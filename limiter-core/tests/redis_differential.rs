@@ -20,6 +20,18 @@ const RATES: [&str; 7] = [
     "2 per 3 seconds",
 ];
 
+/// A store on `server` whose every answer can be compared with the memory store's.
+fn compared_store(server: &RedisServer) -> RedisStore {
+    strict_store(&server.url())
+        // Real time and the manual clock part ways here: TTLs must outlive the test.
+        .ttl_grace(Duration::from_secs(600))
+        // Every stat against memory's: the block cache answers a blocked request's other
+        // limits without asking Redis (tests/redis_block_cache.rs covers it).
+        .block_cache(0)
+        .build()
+        .unwrap()
+}
+
 struct Limit {
     key: String,
     rate: Rate,
@@ -31,14 +43,7 @@ async fn redis_and_memory_agree_on_random_traces() {
         return;
     }
     let server = RedisServer::start();
-    let store = strict_store(&server.url())
-        // Real time and the manual clock part ways here: TTLs must outlive the test.
-        .ttl_grace(Duration::from_secs(600))
-        // Every stat against memory's: the block cache answers a blocked request's other
-        // limits without asking Redis (tests/redis_block_cache.rs covers it).
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = compared_store(&server);
 
     let mut steps = 0;
     let (mut admitted, mut denied, mut peeks, mut refunds) = (0, 0, 0, 0);
@@ -144,11 +149,7 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
     }
     let server = RedisServer::start();
     let mut admin = server.admin();
-    let store = strict_store(&server.url())
-        .ttl_grace(Duration::from_secs(600))
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = compared_store(&server);
     let memory = MemoryStore::new(1_000);
     let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_123_456));
     let rate: Rate = "3 per 2 seconds".parse().unwrap();
@@ -273,11 +274,7 @@ async fn fixed_window_batches_agree_with_memory_whatever_the_keys_held() {
     }
     let server = RedisServer::start();
     let mut admin = server.admin();
-    let store = strict_store(&server.url())
-        .ttl_grace(Duration::from_secs(600))
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = compared_store(&server);
     let memory = MemoryStore::new(1_000);
     let clock = ManualClock::new(Timestamp::from_micros(1_700_000_000_654_321));
     let route: Rate = "3 per 2 seconds".parse().unwrap();
@@ -384,11 +381,7 @@ async fn a_free_elastic_hit_on_a_shrunk_log_agrees_with_memory() {
         return;
     }
     let server = RedisServer::start();
-    let store = strict_store(&server.url())
-        .ttl_grace(Duration::from_secs(600))
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = compared_store(&server);
     let memory = MemoryStore::new(1_000);
     let key = "LIMITER{shrunk}:s:log";
     let (wide, narrow): (Rate, Rate) = (
