@@ -28,6 +28,16 @@ pub(crate) fn shard_count(max_entries: usize) -> usize {
     1usize << (usize::BITS - 1 - wanted.leading_zeros())
 }
 
+/// The hasher of a table whose keys clients choose (an API key, a forwarded address): seeded
+/// afresh for every table, so that nobody can work out offline which keys collide and pile
+/// them into one shard and one probe sequence. Seeded once: foldhash's `RandomState` looks
+/// up its global seed on every hash, a sixth of a decision.
+pub(crate) fn unpredictable_hasher() -> foldhash::fast::FixedState {
+    use std::hash::BuildHasher;
+    let seed = foldhash::fast::RandomState::default().hash_one(0u64);
+    foldhash::fast::FixedState::with_seed(seed)
+}
+
 /// What [`Bounded::make_room`] dropped.
 #[derive(Default)]
 pub(crate) struct Dropped {
@@ -101,5 +111,23 @@ impl<T: Expires> Bounded<T> {
             }
         }
         (expired, soonest.map(|(_, bucket)| bucket))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn every_table_hashes_keys_its_own_way() {
+        let key = "LIMITER{10.0.0.1}";
+        let hashes: Vec<u64> = (0..4)
+            .map(|_| super::unpredictable_hasher().hash_one(key))
+            .collect();
+        // Four equal 64-bit hashes by chance: about one in 2^192.
+        assert!(
+            hashes.windows(2).any(|pair| pair[0] != pair[1]),
+            "{hashes:?}"
+        );
     }
 }

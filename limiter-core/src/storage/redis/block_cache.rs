@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::rate::Rate;
-use crate::storage::bounded::{shard_count, Bounded, Expires};
+use crate::storage::bounded::{shard_count, unpredictable_hasher, Bounded, Expires};
 use crate::storage::memory::SpinLock;
 use crate::storage::Hit;
 use crate::strategy::{LimitStats, Strategy};
@@ -62,7 +62,7 @@ impl BlockCache {
             shards: (0..shard_count).map(|_| SpinLock::default()).collect(),
             shard_mask: shard_count as u64 - 1,
             per_shard_cap: (max_entries / shard_count).max(1),
-            hasher: foldhash::fast::FixedState::with_seed(0x0062_6c6f_636b_6564),
+            hasher: unpredictable_hasher(),
             len: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
         })
