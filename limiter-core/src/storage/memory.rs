@@ -163,7 +163,7 @@ impl MemoryStore {
         // The usual batch, one client's limits, shares a shard: one lock, the shared head
         // hashed once, and the rest of each key when it is reached. Otherwise every key is
         // placed first and its shards locked.
-        match self.common_shard(hits) {
+        match self.common_head(hits) {
             Some(head) => {
                 let mut held = OneShard {
                     store: self,
@@ -340,7 +340,7 @@ impl MemoryStore {
     }
 
     /// [`MemoryStore::place`] for every key of a batch whose keys do not share one head
-    /// (see [`MemoryStore::common_shard`] for those that do).
+    /// (see [`MemoryStore::common_head`] for those that do).
     /// Out-parameters: moving a `SmallVec` out of a call costs more than filling it.
     #[inline]
     fn place_all(&self, hits: &[Hit<'_>], places: &mut SmallVec<[(u64, usize); 4]>) {
@@ -350,7 +350,7 @@ impl MemoryStore {
     /// The head every key of `hits` shares, if they share one (see [`MemoryStore::place`]):
     /// each key starts like the first up to the end of its `{tag}`.
     #[inline]
-    fn common_shard(&self, hits: &[Hit<'_>]) -> Option<CommonHead> {
+    fn common_head(&self, hits: &[Hit<'_>]) -> Option<CommonHead> {
         let first = hits.first()?.key.as_bytes();
         let tag = tag_span(first)?;
         // With its closing brace: a longer tag in another key must not pass for this one.
@@ -359,7 +359,8 @@ impl MemoryStore {
             .iter()
             .all(|hit| {
                 let key = hit.key.as_bytes();
-                key.len() >= braced.len() && same_bytes(&key[..braced.len()], braced)
+                key.get(..braced.len())
+                    .is_some_and(|head| same_bytes(head, braced))
             })
             .then(|| CommonHead {
                 hash: self.hash_key(&first[..tag.end]),
@@ -492,7 +493,7 @@ trait Held {
     fn shard(&mut self, j: usize) -> (u64, &mut Shard);
 }
 
-/// The head that every key of a batch shares (see [`MemoryStore::common_shard`]).
+/// The head that every key of a batch shares (see [`MemoryStore::common_head`]).
 #[derive(Clone, Copy)]
 struct CommonHead {
     hash: u64,
