@@ -92,7 +92,7 @@ pub fn push_client_tag(out: &mut String, client: &str) {
 #[inline]
 fn has_brace(key: &[u8]) -> bool {
     let mut chunks = key.chunks_exact(8);
-    let found = (&mut chunks).any(|chunk| {
+    let found = chunks.any(|chunk| {
         let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
         has_zero_byte(word ^ (ONES * u64::from(b'{')))
             | has_zero_byte(word ^ (ONES * u64::from(b'}')))
