@@ -185,7 +185,8 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
                     "step {step}: {strategy}"
                 );
             }
-            // Values no strategy of this store wrote: each counts as a fresh key.
+            // Values no strategy of this store wrote: each counts as a fresh key. The last
+            // carries the current window's prefix, as the script's own values do.
             5 | 10 => {
                 let mut cmd = if step % 12 == 5 {
                     redis::cmd("HSET")
@@ -196,7 +197,13 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
                 if step % 12 == 5 {
                     cmd.arg("field");
                 }
-                cmd.arg("w:not-a-window");
+                let period = rate.period_micros();
+                let start = now.as_micros() / period * period;
+                if step % 24 == 22 {
+                    cmd.arg(format!("w:{start}:many"));
+                } else {
+                    cmd.arg("w:not-a-window");
+                }
                 redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
                 cmd.exec(&mut admin).unwrap();
                 memory.clear_now(key);

@@ -7,7 +7,7 @@
 -- %.0f because Lua's default formatting would round them to 14 digits.
 --
 -- KEYS[i]  counter key of limit i (several limits may share one key)
--- ARGV[1]  mode: "decide" | "peek" | "deny" | "refund"
+-- ARGV[1]  mode: "fixed" (below) | "decide" | "peek" | "deny" | "refund"
 --            decide: the all-or-nothing batch
 --            peek:   stats only, nothing written
 --            deny:   the batch is already denied elsewhere (another cluster slot): peek
@@ -21,6 +21,59 @@
 -- Returns one string of 4 integers per limit, all separated by single spaces: admitted (1/0),
 -- remaining, reset (µs), retry-after (µs, -1 for none). One string, not an array of integers:
 -- the client decodes it several times faster.
+
+-- Mode "fixed": a batch of 1 to 8 fixed-window limits on distinct keys, decided all or
+-- nothing, with the arithmetic done by the caller (which knows now). Per limit i, from
+-- ARGV[4i - 2]: "w:<window start>:" (the prefix of the key's value in this window), the
+-- amount n, the cost, and the TTL in milliseconds to write. Formatting and dividing large
+-- numbers in Lua cost more than the GET and SET themselves; here the script only compares
+-- strings and adds small integers. Returns, per limit, the count after charging when every
+-- limit admits, else -(count before) - 1 for each (nothing written); one integer for a lone
+-- limit, else an array. A key holding anything but a fixed window's value returns nil before
+-- anything is written: the caller asks again in mode "decide", whose general path handles it.
+if ARGV[1] == 'fixed' then
+  -- The count a key's value holds in the window `prefix` names: 0 for no value or an ended
+  -- window, nil for anything else. This window's count is read with tonumber, cheaper than
+  -- the pattern match: a value with this window's prefix is one a script wrote.
+  local function count_of(value, prefix)
+    if not value then return 0 end
+    if type(value) ~= 'string' then return nil end
+    if string.find(value, prefix, 1, true) == 1 then return tonumber(string.sub(value, #prefix + 1)) end
+    if string.find(value, '^w:%d+:%d+$') then return 0 end
+    return nil
+  end
+  local nkeys = #KEYS
+  -- A lone limit without the tables of a batch.
+  if nkeys == 1 then
+    local prefix, cost = ARGV[2], ARGV[4]
+    local count = count_of(redis.pcall('GET', KEYS[1]), prefix)
+    if not count then return nil end
+    if count + cost > ARGV[3] + 0 then return -count - 1 end
+    count = count + cost
+    -- Counts stay below 2^32: `..` writes them in full.
+    redis.call('SET', KEYS[1], prefix .. count, 'PX', ARGV[5])
+    return count
+  end
+  local counts = {}
+  local all = true
+  for i = 1, nkeys do
+    local at = 4 * i - 2
+    local count = count_of(redis.pcall('GET', KEYS[i]), ARGV[at])
+    if not count then return nil end
+    counts[i] = count
+    if count + ARGV[at + 2] > ARGV[at + 1] + 0 then all = false end
+  end
+  for i = 1, nkeys do
+    local at = 4 * i - 2
+    if all then
+      counts[i] = counts[i] + ARGV[at + 2]
+      redis.call('SET', KEYS[i], ARGV[at] .. counts[i], 'PX', ARGV[at + 3])
+    else
+      counts[i] = -counts[i] - 1
+    end
+  end
+  return counts
+end
 
 -- `x + 0` turns an argument into a number with one strtod; tonumber(x) runs two (it checks,
 -- then converts), a cost that shows on every call. The arguments are plain integers.
