@@ -96,37 +96,43 @@ fn bench(c: &mut Criterion, url: &str) {
     });
 
     // (b) 64 tasks, each its own client, over the shared pool's multiplexed connections.
-    // One iteration is one decision.
-    let keys: Vec<String> = (0..TASKS)
-        .map(|t| format!("L{{bench-b{t}}}:/:1e9/1s"))
-        .collect();
-    group.bench_function("64-tasks", |b| {
-        b.iter_custom(|iters| {
-            let per_task = iters.div_ceil(TASKS);
-            let done = AtomicU64::new(0);
-            let start = Instant::now();
-            runtime.block_on(async {
-                let tasks: Vec<_> = keys
-                    .iter()
-                    .map(|key| {
-                        let (store, key, clock) = (concurrent.clone(), key.clone(), clock.clone());
-                        tokio::spawn(async move {
-                            let hit = [Hit::new(&key, admit, Strategy::FixedWindow)];
-                            for _ in 0..per_task {
-                                black_box(store.decide(&hit, clock.now()).await.unwrap());
-                            }
+    // One iteration is one decision. Fixed window, then GCRA (each has a fast script mode).
+    for (name, strategy) in [
+        ("64-tasks", Strategy::FixedWindow),
+        ("64-tasks-gcra", Strategy::Gcra),
+    ] {
+        let keys: Vec<String> = (0..TASKS)
+            .map(|t| format!("L{{bench-b{t}}}:{name}:1e9/1s"))
+            .collect();
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let per_task = iters.div_ceil(TASKS);
+                let done = AtomicU64::new(0);
+                let start = Instant::now();
+                runtime.block_on(async {
+                    let tasks: Vec<_> = keys
+                        .iter()
+                        .map(|key| {
+                            let (store, key, clock) =
+                                (concurrent.clone(), key.clone(), clock.clone());
+                            tokio::spawn(async move {
+                                let hit = [Hit::new(&key, admit, strategy)];
+                                for _ in 0..per_task {
+                                    black_box(store.decide(&hit, clock.now()).await.unwrap());
+                                }
+                            })
                         })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await.unwrap();
-                    done.fetch_add(per_task, Ordering::Relaxed);
-                }
-            });
-            let elapsed = start.elapsed();
-            elapsed.mul_f64(iters as f64 / done.load(Ordering::Relaxed) as f64)
-        })
-    });
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                        done.fetch_add(per_task, Ordering::Relaxed);
+                    }
+                });
+                let elapsed = start.elapsed();
+                elapsed.mul_f64(iters as f64 / done.load(Ordering::Relaxed) as f64)
+            })
+        });
+    }
 
     // (c) A blocked client's rejection: from the block cache, from Redis (cache off), and
     // from the memory store.
@@ -208,6 +214,7 @@ fn print_table() {
         "(b) 64 concurrent tasks (time per decision)",
         get("64-tasks"),
     );
+    row("    the same, GCRA", get("64-tasks-gcra"));
     row(
         "(c) rejection from the block cache (Storage::decide)",
         get("rejection-block-cache"),

@@ -7,7 +7,7 @@
 -- %.0f because Lua's default formatting would round them to 14 digits.
 --
 -- KEYS[i]  counter key of limit i (several limits may share one key)
--- ARGV[1]  mode: "fixed" (below) | "decide" | "peek" | "deny" | "refund"
+-- ARGV[1]  mode: "fixed" | "gcra" (the fast modes, below) | "decide" | "peek" | "deny" | "refund"
 --            decide: the all-or-nothing batch
 --            peek:   stats only, nothing written
 --            deny:   the batch is already denied elsewhere (another cluster slot): peek
@@ -22,15 +22,17 @@
 -- remaining, reset (µs), retry-after (µs, -1 for none). One string, not an array of integers:
 -- the client decodes it several times faster.
 
--- Mode "fixed": a batch of 1 to 8 fixed-window limits on distinct keys, decided all or
--- nothing, with the arithmetic done by the caller (which knows now). Per limit i, from
--- ARGV[4i - 2]: "w:<window start>:" (the prefix of the key's value in this window), the
--- amount n, the cost, and the TTL in milliseconds to write. Formatting and dividing large
--- numbers in Lua cost more than the GET and SET themselves; here the script only compares
--- strings and adds small integers. Returns, per limit, the count after charging when every
--- limit admits, else -(count before) - 1 for each (nothing written); one integer for a lone
--- limit, else an array. A key holding anything but a fixed window's value returns nil before
--- anything is written: the caller asks again in mode "decide", whose general path handles it.
+-- The fast modes (src/storage/redis/fast.rs): a batch of 1 to 8 limits of one strategy on
+-- distinct keys, decided all or nothing, with the arithmetic done by the caller (which knows
+-- now): formatting and dividing large numbers in Lua cost more than the GET and SET
+-- themselves. Each returns, per limit, its value after charging when every limit admits,
+-- else -(value before) - 1 for each (nothing written); one integer for a lone limit, else an
+-- array. A key holding anything but this strategy's value returns nil before anything is
+-- written: the caller asks again in mode "decide", whose general path handles it.
+--
+-- Mode "fixed": fixed windows. Per limit i, from ARGV[4i - 2]: "w:<window start>:" (the
+-- prefix of the key's value in this window), the amount n, the cost, and the TTL in
+-- milliseconds to write. The value is the window's count.
 if ARGV[1] == 'fixed' then
   -- The count a key's value holds in the window `prefix` names: 0 for no value or an ended
   -- window, nil for anything else. This window's count is read with tonumber, cheaper than
@@ -73,6 +75,50 @@ if ARGV[1] == 'fixed' then
     end
   end
   return counts
+end
+
+-- Mode "gcra": GCRA. ARGV[2] is now, ARGV[3] the grace in milliseconds; per limit i, from
+-- ARGV[3i + 1]: the emission interval, the tolerance (n × interval) and the increment
+-- (cost × interval). The value is the theoretical arrival time: after charging, or before
+-- it max(stored, now), as the general path's base. Written as store() writes it.
+if ARGV[1] == 'gcra' then
+  local t, grace = ARGV[2] + 0, ARGV[3] + 0
+  local nkeys = #KEYS
+  local tats = {}
+  local all = true
+  for i = 1, nkeys do
+    local value = redis.pcall('GET', KEYS[i])
+    local tat = t
+    if value then
+      if type(value) ~= 'string' then return nil end
+      local stored = string.match(value, '^g:(%d+)$')
+      if not stored then return nil end
+      stored = stored + 0
+      if stored > t then tat = stored end
+    end
+    tats[i] = tat
+    local at = 3 * i + 1
+    if tat + ARGV[at + 2] - t > ARGV[at + 1] + 0 then all = false end
+  end
+  for i = 1, nkeys do
+    if all then
+      local tat = tats[i] + ARGV[3 * i + 3]
+      tats[i] = tat
+      if tat <= t then
+        redis.call('DEL', KEYS[i])
+      else
+        -- The TTL is idiv(tat - t + 999, 1000) + grace.
+        local left = tat - t + 999
+        local ms = math.floor(left / 1000)
+        if ms * 1000 > left then ms = ms - 1 elseif (ms + 1) * 1000 <= left then ms = ms + 1 end
+        redis.call('SET', KEYS[i], string.format('g:%d', tat), 'PX', ms + grace)
+      end
+    else
+      tats[i] = -tats[i] - 1
+    end
+  end
+  if nkeys == 1 then return tats[1] end
+  return tats
 end
 
 -- `x + 0` turns an argument into a number with one strtod; tonumber(x) runs two (it checks,

@@ -74,6 +74,7 @@
 
 mod block_cache;
 mod conn;
+mod fast;
 mod options;
 
 use std::future::Future;
@@ -94,6 +95,7 @@ use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, LimitStats, State, Strategy};
 use block_cache::BlockCache;
 use conn::{key_slot, Pools};
+use fast::{FastLimit, FastMode};
 use options::Target;
 
 /// The decision script; see the header of the file for its arguments.
@@ -472,48 +474,39 @@ impl RedisStore {
         parse_stats(&value, hits)
     }
 
-    /// The script's "fixed" mode: a batch of fixed-window limits decided with the window
-    /// arithmetic done here, so the script only compares and adds (see decide.lua). `None`
-    /// when a key holds something else; the script wrote nothing then.
-    async fn call_fixed(
+    /// One of the script's fast modes (see `fast`): the batch's arithmetic done here, the
+    /// script only compares and adds. `None` when a key holds something else; the script
+    /// wrote nothing then.
+    async fn call_fast(
         &self,
+        mode: FastMode,
         hits: &[Hit<'_>],
         t: u64,
     ) -> Result<Option<StatsList>, StorageError> {
-        let windows: SmallVec<[FixedWindowArgs; 4]> = hits
+        let limits: SmallVec<[FastLimit; 4]> = hits
             .iter()
-            .map(|hit| FixedWindowArgs::new(hit, t, self.inner.grace_ms))
+            .map(|hit| FastLimit::new(mode, hit, t, self.inner.grace_ms))
             .collect();
         let build = |verb: &str, script: &str| -> Cmd {
             let keys: usize = hits.iter().map(|h| h.key.len()).sum();
             let mut cmd = Cmd::with_capacity(
-                4 + 5 * hits.len(),
-                64 + script.len() + keys + 64 * hits.len(),
+                6 + 5 * hits.len(),
+                96 + script.len() + keys + 64 * hits.len(),
             );
             cmd.arg(verb).arg(script).arg(hits.len());
             for hit in hits {
                 cmd.arg(hit.key);
             }
-            cmd.arg("fixed");
-            for window in &windows {
-                // "w:<start>:", the prefix of the key's value in this window.
-                let mut digits = itoa::Buffer::new();
-                let start = digits.format(window.start).as_bytes();
-                let mut prefix = [0u8; 2 + 20 + 1];
-                prefix[..2].copy_from_slice(b"w:");
-                prefix[2..2 + start.len()].copy_from_slice(start);
-                prefix[2 + start.len()] = b':';
-                cmd.arg(&prefix[..3 + start.len()])
-                    .arg(window.n)
-                    .arg(window.cost)
-                    .arg(window.ttl_ms);
+            mode.push_args(&mut cmd, t, self.inner.grace_ms);
+            for limit in &limits {
+                limit.push_args(&mut cmd);
             }
             cmd
         };
         let evalsha = build("EVALSHA", &self.inner.sha);
         let eval = || build("EVAL", SCRIPT);
         let value = self.inner.pools.query(&evalsha, Some(&eval)).await?;
-        parse_fixed(&value, &windows, t)
+        fast::parse_reply(&value, &limits, t)
     }
 
     /// Splits the batch by hash slot, in order of first appearance (one group off a cluster).
@@ -541,8 +534,8 @@ impl RedisStore {
         let now = self.now_arg(now);
         let groups = self.groups(hits);
         if groups.len() == 1 {
-            if let Some(t) = now.filter(|_| fixed_windows_only(hits)) {
-                if let Some(stats) = self.call_fixed(hits, t).await? {
+            if let Some((t, mode)) = now.and_then(|t| Some((t, FastMode::of(hits)?))) {
+                if let Some(stats) = self.call_fast(mode, hits, t).await? {
                     return Ok(Decision::from_stats(stats));
                 }
             }
@@ -781,106 +774,6 @@ fn strategy_code(strategy: Strategy) -> u8 {
         Strategy::SlidingWindowCounter => 4,
         Strategy::Gcra => 5,
     }
-}
-
-/// Whether the script's "fixed" mode can decide `hits`: fixed-window limits only, 1 to 8 of
-/// them, on distinct keys (a key named twice is shared state, which the general path handles).
-fn fixed_windows_only(hits: &[Hit<'_>]) -> bool {
-    (1..=8).contains(&hits.len())
-        && hits.iter().all(|hit| hit.strategy == Strategy::FixedWindow)
-        && hits
-            .iter()
-            .enumerate()
-            .all(|(i, hit)| hits[..i].iter().all(|earlier| earlier.key != hit.key))
-}
-
-/// One limit of the "fixed" mode, computed as the general path's short path computes it.
-struct FixedWindowArgs {
-    n: u64,
-    /// Capped at `n + 1` like the general path's cost: every larger cost decides alike.
-    cost: u64,
-    period: u64,
-    start: u64,
-    /// The key's TTL: until the window ends, in whole milliseconds rounded up, plus grace.
-    ttl_ms: u64,
-}
-
-impl FixedWindowArgs {
-    fn new(hit: &Hit<'_>, t: u64, grace_ms: u64) -> FixedWindowArgs {
-        let n = hit.rate.amount();
-        let period = hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS);
-        let start = t / period * period;
-        FixedWindowArgs {
-            n,
-            cost: hit.cost.min(n.saturating_add(1)),
-            period,
-            start,
-            ttl_ms: (start + period - t)
-                .div_ceil(1_000)
-                .saturating_add(grace_ms),
-        }
-    }
-
-    /// The limit's stats from the count the script returned.
-    fn stats(&self, count: u64, admitted: bool, t: u64) -> LimitStats {
-        let reset = self.start + self.period;
-        let retry_after = (!admitted).then(|| {
-            Duration::from_micros(if self.cost > self.n {
-                self.period
-            } else {
-                reset - t
-            })
-        });
-        LimitStats {
-            admitted,
-            limit: self.n,
-            remaining: self.n.saturating_sub(count),
-            reset: Timestamp::from_micros(reset),
-            retry_after,
-        }
-    }
-}
-
-/// The "fixed" mode's reply: per limit, the count after charging when all admitted, else
-/// `-(count) - 1` for every limit (nothing charged); an integer for one limit, else an array.
-/// Nil: a key held something else, and the general path must decide.
-fn parse_fixed(
-    value: &Value,
-    windows: &[FixedWindowArgs],
-    t: u64,
-) -> Result<Option<StatsList>, StorageError> {
-    let bad = || StorageError::Backend(format!("unexpected script reply {value:?}"));
-    let counts: SmallVec<[i64; 4]> = match value {
-        Value::Nil => return Ok(None),
-        Value::Int(count) if windows.len() == 1 => SmallVec::from_elem(*count, 1),
-        Value::Array(items) if items.len() == windows.len() && windows.len() > 1 => items
-            .iter()
-            .map(|item| match item {
-                Value::Int(count) => Ok(*count),
-                _ => Err(bad()),
-            })
-            .collect::<Result<_, _>>()?,
-        _ => return Err(bad()),
-    };
-    let charged = counts.iter().all(|&count| count >= 0);
-    if !charged && counts.iter().any(|&count| count >= 0) {
-        return Err(bad());
-    }
-    Ok(Some(
-        windows
-            .iter()
-            .zip(counts)
-            .map(|(window, count)| {
-                if charged {
-                    window.stats(count as u64, true, t)
-                } else {
-                    let before = (-1 - count) as u64;
-                    let admits = before.saturating_add(window.cost) <= window.n;
-                    window.stats(before, admits, t)
-                }
-            })
-            .collect(),
-    ))
 }
 
 /// The script's reply: one string of 4 integers per limit, separated by single spaces.
