@@ -96,10 +96,12 @@ fn bench(c: &mut Criterion, url: &str) {
     });
 
     // (b) 64 tasks, each its own client, over the shared pool's multiplexed connections.
-    // One iteration is one decision. Fixed window, then GCRA (each has a fast script mode).
+    // One iteration is one decision. Fixed window, GCRA and the sliding window counter, each
+    // with a fast script mode.
     for (name, strategy) in [
         ("64-tasks", Strategy::FixedWindow),
         ("64-tasks-gcra", Strategy::Gcra),
+        ("64-tasks-sliding", Strategy::SlidingWindowCounter),
     ] {
         let keys: Vec<String> = (0..TASKS)
             .map(|t| format!("L{{bench-b{t}}}:{name}:1e9/1s"))
@@ -215,6 +217,10 @@ fn print_table() {
         get("64-tasks"),
     );
     row("    the same, GCRA", get("64-tasks-gcra"));
+    row(
+        "    the same, sliding window counter",
+        get("64-tasks-sliding"),
+    );
     row(
         "(c) rejection from the block cache (Storage::decide)",
         get("rejection-block-cache"),

@@ -483,7 +483,7 @@ fn is_gcra_interval(interval: u64, p: u64, n: u64) -> bool {
 /// `floor(previous × (p − elapsed) / p)`: the previous bucket's share still inside the
 /// rolling window. The Redis script computes the same doubles in the same order.
 #[inline]
-fn sliding_weighted(previous: u32, p: u64, elapsed: u64) -> u64 {
+pub(crate) fn sliding_weighted(previous: u32, p: u64, elapsed: u64) -> u64 {
     // An empty previous bucket weighs nothing: no division.
     if previous == 0 {
         return 0;
@@ -497,7 +497,14 @@ fn sliding_weighted(previous: u32, p: u64, elapsed: u64) -> u64 {
 
 /// How long until `floor(weighted) + cost <= n` holds again, for a denied sliding-window
 /// request (`cost <= n`).
-fn sliding_retry(previous: u64, current: u64, n: u64, cost: u64, p: u64, elapsed: u64) -> u64 {
+pub(crate) fn sliding_retry(
+    previous: u64,
+    current: u64,
+    n: u64,
+    cost: u64,
+    p: u64,
+    elapsed: u64,
+) -> u64 {
     // Within this bucket, the previous share decays; it must fall to `room`.
     let room = n as i128 - current as i128 - cost as i128;
     if room >= 0 {

@@ -248,12 +248,12 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
     assert_eq!(calls_of(&calls, "type"), 0, "{calls:?}");
 }
 
-/// GCRA batches take the script's "gcra" mode: the caller computes the interval, the
-/// tolerance and the increment, the script compares and adds. It must agree with memory
-/// alone and in pairs, at costs that pass, fill the burst, can never pass or are free, and
+/// GCRA and sliding-window batches take the script's fast modes ("gcra", "sliding"): the
+/// caller does the arithmetic, the script compares and adds. They must agree with memory
+/// alone and in pairs, at costs that pass, fill the limit, can never pass or are free, and
 /// whatever a key held: another strategy's state, a string or a hash of someone else's.
 #[tokio::test]
-async fn gcra_batches_agree_with_memory_whatever_the_keys_held() {
+async fn gcra_and_sliding_batches_agree_with_memory_whatever_the_keys_held() {
     if !redis_available() {
         return;
     }
@@ -266,71 +266,75 @@ async fn gcra_batches_agree_with_memory_whatever_the_keys_held() {
         "3 per 2 seconds".parse().unwrap(),
         "5 per minute".parse().unwrap(),
     ];
-    let keys = [
-        "LIMITER{gcra}:route:3/2seconds",
-        "LIMITER{gcra}:global:5/1minute",
-    ];
-    let mut fast_decisions = 0;
-    for step in 0..120u64 {
-        let now = clock.now();
-        let key = keys[(step / 5 % 2) as usize];
-        match step % 13 {
-            // Another strategy takes a key over (on both stores), then GCRA again.
-            4 | 9 => {
-                let strategy = [Strategy::FixedWindow, Strategy::MovingWindow][(step % 2) as usize];
-                let hit = [Hit::new(key, rates[0], strategy)];
-                assert_eq!(
-                    store.decide(&hit, now).await.unwrap(),
-                    memory.decide_now(&hit, now),
-                    "step {step}: {strategy} on {key}"
-                );
-            }
-            // Values no strategy of this store wrote: each counts as a fresh key.
-            6 => {
-                redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
-                let mut cmd = if step % 2 == 0 {
-                    redis::cmd("HSET")
-                } else {
-                    redis::cmd("SET")
-                };
-                cmd.arg(key);
-                if step % 2 == 0 {
-                    cmd.arg("field");
+    for strategy in [Strategy::Gcra, Strategy::SlidingWindowCounter] {
+        let keys = [
+            format!("LIMITER{{{strategy}}}:route:3/2seconds"),
+            format!("LIMITER{{{strategy}}}:global:5/1minute"),
+        ];
+        let mut fast_decisions = 0;
+        for step in 0..120u64 {
+            let now = clock.now();
+            let key = &keys[(step / 5 % 2) as usize];
+            match step % 13 {
+                // Another strategy takes a key over (on both stores), then this one again.
+                4 | 9 => {
+                    let other =
+                        [Strategy::FixedWindow, Strategy::MovingWindow][(step % 2) as usize];
+                    let hit = [Hit::new(key, rates[0], other)];
+                    assert_eq!(
+                        store.decide(&hit, now).await.unwrap(),
+                        memory.decide_now(&hit, now),
+                        "{strategy} step {step}: {other} on {key}"
+                    );
                 }
-                cmd.arg("g:not-a-time").exec(&mut admin).unwrap();
-                memory.clear_now(key);
-            }
-            _ => {
-                let costs =
-                    [[1, 1], [2, 1], [1, 4], [0, 0], [3, 1], [4, 6], [1, 0]][step as usize % 7];
-                let mut hits: Vec<Hit<'_>> = (0..2)
-                    .map(|i| Hit::new(keys[i], rates[i], Strategy::Gcra).with_cost(costs[i]))
-                    .collect();
-                match step % 3 {
-                    0 => hits.reverse(),
-                    1 => hits.truncate(1),
-                    _ => {}
+                // Values no strategy of this store wrote: each counts as a fresh key.
+                6 => {
+                    redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
+                    let mut cmd = if step % 2 == 0 {
+                        redis::cmd("HSET")
+                    } else {
+                        redis::cmd("SET")
+                    };
+                    cmd.arg(key);
+                    if step % 2 == 0 {
+                        cmd.arg("field");
+                    }
+                    cmd.arg("g:s:not-a-state").exec(&mut admin).unwrap();
+                    memory.clear_now(key);
                 }
-                assert_eq!(
-                    store.decide(&hits, now).await.unwrap(),
-                    memory.decide_now(&hits, now),
-                    "step {step}: costs {costs:?}"
-                );
-                fast_decisions += 1;
+                _ => {
+                    let costs =
+                        [[1, 1], [2, 1], [1, 4], [0, 0], [3, 1], [4, 6], [1, 0]][step as usize % 7];
+                    let mut hits: Vec<Hit<'_>> = (0..2)
+                        .map(|i| Hit::new(&keys[i], rates[i], strategy).with_cost(costs[i]))
+                        .collect();
+                    match step % 3 {
+                        0 => hits.reverse(),
+                        1 => hits.truncate(1),
+                        _ => {}
+                    }
+                    assert_eq!(
+                        store.decide(&hits, now).await.unwrap(),
+                        memory.decide_now(&hits, now),
+                        "{strategy} step {step}: costs {costs:?}"
+                    );
+                    fast_decisions += 1;
+                }
             }
+            clock.advance(Duration::from_millis(
+                [0, 300, 700, 2_000, 50, 20_000][step as usize % 6],
+            ));
         }
-        clock.advance(Duration::from_millis(
-            [0, 300, 700, 2_000, 50, 20_000][step as usize % 6],
-        ));
-    }
-    assert!(fast_decisions > 80);
+        assert!(fast_decisions > 80);
 
-    // On a key of its own, every call is one GET and at most one SET: no TYPE.
-    let hit = [Hit::new("LIMITER{gcra}:fresh", rates[0], Strategy::Gcra)];
-    let calls = ten_decisions_counted(&mut admin, &store, &memory, &clock, &hit).await;
-    assert_eq!(calls_of(&calls, "evalsha"), 10, "{calls:?}");
-    assert_eq!(calls_of(&calls, "get"), 10, "{calls:?}");
-    assert_eq!(calls_of(&calls, "type"), 0, "{calls:?}");
+        // On a key of its own, every call is one GET and at most one SET: no TYPE.
+        let fresh = format!("LIMITER{{{strategy}}}:fresh");
+        let hit = [Hit::new(&fresh, rates[0], strategy)];
+        let calls = ten_decisions_counted(&mut admin, &store, &memory, &clock, &hit).await;
+        assert_eq!(calls_of(&calls, "evalsha"), 10, "{strategy}: {calls:?}");
+        assert_eq!(calls_of(&calls, "get"), 10, "{strategy}: {calls:?}");
+        assert_eq!(calls_of(&calls, "type"), 0, "{strategy}: {calls:?}");
+    }
 }
 
 /// Decides `hits` ten times, 700 ms apart, on Redis and in memory (they must agree), and

@@ -7,7 +7,8 @@
 -- %.0f because Lua's default formatting would round them to 14 digits.
 --
 -- KEYS[i]  counter key of limit i (several limits may share one key)
--- ARGV[1]  mode: "fixed" | "gcra" (the fast modes, below) | "decide" | "peek" | "deny" | "refund"
+-- ARGV[1]  mode: "fixed" | "gcra" | "sliding" (the fast modes, below) | "decide" | "peek" |
+--          "deny" | "refund"
 --            decide: the all-or-nothing batch
 --            peek:   stats only, nothing written
 --            deny:   the batch is already denied elsewhere (another cluster slot): peek
@@ -27,8 +28,9 @@
 -- now): formatting and dividing large numbers in Lua cost more than the GET and SET
 -- themselves. Each returns, per limit, its value after charging when every limit admits,
 -- else -(value before) - 1 for each (nothing written); one integer for a lone limit, else an
--- array. A key holding anything but this strategy's value returns nil before anything is
--- written: the caller asks again in mode "decide", whose general path handles it.
+-- array (the sliding mode: always an array). A key holding anything but this strategy's
+-- value returns nil before anything is written: the caller asks again in mode "decide",
+-- whose general path handles it.
 --
 -- Mode "fixed": fixed windows. Per limit i, from ARGV[4i - 2]: "w:<window start>:" (the
 -- prefix of the key's value in this window), the amount n, the cost, and the TTL in
@@ -119,6 +121,51 @@ if ARGV[1] == 'gcra' then
   end
   if nkeys == 1 then return tats[1] end
   return tats
+end
+
+-- Mode "sliding": sliding window counters. Per limit i, from ARGV[6i - 4]: the current
+-- bucket's start, the previous bucket's start ("-" when there is none), the previous
+-- bucket's weight now ((p - elapsed) / p, written so that it reads back as the same double),
+-- the amount n, the cost, and the TTL in milliseconds to write. The values are the current
+-- bucket's count and the previous bucket's, as an array of two per limit; only the current
+-- one carries the sign that tells a charged batch.
+if ARGV[1] == 'sliding' then
+  local nkeys = #KEYS
+  local counts = {}
+  local all = true
+  for i = 1, nkeys do
+    local at = 6 * i - 4
+    local value = redis.pcall('GET', KEYS[i])
+    local current, previous = 0, 0
+    if value then
+      if type(value) ~= 'string' then return nil end
+      local start, c, prev = string.match(value, '^s:(%d+):(%d+):(%d+)$')
+      if not start then return nil end
+      -- decide()'s roll: the same bucket, the one after it, or a fresh one.
+      if start == ARGV[at] then
+        current, previous = c + 0, prev + 0
+      elseif start == ARGV[at + 1] then
+        previous = c + 0
+      end
+    end
+    counts[2 * i - 1], counts[2 * i] = current, previous
+    local weighted = current
+    if previous > 0 then weighted = math.floor(previous * ARGV[at + 2]) + current end
+    if weighted + ARGV[at + 4] > ARGV[at + 3] + 0 then all = false end
+  end
+  for i = 1, nkeys do
+    local at = 6 * i - 4
+    if all then
+      local current = counts[2 * i - 1] + ARGV[at + 4]
+      counts[2 * i - 1] = current
+      -- Counts stay below 2^32: `..` writes them in full.
+      redis.call('SET', KEYS[i], 's:' .. ARGV[at] .. ':' .. current .. ':' .. counts[2 * i],
+        'PX', ARGV[at + 5])
+    else
+      counts[2 * i - 1] = -counts[2 * i - 1] - 1
+    end
+  end
+  return counts
 end
 
 -- `x + 0` turns an argument into a number with one strtod; tonumber(x) runs two (it checks,
