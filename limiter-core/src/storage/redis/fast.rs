@@ -33,7 +33,7 @@ const MAX_LIMITS: usize = 8;
 pub(super) enum FastMode {
     /// Fixed-window limits only.
     Fixed,
-    /// GCRA limits only, each with a non-zero amount.
+    /// GCRA limits only.
     Gcra,
     /// Sliding window counters only.
     Sliding,
@@ -41,7 +41,8 @@ pub(super) enum FastMode {
 
 impl FastMode {
     /// The mode `hits` can take: 1 to 8 limits of one strategy on distinct keys (a key named
-    /// twice is shared state, which the general path handles).
+    /// twice is shared state, which the general path handles). A GCRA or sliding limit of
+    /// amount 0 takes the general path too: GCRA's interval divides by the amount.
     pub(super) fn of(hits: &[Hit<'_>]) -> Option<FastMode> {
         let first = hits.first()?;
         let mode = match first.strategy {
