@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{calls_of, command_calls, redis_available, strict_store, RedisServer, Rng};
-use limiter_core::storage::redis::RedisStore;
-use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
+use limiter_core::storage::redis::{RedisStore, SCRIPT};
+use limiter_core::storage::{Decision, StatsList};
+use limiter_core::{Hit, LimitStats, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
 const RATES: [&str; 7] = [
     "3 per second",
@@ -138,10 +139,11 @@ async fn redis_and_memory_agree_on_random_traces() {
     assert!(admitted > 1_000 && denied > 1_000 && peeks > 200 && refunds > 200);
 }
 
-/// The script answers a lone fixed-window limit on a short path of its own (no TYPE, none of
-/// the general machinery). It must agree with memory, and with the general path that reads
-/// its writes, whatever the key held before: nothing, its own window, an ended window,
-/// another strategy's state, a list, a hash or a string of someone else's.
+/// The script answers a lone fixed-window limit without its general machinery (no TYPE): in
+/// the "fixed" mode, and in the general mode's short path (`time=server`), which read each
+/// other's writes. Both must agree with memory, and with the general path that reads their
+/// writes, whatever the key held before: nothing, its own window, an ended window, another
+/// strategy's state, a list, a hash or a string of someone else's.
 #[tokio::test]
 async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
     if !redis_available() {
@@ -188,24 +190,14 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
             // Values no strategy of this store wrote: each counts as a fresh key. The last
             // carries the current window's prefix, as the script's own values do.
             5 | 10 => {
-                let mut cmd = if step % 12 == 5 {
-                    redis::cmd("HSET")
-                } else {
-                    redis::cmd("SET")
-                };
-                cmd.arg(key);
-                if step % 12 == 5 {
-                    cmd.arg("field");
-                }
                 let period = rate.period_micros();
                 let start = now.as_micros() / period * period;
-                if step % 24 == 22 {
-                    cmd.arg(format!("w:{start}:many"));
+                let value = if step % 24 == 22 {
+                    format!("w:{start}:many")
                 } else {
-                    cmd.arg("w:not-a-window");
-                }
-                redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
-                cmd.exec(&mut admin).unwrap();
+                    "w:not-a-window".to_string()
+                };
+                hold_foreign(&mut admin, key, step % 12 == 5, &value);
                 memory.clear_now(key);
             }
             // A batch of two: the general path reads what the lone path wrote.
@@ -224,7 +216,14 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
                 // Costs that fit, that fill the window, that can never pass, and none.
                 let cost = [1, 1, 2, 4, 0, 3][step as usize % 6];
                 let hit = lone(cost);
-                let got = store.decide(&hit, now).await.unwrap();
+                // Every other step through the general mode's short path, which the store
+                // takes when Redis keeps the time (`time=server`); both read what the other
+                // wrote.
+                let got = if step % 2 == 1 {
+                    decide_in_general_mode(&mut admin, &hit, now)
+                } else {
+                    store.decide(&hit, now).await.unwrap()
+                };
                 assert_eq!(
                     got,
                     memory.decide_now(&hit, now),
@@ -289,17 +288,7 @@ async fn gcra_and_sliding_batches_agree_with_memory_whatever_the_keys_held() {
                 }
                 // Values no strategy of this store wrote: each counts as a fresh key.
                 6 => {
-                    redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
-                    let mut cmd = if step % 2 == 0 {
-                        redis::cmd("HSET")
-                    } else {
-                        redis::cmd("SET")
-                    };
-                    cmd.arg(key);
-                    if step % 2 == 0 {
-                        cmd.arg("field");
-                    }
-                    cmd.arg("g:s:not-a-state").exec(&mut admin).unwrap();
+                    hold_foreign(&mut admin, key, step % 2 == 0, "g:s:not-a-state");
                     memory.clear_now(key);
                 }
                 _ => {
@@ -337,6 +326,62 @@ async fn gcra_and_sliding_batches_agree_with_memory_whatever_the_keys_held() {
     }
 }
 
+/// Decides `hits` in the script's general mode ("decide"), with the arguments the store sends
+/// there and `compared_store`'s grace. The store itself takes it only when it does not know
+/// the time (`time=server`) or a key holds another strategy's state, so the comparisons
+/// drive it directly.
+fn decide_in_general_mode(
+    admin: &mut redis::Connection,
+    hits: &[Hit<'_>],
+    now: Timestamp,
+) -> Decision {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(SCRIPT).arg(hits.len());
+    for hit in hits {
+        cmd.arg(hit.key);
+    }
+    cmd.arg("decide").arg(now.as_micros()).arg(600_000);
+    for hit in hits {
+        let n = hit.rate.amount();
+        assert_eq!(hit.strategy, Strategy::FixedWindow, "strategy code 0 below");
+        cmd.arg(0)
+            .arg(n)
+            .arg(hit.rate.period_micros())
+            .arg(hit.cost.min(n + 1));
+    }
+    let reply: String = cmd.query(admin).unwrap();
+    let numbers: Vec<i64> = reply.split(' ').map(|n| n.parse().unwrap()).collect();
+    let stats: StatsList = hits
+        .iter()
+        .zip(numbers.chunks(4))
+        .map(|(hit, n)| LimitStats {
+            admitted: n[0] == 1,
+            limit: hit.rate.amount(),
+            remaining: n[1] as u64,
+            reset: Timestamp::from_micros(n[2] as u64),
+            retry_after: u64::try_from(n[3]).ok().map(Duration::from_micros),
+        })
+        .collect();
+    assert_eq!(stats.len(), hits.len(), "{reply}");
+    Decision::from_stats(stats)
+}
+
+/// Replaces whatever `key` holds with `value`, a value no strategy of the store writes: as a
+/// string, or as a field of a hash (a type no strategy uses).
+fn hold_foreign(admin: &mut redis::Connection, key: &str, in_hash: bool, value: &str) {
+    redis::cmd("DEL").arg(key).exec(admin).unwrap();
+    if in_hash {
+        redis::cmd("HSET")
+            .arg(key)
+            .arg("field")
+            .arg(value)
+            .exec(admin)
+            .unwrap();
+    } else {
+        redis::cmd("SET").arg(key).arg(value).exec(admin).unwrap();
+    }
+}
+
 /// Decides `hits` ten times, 700 ms apart, on Redis and in memory (they must agree), and
 /// returns the commands the server ran for them.
 async fn ten_decisions_counted(
@@ -360,7 +405,8 @@ async fn ten_decisions_counted(
 }
 
 /// A batch of fixed-window limits only (a route's and the application's, the usual request)
-/// takes the script's short path too: every key read first, all written only when all admit.
+/// takes the "fixed" mode and the short path too: every key read first, all written only
+/// when all admit.
 /// It must agree with memory whatever each key held, in either order, with costs that deny on
 /// one key or the other; a batch naming a key twice takes the general path.
 #[tokio::test]
@@ -403,21 +449,12 @@ async fn fixed_window_batches_agree_with_memory_whatever_the_keys_held() {
             }
             // A value no strategy of this store wrote: it counts as a fresh key.
             5 => {
-                redis::cmd("DEL").arg(key).exec(&mut admin).unwrap();
-                if step % 2 == 0 {
-                    redis::cmd("HSET")
-                        .arg(key)
-                        .arg("field")
-                        .arg("w:1:2")
-                        .exec(&mut admin)
-                        .unwrap();
+                let value = if step % 2 == 0 {
+                    "w:1:2"
                 } else {
-                    redis::cmd("SET")
-                        .arg(key)
-                        .arg("w:not-a-window")
-                        .exec(&mut admin)
-                        .unwrap();
-                }
+                    "w:not-a-window"
+                };
+                hold_foreign(&mut admin, key, step % 2 == 0, value);
                 memory.clear_now(key);
             }
             // A key named twice: the general path, reading what the short path wrote.
@@ -443,8 +480,14 @@ async fn fixed_window_batches_agree_with_memory_whatever_the_keys_held() {
                 if step % 3 == 0 {
                     hits.reverse();
                 }
+                // Every other step through the general mode's short path, as above.
+                let got = if step % 2 == 1 {
+                    decide_in_general_mode(&mut admin, &hits, now)
+                } else {
+                    store.decide(&hits, now).await.unwrap()
+                };
                 assert_eq!(
-                    store.decide(&hits, now).await.unwrap(),
+                    got,
                     memory.decide_now(&hits, now),
                     "step {step}: costs {costs:?}"
                 );

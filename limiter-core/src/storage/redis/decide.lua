@@ -180,8 +180,9 @@ else
 end
 local grace = ARGV[3] + 0
 
--- The usual request, fixed-window limits only (one, or a route's and the application's), is
--- answered here, before the general machinery below is built: that setup (closures, tables)
+-- Fixed-window limits only (one, or a route's and the application's) when the script reads
+-- the time itself (`time=server`; with the caller's clock they take the "fixed" mode above),
+-- are answered here, before the general machinery below is built: that setup (closures, tables)
 -- and its TYPE calls would cost more than the decision itself, so this path makes no closure,
 -- and tables only for a second limit. Same arithmetic, reply and writes as decide() and store() for keys holding
 -- a 'w' state or nothing, all distinct; anything else (another strategy's value, a list, a

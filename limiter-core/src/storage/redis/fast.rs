@@ -200,12 +200,17 @@ impl FastLimit {
         }
     }
 
-    /// The limit's stats from the script's values for it (a fixed window's count, GCRA's
-    /// arrival time, a sliding window's current and previous counts), after charging when
-    /// `charged`, else before.
-    fn stats(&self, values: &[u64], charged: bool, t: u64) -> Option<LimitStats> {
+    /// The limit's stats from the script's value for it (a fixed window's count, GCRA's
+    /// arrival time, a sliding window's current count, with its previous bucket's count),
+    /// after charging when `charged`, else before.
+    fn stats(
+        &self,
+        value: u64,
+        previous: Option<u64>,
+        charged: bool,
+        t: u64,
+    ) -> Option<LimitStats> {
         let impossible = self.cost > self.n;
-        let value = values[0];
         let (admitted, remaining, reset, retry) = match self.kind {
             Kind::Fixed { start, .. } => {
                 let admitted = charged || value.saturating_add(self.cost) <= self.n;
@@ -232,7 +237,7 @@ impl FastLimit {
                 (admitted, remaining, value, retry)
             }
             Kind::Sliding { start, elapsed, .. } => {
-                let previous = *values.get(1)?;
+                let previous = previous?;
                 let current = if charged {
                     value.saturating_sub(self.cost)
                 } else {
@@ -293,32 +298,20 @@ pub(super) fn parse_reply(
         }
         _ => return Err(bad()),
     };
-    // Each limit's first value carries the sign; the others are plain counts.
-    let mut firsts = SmallVec::<[i64; 4]>::new();
-    let mut at = 0;
-    for limit in limits {
-        firsts.push(values[at]);
-        if values[at + 1..at + limit.values()].iter().any(|&v| v < 0) {
-            return Err(bad());
-        }
-        at += limit.values();
-    }
-    let charged = firsts.iter().all(|&v| v >= 0);
-    if !charged && firsts.iter().any(|&v| v >= 0) {
-        return Err(bad());
-    }
-    let mut at = 0;
+    // Each limit's first value carries the sign, the same for all; a sliding window's
+    // second is a plain count.
+    let charged = values[0] >= 0;
+    let mut rest = &values[..];
     let mut stats = StatsList::new();
     for limit in limits {
-        let mut own: SmallVec<[u64; 2]> = values[at..at + limit.values()]
-            .iter()
-            .map(|&v| v as u64)
-            .collect();
-        if !charged {
-            own[0] = (-1 - values[at]) as u64;
+        let (own, tail) = rest.split_at(limit.values());
+        rest = tail;
+        if (own[0] >= 0) != charged || own[1..].iter().any(|&v| v < 0) {
+            return Err(bad());
         }
-        stats.push(limit.stats(&own, charged, t).ok_or_else(bad)?);
-        at += limit.values();
+        let value = if charged { own[0] } else { -1 - own[0] } as u64;
+        let previous = own.get(1).map(|&v| v as u64);
+        stats.push(limit.stats(value, previous, charged, t).ok_or_else(bad)?);
     }
     Ok(Some(stats))
 }

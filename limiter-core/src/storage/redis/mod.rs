@@ -439,38 +439,25 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Option<u64>,
     ) -> Result<StatsList, StorageError> {
-        let build = |verb: &str, script: &str| -> Cmd {
-            // Sized up front: growing the buffers argument by argument cost more than
-            // writing them.
-            let keys: usize = hits.iter().map(|h| h.key.len()).sum();
-            let mut cmd = Cmd::with_capacity(
-                6 + 5 * hits.len(),
-                96 + script.len() + keys + 64 * hits.len(),
-            );
-            cmd.arg(verb).arg(script).arg(hits.len());
-            for hit in hits {
-                cmd.arg(hit.key);
-            }
-            cmd.arg(mode);
-            match now {
-                Some(micros) => cmd.arg(micros),
-                None => cmd.arg(""),
-            };
-            cmd.arg(self.inner.grace_ms);
-            for hit in hits {
-                let n = hit.rate.amount();
-                cmd.arg(strategy_code(hit.strategy))
-                    .arg(n)
-                    .arg(hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS))
-                    // Every cost above the amount decides alike (it can never pass), and a
-                    // capped cost keeps the script's products exact.
-                    .arg(hit.cost.min(n.saturating_add(1)));
-            }
-            cmd
-        };
-        let evalsha = build("EVALSHA", &self.inner.sha);
-        let eval = || build("EVAL", SCRIPT);
-        let value = self.inner.pools.query(&evalsha, Some(&eval)).await?;
+        let value = self
+            .run_script(hits, |cmd| {
+                cmd.arg(mode);
+                match now {
+                    Some(micros) => cmd.arg(micros),
+                    None => cmd.arg(""),
+                };
+                cmd.arg(self.inner.grace_ms);
+                for hit in hits {
+                    let n = hit.rate.amount();
+                    cmd.arg(strategy_code(hit.strategy))
+                        .arg(n)
+                        .arg(hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS))
+                        // Every cost above the amount decides alike (it can never pass), and a
+                        // capped cost keeps the script's products exact.
+                        .arg(hit.cost.min(n.saturating_add(1)));
+                }
+            })
+            .await?;
         parse_stats(&value, hits)
     }
 
@@ -487,7 +474,27 @@ impl RedisStore {
             .iter()
             .map(|hit| FastLimit::new(mode, hit, t, self.inner.grace_ms))
             .collect();
+        let value = self
+            .run_script(hits, |cmd| {
+                mode.push_args(cmd, t, self.inner.grace_ms);
+                for limit in &limits {
+                    limit.push_args(cmd);
+                }
+            })
+            .await?;
+        fast::parse_reply(&value, &limits, t)
+    }
+
+    /// Calls the script on `hits`' keys with the arguments `args` writes: by its SHA, and once
+    /// more in full if the server lost it (`NOSCRIPT`).
+    async fn run_script(
+        &self,
+        hits: &[Hit<'_>],
+        args: impl Fn(&mut Cmd) + Sync,
+    ) -> Result<Value, StorageError> {
         let build = |verb: &str, script: &str| -> Cmd {
+            // Sized up front: growing the buffers argument by argument cost more than
+            // writing them.
             let keys: usize = hits.iter().map(|h| h.key.len()).sum();
             let mut cmd = Cmd::with_capacity(
                 6 + 5 * hits.len(),
@@ -497,16 +504,12 @@ impl RedisStore {
             for hit in hits {
                 cmd.arg(hit.key);
             }
-            mode.push_args(&mut cmd, t, self.inner.grace_ms);
-            for limit in &limits {
-                limit.push_args(&mut cmd);
-            }
+            args(&mut cmd);
             cmd
         };
         let evalsha = build("EVALSHA", &self.inner.sha);
         let eval = || build("EVAL", SCRIPT);
-        let value = self.inner.pools.query(&evalsha, Some(&eval)).await?;
-        fast::parse_reply(&value, &limits, t)
+        self.inner.pools.query(&evalsha, Some(&eval)).await
     }
 
     /// Splits the batch by hash slot, in order of first appearance (one group off a cluster).
