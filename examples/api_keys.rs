@@ -6,17 +6,9 @@
 //! curl -i -H 'X-API-Key: alice' http://127.0.0.1:8080/api/data
 //! ```
 
-use actix_web::{get, web, App, HttpRequest, HttpServer, Responder};
-use limiter_actix::{limit, remote_address, Headers, Limiter};
+use actix_web::{get, web, App, HttpServer, Responder};
+use limiter_actix::{limit, Headers, Limiter};
 use serde_json::json;
-
-/// The client: its API key when it sends one, else its address.
-fn api_key_or_ip(req: &HttpRequest) -> Option<String> {
-    match req.headers().get("X-API-Key").and_then(|v| v.to_str().ok()) {
-        Some(key) if !key.is_empty() => Some(format!("key:{key}")),
-        _ => remote_address(req).map(|ip| format!("ip:{ip}")),
-    }
-}
 
 #[get("/api/data")]
 #[limit("10 per minute")]
@@ -28,7 +20,8 @@ async fn get_data() -> impl Responder {
 async fn main() -> std::io::Result<()> {
     let limiter = examples::or_exit(
         Limiter::builder()
-            .key_fn(api_key_or_ip)
+            // The key when the request sends one, else the address.
+            .key_header("X-API-Key")
             .default_error_message("You've hit the rate limit!")
             .headers(Headers::XRateLimit)
             .build(),

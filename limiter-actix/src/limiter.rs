@@ -100,6 +100,8 @@ pub(crate) type BreachFn<'a> = &'a dyn Fn(&HttpRequest, &Breach) -> HttpResponse
 pub(crate) enum KeySource {
     PeerIp,
     Custom(KeyFn),
+    /// The header's value, else the peer address.
+    Header(HeaderName),
 }
 
 /// Header names kept as static bytes when configured (in any case): every response clones the
@@ -203,6 +205,8 @@ impl fmt::Debug for Limiter {
 #[must_use]
 pub struct LimiterBuilder {
     key: KeySource,
+    /// Set by `key_header`, checked by `build`.
+    key_header: Option<String>,
     trusted: Vec<String>,
     storage_uri: String,
     store: Option<Store>,
@@ -225,6 +229,7 @@ impl Default for LimiterBuilder {
     fn default() -> Self {
         LimiterBuilder {
             key: KeySource::PeerIp,
+            key_header: None,
             trusted: Vec::new(),
             storage_uri: "memory://".into(),
             store: None,
@@ -258,6 +263,33 @@ impl LimiterBuilder {
         f: impl Fn(&HttpRequest) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
         self.key = KeySource::Custom(Arc::new(f));
+        self.key_header = None;
+        self
+    }
+
+    /// Identifies clients by the value of the request header `name` (an API key, a tenant id
+    /// your gateway sets), and requests without it, or with an empty or non-ASCII value, by
+    /// the peer address as the default does. The same as a [`key_fn`](Self::key_fn) reading
+    /// the header, without its allocations. Header keys are written `name=value`, so a value
+    /// can never count against the address it spells.
+    ///
+    /// A client can send any value: key by headers your authentication checked or your
+    /// proxy set, not by one a client chooses freely.
+    ///
+    /// ```
+    /// use limiter_actix::Limiter;
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .key_header("X-API-Key")
+    ///     .default_limits("100 per hour")
+    ///     .build()
+    ///     .unwrap();
+    ///
+    /// let err = Limiter::builder().key_header("X API Key").build().unwrap_err();
+    /// assert!(err.to_string().contains("key_header"));
+    /// ```
+    pub fn key_header(mut self, name: impl Into<String>) -> Self {
+        self.key_header = Some(name.into());
         self
     }
 
@@ -420,7 +452,7 @@ impl LimiterBuilder {
                 })
             })
             .collect::<Result<_, _>>()?;
-        let header = |name: &String| {
+        let header = |setting: &'static str, name: &String| {
             if let Some(known) = STATIC_HEADER_NAMES
                 .iter()
                 .find(|known| name.eq_ignore_ascii_case(known))
@@ -428,16 +460,20 @@ impl LimiterBuilder {
                 return Ok(HeaderName::from_static(known));
             }
             HeaderName::try_from(name.as_str()).map_err(|_| ConfigError::Invalid {
-                setting: "header name",
+                setting,
                 value: name.clone(),
                 reason: "expected an HTTP header name (letters, digits, '-')".into(),
             })
         };
         let names = HeaderNames {
-            limit: header(&self.names[0])?,
-            remaining: header(&self.names[1])?,
-            reset: header(&self.names[2])?,
-            retry_after: header(&self.names[3])?,
+            limit: header("header name", &self.names[0])?,
+            remaining: header("header name", &self.names[1])?,
+            reset: header("header name", &self.names[2])?,
+            retry_after: header("header name", &self.names[3])?,
+        };
+        let key = match &self.key_header {
+            Some(name) => KeySource::Header(header("key_header", name)?),
+            None => self.key,
         };
         if !matches!(self.failure_status.as_u16(), 429 | 503) {
             return Err(ConfigError::Invalid {
@@ -464,7 +500,7 @@ impl LimiterBuilder {
                 clock: self.clock,
                 strategy,
                 prefix: self.prefix.into_boxed_str(),
-                key: self.key,
+                key,
                 trusted,
                 defaults: defaults.into_boxed_slice(),
                 application,
@@ -532,21 +568,29 @@ impl Inner {
     pub(crate) fn client_key(&self, req: &HttpRequest, batch: &mut Batch) -> bool {
         batch.client_tag.clear();
         let found = match &self.key {
-            KeySource::PeerIp => match client_ip(req, &self.trusted) {
-                Some(ip) => {
-                    batch.scratch.clear();
-                    write_ip_key(&mut batch.scratch, ip);
-                    push_client_tag(&mut batch.client_tag, &batch.scratch);
-                    true
-                }
-                None => false,
-            },
+            KeySource::PeerIp => self.peer_key(req, batch),
             KeySource::Custom(f) => match f(req) {
                 Some(key) => {
                     push_client_tag(&mut batch.client_tag, &key);
                     true
                 }
                 None => false,
+            },
+            KeySource::Header(name) => match req
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .filter(|value| !value.is_empty())
+            {
+                Some(value) => {
+                    batch.scratch.clear();
+                    batch.scratch.push_str(name.as_str());
+                    batch.scratch.push('=');
+                    batch.scratch.push_str(value);
+                    push_client_tag(&mut batch.client_tag, &batch.scratch);
+                    true
+                }
+                None => self.peer_key(req, batch),
             },
         };
         if !found {
@@ -556,6 +600,18 @@ impl Inner {
             );
         }
         found
+    }
+
+    /// Renders the peer address (or, from a trusted proxy, the client it forwarded for) as
+    /// the client tag.
+    fn peer_key(&self, req: &HttpRequest, batch: &mut Batch) -> bool {
+        let Some(ip) = client_ip(req, &self.trusted) else {
+            return false;
+        };
+        batch.scratch.clear();
+        write_ip_key(&mut batch.scratch, ip);
+        push_client_tag(&mut batch.client_tag, &batch.scratch);
+        true
     }
 
     /// Adds what the middleware charges before routing: the default limits scoped to

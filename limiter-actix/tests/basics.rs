@@ -310,6 +310,93 @@ async fn limiter_key_fn_keys_every_limit() {
     );
 }
 
+/// `key_header`: the header's value keys the request wherever it comes from; without the
+/// header (or with an empty one) the peer address does, and a value spelling an address does
+/// not count against that address.
+#[actix_web::test]
+async fn key_header_keys_by_the_value_else_the_peer() {
+    use limiter_actix::core::keys::counter_key;
+    use limiter_actix::core::Hit;
+    use limiter_actix::{Rate, Store, Strategy};
+
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .key_header("X-API-Key")
+        .application_limits("2 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter.clone())
+            .route("/plain", web::get().to(|| async { "plain" })),
+    )
+    .await;
+    let with_key = |key: &str, ip: &str| {
+        get_from("/plain", ip)
+            .insert_header(("x-api-key", key.to_string()))
+            .to_request()
+    };
+    let status = |res: ServiceResponse<_>| res.status().as_u16();
+    // One key from two addresses: one bucket.
+    assert_eq!(
+        status(test::call_service(&app, with_key("alpha", "10.0.0.1")).await),
+        200
+    );
+    assert_eq!(
+        status(test::call_service(&app, with_key("alpha", "10.0.0.2")).await),
+        200
+    );
+    assert_eq!(
+        status(test::call_service(&app, with_key("alpha", "10.0.0.3")).await),
+        429
+    );
+    // Another key from a used address: its own bucket.
+    assert_eq!(
+        status(test::call_service(&app, with_key("beta", "10.0.0.1")).await),
+        200
+    );
+    // Without the header, and with an empty one, the address counts: 10.0.0.1 is still
+    // untouched, since its requests above counted against their keys.
+    let bare = || get_from("/plain", "10.0.0.1").to_request();
+    assert_eq!(status(test::call_service(&app, bare()).await), 200);
+    assert_eq!(
+        status(test::call_service(&app, with_key("", "10.0.0.1")).await),
+        200
+    );
+    assert_eq!(status(test::call_service(&app, bare()).await), 429);
+    // A key spelling that address is not that address.
+    assert_eq!(
+        status(test::call_service(&app, with_key("10.0.0.1", "10.0.0.5")).await),
+        200
+    );
+
+    // The counters are where the documented layout puts them.
+    let Store::Memory(memory) = limiter.store() else {
+        panic!("a memory store")
+    };
+    let rate = Rate::parse("2 per minute").unwrap();
+    let remaining = |client: &str| {
+        let key = counter_key("LIMITER", client, "global", &rate);
+        let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
+        memory.peek_now(&hit, clock.now()).stats[0].remaining
+    };
+    assert_eq!(remaining("x-api-key=alpha"), 0);
+    assert_eq!(remaining("x-api-key=beta"), 1);
+    assert_eq!(remaining("x-api-key=10.0.0.1"), 1);
+    assert_eq!(remaining("10.0.0.1"), 0);
+
+    let error = Limiter::builder()
+        .key_header("X API Key")
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("key_header") && error.contains("X API Key"),
+        "{error}"
+    );
+}
+
 #[get("/own-key")]
 #[limit("1 per minute", key = api_key)]
 async fn own_key() -> &'static str {
