@@ -6,6 +6,7 @@ use actix_governor::{
     Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
 };
 use actix_web::dev::ServiceRequest;
+use actix_web::http::header::HeaderName;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::load::Scenario;
@@ -23,10 +24,14 @@ pub async fn hello() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
-/// The client every variant keys by: the load generator's `X-Client` header.
+/// The header every variant keys by, set by the load generator.
+pub const CLIENT_HEADER: HeaderName = HeaderName::from_static("x-client");
+
+/// The client, for the peers' key extractors: the `X-Client` header, its name parsed once.
+/// This crate's limiter reads the same header through `key_header`.
 pub fn client_of(req: &HttpRequest) -> Option<String> {
     req.headers()
-        .get("x-client")
+        .get(CLIENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
 }

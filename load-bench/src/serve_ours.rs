@@ -1,11 +1,11 @@
 //! This project's limiter: a route limit (`#[limit]`) and an application limit, headers on,
-//! keyed by the same client header as the other variants.
+//! keyed by the same client header as the other variants (through `key_header`).
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use limiter_actix::{limit, Headers, Limiter};
 
 use crate::load::Scenario;
-use crate::serve::client_of;
+use crate::serve::CLIENT_HEADER;
 use crate::Variant;
 
 #[limit("1000000000 per minute")]
@@ -33,7 +33,7 @@ pub fn limiter(variant: Variant, redis: &str) -> std::io::Result<Limiter> {
         .strategy(strategy)
         .application_limits("1000000000 per minute")
         .headers(Headers::XRateLimit)
-        .key_fn(client_of)
+        .key_header(CLIENT_HEADER.as_str())
         .build()
         .map_err(std::io::Error::other)
 }
