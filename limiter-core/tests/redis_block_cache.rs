@@ -184,6 +184,18 @@ async fn a_cheaper_request_or_another_rate_is_asked_of_redis() {
             .admitted
     );
 
+    // Each script is sent in full on its first call (NOSCRIPT, then EVAL): load the GCRA
+    // script and the general one too, on other keys, so that the counts below are decisions.
+    for (client, strategy) in [
+        ("10.3.0.2", Strategy::Gcra),
+        ("10.3.0.3", Strategy::MovingWindow),
+    ] {
+        let key = counter_key("LIMITER", client, "/cost", &r);
+        store
+            .decide(&[Hit::new(&key, r, strategy)], t0())
+            .await
+            .unwrap();
+    }
     reset_stats(&mut admin);
     // Cost 2 or more repeats the denial: answered here.
     assert!(
@@ -198,8 +210,8 @@ async fn a_cheaper_request_or_another_rate_is_asked_of_redis() {
     assert!(store.decide(&[hit], t0()).await.unwrap().admitted);
     assert_eq!(script_calls(&mut admin), 1);
     // Another strategy on the same key is another request: asked too. Twice, this once: the
-    // script's GCRA mode finds a fixed window's state, writes nothing and hands over to the
-    // general path, which replaces it. The next GCRA request is one call again.
+    // GCRA script finds a fixed window's state, writes nothing and hands over to the general
+    // script, which replaces it. The next GCRA request is one call again.
     let gcra = Hit::new(&key, r, Strategy::Gcra);
     store.decide(&[gcra.with_cost(2)], t0()).await.unwrap();
     assert_eq!(script_calls(&mut admin), 3);

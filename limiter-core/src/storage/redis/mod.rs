@@ -1,7 +1,9 @@
 //! `redis://` and friends: counters in Redis (or Valkey), shared by every worker and host.
 //!
 //! One Lua script (`decide.lua`) decides a whole batch, all the limits of one request, in one
-//! `EVALSHA`: one round trip whatever the number of limits. The script is the memory store's
+//! `EVALSHA`: one round trip whatever the number of limits. The usual batches (fixed windows,
+//! GCRA or sliding windows, one strategy) call a smaller script of their own instead (see
+//! `fast`). The script is the memory store's
 //! arithmetic line by line (see [`crate::strategy`]), so both stores agree on every decision.
 //! "Now" is the caller's clock, passed as an argument ([`TimeSource::Server`] uses the
 //! server's `TIME` instead); key TTLs only collect garbage.
@@ -98,8 +100,24 @@ use conn::{key_slot, Pools};
 use fast::{FastLimit, FastMode};
 use options::Target;
 
-/// The decision script; see the header of the file for its arguments.
+/// The decision script; see the header of the file for its arguments. Batches with a fast
+/// mode take a script of their own (see `fast`).
 pub const SCRIPT: &str = include_str!("decide.lua");
+
+/// A Lua script as the store sends it: by its SHA1, and in full when the server lost it.
+struct Script {
+    source: &'static str,
+    sha: String,
+}
+
+impl Script {
+    fn new(source: &'static str) -> Script {
+        Script {
+            source,
+            sha: ::redis::Script::new(source).get_hash().to_string(),
+        }
+    }
+}
 
 /// Longest period the script is given. Lua numbers are doubles, exact up to 2^53 µs
 /// (about 285 years) and the script adds up to two periods to "now"; periods beyond 100 years
@@ -117,7 +135,10 @@ struct Inner {
     pools: Pools,
     cluster: bool,
     options: RedisOptions,
-    sha: String,
+    /// `SCRIPT`, the general path.
+    general: Script,
+    /// The fast modes' scripts, indexed by `FastMode`.
+    fast: [Script; 3],
     /// `ttl_grace` in milliseconds, the script's third argument.
     grace_ms: u64,
     fallback: MemoryStore,
@@ -244,7 +265,8 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 cluster: matches!(self.target, Target::Cluster(_)),
                 pools,
-                sha: ::redis::Script::new(SCRIPT).get_hash().to_string(),
+                general: Script::new(SCRIPT),
+                fast: FastMode::ALL.map(|mode| Script::new(mode.source())),
                 grace_ms: u64::try_from(self.options.ttl_grace.as_millis()).unwrap_or(u64::MAX),
                 fallback: MemoryStore::new(self.options.fallback_max_keys),
                 breaker: Breaker::new(backoff),
@@ -440,7 +462,7 @@ impl RedisStore {
         now: Option<u64>,
     ) -> Result<StatsList, StorageError> {
         let value = self
-            .run_script(hits, |cmd| {
+            .run_script(hits, &self.inner.general, |cmd| {
                 cmd.arg(mode);
                 match now {
                     Some(micros) => cmd.arg(micros),
@@ -475,7 +497,7 @@ impl RedisStore {
             .map(|hit| FastLimit::new(mode, hit, t, self.inner.grace_ms))
             .collect();
         let value = self
-            .run_script(hits, |cmd| {
+            .run_script(hits, &self.inner.fast[mode as usize], |cmd| {
                 mode.push_args(cmd, t, self.inner.grace_ms);
                 for limit in &limits {
                     limit.push_args(cmd);
@@ -490,25 +512,24 @@ impl RedisStore {
     async fn run_script(
         &self,
         hits: &[Hit<'_>],
+        script: &Script,
         args: impl Fn(&mut Cmd) + Sync,
     ) -> Result<Value, StorageError> {
-        let build = |verb: &str, script: &str| -> Cmd {
+        let build = |verb: &str, text: &str| -> Cmd {
             // Sized up front: growing the buffers argument by argument cost more than
             // writing them.
             let keys: usize = hits.iter().map(|h| h.key.len()).sum();
-            let mut cmd = Cmd::with_capacity(
-                6 + 5 * hits.len(),
-                96 + script.len() + keys + 64 * hits.len(),
-            );
-            cmd.arg(verb).arg(script).arg(hits.len());
+            let mut cmd =
+                Cmd::with_capacity(6 + 5 * hits.len(), 96 + text.len() + keys + 64 * hits.len());
+            cmd.arg(verb).arg(text).arg(hits.len());
             for hit in hits {
                 cmd.arg(hit.key);
             }
             args(&mut cmd);
             cmd
         };
-        let evalsha = build("EVALSHA", &self.inner.sha);
-        let eval = || build("EVAL", SCRIPT);
+        let evalsha = build("EVALSHA", &script.sha);
+        let eval = || build("EVAL", script.source);
         self.inner.pools.query(&evalsha, Some(&eval)).await
     }
 
