@@ -36,6 +36,28 @@ fn header<'a, B>(res: &'a ServiceResponse<B>, name: &str) -> Option<&'a str> {
     res.headers().get(name).map(|v| v.to_str().unwrap())
 }
 
+/// What a fixed-window counter has left, read from the memory store where the documented key
+/// layout (`LIMITER{client}:scope:rate`) puts it.
+fn remaining_at(
+    limiter: &Limiter,
+    clock: &ManualClock,
+    client: &str,
+    scope: &str,
+    rate: &str,
+) -> u64 {
+    use limiter_actix::core::keys::counter_key;
+    use limiter_actix::core::Hit;
+    use limiter_actix::{Rate, Store, Strategy};
+
+    let Store::Memory(memory) = limiter.store() else {
+        panic!("a memory store")
+    };
+    let rate = Rate::parse(rate).unwrap();
+    let key = counter_key("LIMITER", client, scope, &rate);
+    let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
+    memory.peek_now(&hit, clock.now()).stats[0].remaining
+}
+
 #[get("/slow")]
 #[limit("1 per minute")]
 async fn slow() -> impl Responder {
@@ -315,10 +337,6 @@ async fn limiter_key_fn_keys_every_limit() {
 /// not count against that address.
 #[actix_web::test]
 async fn key_header_keys_by_the_value_else_the_peer() {
-    use limiter_actix::core::keys::counter_key;
-    use limiter_actix::core::Hit;
-    use limiter_actix::{Rate, Store, Strategy};
-
     let clock = clock();
     let limiter = Limiter::builder()
         .clock(clock.clone())
@@ -372,15 +390,7 @@ async fn key_header_keys_by_the_value_else_the_peer() {
     );
 
     // The counters are where the documented layout puts them.
-    let Store::Memory(memory) = limiter.store() else {
-        panic!("a memory store")
-    };
-    let rate = Rate::parse("2 per minute").unwrap();
-    let remaining = |client: &str| {
-        let key = counter_key("LIMITER", client, "global", &rate);
-        let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
-        memory.peek_now(&hit, clock.now()).stats[0].remaining
-    };
+    let remaining = |client: &str| remaining_at(&limiter, &clock, client, "global", "2 per minute");
     assert_eq!(remaining("x-api-key=alpha"), 0);
     assert_eq!(remaining("x-api-key=beta"), 1);
     assert_eq!(remaining("x-api-key=10.0.0.1"), 1);
@@ -408,10 +418,6 @@ async fn own_key() -> &'static str {
 /// limiter's key function or a limit's own gave them.
 #[actix_web::test]
 async fn long_and_braced_client_keys_are_stored_under_their_hash() {
-    use limiter_actix::core::keys::counter_key;
-    use limiter_actix::core::Hit;
-    use limiter_actix::{Rate, Store, Strategy};
-
     let clock = clock();
     let limiter = Limiter::builder()
         .clock(clock.clone())
@@ -420,15 +426,8 @@ async fn long_and_braced_client_keys_are_stored_under_their_hash() {
         .build()
         .unwrap();
     let app = test::init_service(App::new().wrap(limiter.clone()).service(own_key)).await;
-    let Store::Memory(memory) = limiter.store() else {
-        panic!("a memory store")
-    };
-    let remaining = |key: &str, scope: &str, rate: &str| {
-        let rate = Rate::parse(rate).unwrap();
-        let key = counter_key("LIMITER", key, scope, &rate);
-        let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
-        memory.peek_now(&hit, clock.now()).stats[0].remaining
-    };
+    let remaining =
+        |key: &str, scope: &str, rate: &str| remaining_at(&limiter, &clock, key, scope, rate);
     for key in ["k".repeat(100), "{tenant}".to_string(), "plain".to_string()] {
         let req = || {
             get_from("/own-key", "10.0.0.1")
