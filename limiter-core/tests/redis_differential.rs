@@ -139,9 +139,9 @@ async fn redis_and_memory_agree_on_random_traces() {
     assert!(admitted > 1_000 && denied > 1_000 && peeks > 200 && refunds > 200);
 }
 
-/// The script answers a lone fixed-window limit without its general machinery (no TYPE): in
-/// the "fixed" mode, and in the general mode's short path (`time=server`), which read each
-/// other's writes. Both must agree with memory, and with the general path that reads their
+/// A lone fixed-window limit is answered without the general machinery (no TYPE): by the
+/// fixed-window script, and by the general script's short path (`time=server`), which read
+/// each other's writes. Both must agree with memory, and with the general path that reads their
 /// writes, whatever the key held before: nothing, its own window, an ended window, another
 /// strategy's state, a list, a hash or a string of someone else's.
 #[tokio::test]
@@ -216,14 +216,7 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
                 // Costs that fit, that fill the window, that can never pass, and none.
                 let cost = [1, 1, 2, 4, 0, 3][step as usize % 6];
                 let hit = lone(cost);
-                // Every other step through the general mode's short path, which the store
-                // takes when Redis keeps the time (`time=server`); both read what the other
-                // wrote.
-                let got = if step % 2 == 1 {
-                    decide_in_general_mode(&mut admin, &hit, now)
-                } else {
-                    store.decide(&hit, now).await.unwrap()
-                };
+                let got = decide_alternating(&store, &mut admin, &hit, now, step).await;
                 assert_eq!(
                     got,
                     memory.decide_now(&hit, now),
@@ -247,7 +240,7 @@ async fn a_lone_fixed_window_limit_agrees_with_memory_whatever_the_key_held() {
     assert_eq!(calls_of(&calls, "type"), 0, "{calls:?}");
 }
 
-/// GCRA and sliding-window batches take the script's fast modes ("gcra", "sliding"): the
+/// GCRA and sliding-window batches take their fast scripts (`gcra.lua`, `sliding.lua`): the
 /// caller does the arithmetic, the script compares and adds. They must agree with memory
 /// alone and in pairs, at costs that pass, fill the limit, can never pass or are free, and
 /// whatever a key held: another strategy's state, a string or a hash of someone else's.
@@ -326,7 +319,24 @@ async fn gcra_and_sliding_batches_agree_with_memory_whatever_the_keys_held() {
     }
 }
 
-/// Decides `hits` in the script's general mode ("decide"), with the arguments the store sends
+/// Decides fixed-window `hits` on Redis: on odd steps through the general script's short path
+/// (which the store takes when Redis keeps the time, `time=server`), else through the store
+/// (the fixed-window script). Each reads what the other wrote.
+async fn decide_alternating(
+    store: &RedisStore,
+    admin: &mut redis::Connection,
+    hits: &[Hit<'_>],
+    now: Timestamp,
+    step: u64,
+) -> Decision {
+    if step % 2 == 1 {
+        decide_in_general_mode(admin, hits, now)
+    } else {
+        store.decide(hits, now).await.unwrap()
+    }
+}
+
+/// Decides `hits` in the general script's mode "decide", with the arguments the store sends
 /// there and `compared_store`'s grace. The store itself takes it only when it does not know
 /// the time (`time=server`) or a key holds another strategy's state, so the comparisons
 /// drive it directly.
@@ -405,8 +415,8 @@ async fn ten_decisions_counted(
 }
 
 /// A batch of fixed-window limits only (a route's and the application's, the usual request)
-/// takes the "fixed" mode and the short path too: every key read first, all written only
-/// when all admit.
+/// takes the fixed-window script and the general script's short path too: every key read
+/// first, all written only when all admit.
 /// It must agree with memory whatever each key held, in either order, with costs that deny on
 /// one key or the other; a batch naming a key twice takes the general path.
 #[tokio::test]
@@ -480,12 +490,7 @@ async fn fixed_window_batches_agree_with_memory_whatever_the_keys_held() {
                 if step % 3 == 0 {
                     hits.reverse();
                 }
-                // Every other step through the general mode's short path, as above.
-                let got = if step % 2 == 1 {
-                    decide_in_general_mode(&mut admin, &hits, now)
-                } else {
-                    store.decide(&hits, now).await.unwrap()
-                };
+                let got = decide_alternating(&store, &mut admin, &hits, now, step).await;
                 assert_eq!(
                     got,
                     memory.decide_now(&hits, now),

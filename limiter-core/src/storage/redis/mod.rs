@@ -3,8 +3,8 @@
 //! One Lua script (`decide.lua`) decides a whole batch, all the limits of one request, in one
 //! `EVALSHA`: one round trip whatever the number of limits. The usual batches (fixed windows,
 //! GCRA or sliding windows, one strategy) call a smaller script of their own instead (see
-//! `fast`). The script is the memory store's
-//! arithmetic line by line (see [`crate::strategy`]), so both stores agree on every decision.
+//! `fast`). The scripts are the memory store's arithmetic line by line (see
+//! [`crate::strategy`]), so both stores agree on every decision.
 //! "Now" is the caller's clock, passed as an argument ([`TimeSource::Server`] uses the
 //! server's `TIME` instead); key TTLs only collect garbage.
 //!
@@ -483,8 +483,8 @@ impl RedisStore {
         parse_stats(&value, hits)
     }
 
-    /// One of the script's fast modes (see `fast`): the batch's arithmetic done here, the
-    /// script only compares and adds. `None` when a key holds something else; the script
+    /// A fast mode's script (see `fast`): the batch's arithmetic done here, the script only
+    /// compares and adds. `None` when a key holds something else; the script
     /// wrote nothing then.
     async fn call_fast(
         &self,
