@@ -60,8 +60,13 @@ async fn measure(variant: Variant, clients: &[HeaderValue], requests: usize) -> 
             .await;
             drive(&app, clients, requests).await
         }
+        Variant::MemoryApp => {
+            let limiter = limiter(variant, Scenario::Under, "").expect("a memory limiter");
+            let app = init_service(App::new().wrap(limiter).route("/hello", route())).await;
+            drive(&app, clients, requests).await
+        }
         ours => {
-            let limiter = limiter(ours, "").expect("a memory limiter");
+            let limiter = limiter(ours, Scenario::Under, "").expect("a memory limiter");
             let app = init_service(
                 App::new()
                     .wrap(limiter)
@@ -85,6 +90,7 @@ pub fn run(args: &[String]) {
                 Variant::None,
                 Variant::Governor,
                 Variant::MemoryFixed,
+                Variant::MemoryApp,
                 Variant::MemoryGcra,
                 Variant::MemoryMoving,
             ]

@@ -43,6 +43,9 @@ pub enum Variant {
     Limitation,
     /// limiter on memory, fixed window (route + application limit, headers on).
     MemoryFixed,
+    /// limiter on memory, fixed window, configured as governor is: one application-wide
+    /// limit from the middleware, no `#[limit]` on the handler, headers on.
+    MemoryApp,
     /// limiter on memory, GCRA.
     MemoryGcra,
     /// limiter on memory, moving window.
@@ -54,10 +57,11 @@ pub enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 8] = [
+    const ALL: [Variant; 9] = [
         Variant::None,
         Variant::Governor,
         Variant::MemoryFixed,
+        Variant::MemoryApp,
         Variant::MemoryGcra,
         Variant::MemoryMoving,
         Variant::RedisFixed,
@@ -71,6 +75,7 @@ impl Variant {
             Variant::Governor => "governor",
             Variant::Limitation => "limitation",
             Variant::MemoryFixed => "memory-fixed",
+            Variant::MemoryApp => "memory-app",
             Variant::MemoryGcra => "memory-gcra",
             Variant::MemoryMoving => "memory-moving",
             Variant::RedisFixed => "redis-fixed",
@@ -136,7 +141,7 @@ const USAGE: &str = "\
 limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS]
 limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]
 
-variants: none, governor, memory-fixed, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
+variants: none, governor, memory-fixed, memory-app, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
 scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys)";
 
 fn parse_options(args: &[String]) -> Options {

@@ -13,7 +13,7 @@ use crate::load::Scenario;
 use crate::Variant;
 
 /// Route and application limits per scenario: never reached, or 10 per minute on the route.
-fn route_rate(scenario: Scenario) -> (u32, Duration) {
+pub fn route_rate(scenario: Scenario) -> (u32, Duration) {
     match scenario {
         Scenario::Under | Scenario::Many => (1_000_000_000, Duration::from_secs(60)),
         Scenario::Over => (10, Duration::from_secs(60)),

@@ -1,11 +1,13 @@
 //! This project's limiter: a route limit (`#[limit]`) and an application limit, headers on,
-//! keyed by the same client header as the other variants (through `key_header`).
+//! keyed by the same client header as the other variants (through `key_header`). The
+//! `memory-app` variant is configured as governor is: one application limit, charged by the
+//! middleware, and a plain handler.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use limiter_actix::{limit, Headers, Limiter};
 
 use crate::load::Scenario;
-use crate::serve::CLIENT_HEADER;
+use crate::serve::{hello, route_rate, CLIENT_HEADER};
 use crate::Variant;
 
 #[limit("1000000000 per minute")]
@@ -18,10 +20,18 @@ pub async fn hello_over() -> HttpResponse {
     HttpResponse::Ok().body("hello")
 }
 
-/// This crate's limiter for `variant`: a route limit comes from the handler's `#[limit]`.
-pub fn limiter(variant: Variant, redis: &str) -> std::io::Result<Limiter> {
+/// This crate's limiter for `variant`: a route limit comes from the handler's `#[limit]`,
+/// except for `memory-app`, whose one limit is the application limit at the route's rate.
+pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Result<Limiter> {
+    let application = match variant {
+        Variant::MemoryApp => {
+            let (amount, period) = route_rate(scenario);
+            format!("{amount} per {} seconds", period.as_secs())
+        }
+        _ => "1000000000 per minute".to_string(),
+    };
     let (strategy, uri) = match variant {
-        Variant::MemoryFixed => ("fixed-window", "memory://"),
+        Variant::MemoryFixed | Variant::MemoryApp => ("fixed-window", "memory://"),
         Variant::MemoryGcra => ("gcra", "memory://"),
         Variant::MemoryMoving => ("moving-window", "memory://"),
         Variant::RedisFixed => ("fixed-window", redis),
@@ -31,7 +41,7 @@ pub fn limiter(variant: Variant, redis: &str) -> std::io::Result<Limiter> {
     Limiter::builder()
         .storage_uri(uri)
         .strategy(strategy)
-        .application_limits("1000000000 per minute")
+        .application_limits(&application)
         .headers(Headers::XRateLimit)
         .key_header(CLIENT_HEADER.as_str())
         .build()
@@ -44,12 +54,15 @@ pub async fn run(
     bind: &str,
     redis: &str,
 ) -> std::io::Result<()> {
-    let limiter = limiter(variant, redis)?;
+    let limiter = limiter(variant, scenario, redis)?;
     HttpServer::new(move || {
         let app = App::new().wrap(limiter.clone());
-        match scenario {
-            Scenario::Over => app.route("/hello", web::get().to(hello_over)),
-            Scenario::Under | Scenario::Many => app.route("/hello", web::get().to(hello_under)),
+        match (variant, scenario) {
+            (Variant::MemoryApp, _) => app.route("/hello", web::get().to(hello)),
+            (_, Scenario::Over) => app.route("/hello", web::get().to(hello_over)),
+            (_, Scenario::Under | Scenario::Many) => {
+                app.route("/hello", web::get().to(hello_under))
+            }
         }
     })
     .workers(1)
