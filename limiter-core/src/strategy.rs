@@ -187,7 +187,7 @@ impl State {
                     State::Window { end, count } if t < *end && *end - t <= p => count,
                     _ => {
                         *self = State::Window {
-                            end: t - t % p + p,
+                            end: window_start(t, p) + p,
                             count: 0,
                         };
                         let State::Window { count, .. } = self else {
@@ -364,7 +364,7 @@ impl State {
             State::Sliding { expires, .. } if t < expires - p && expires - p - t <= p => {
                 expires - 2 * p
             }
-            _ => t - t % p,
+            _ => window_start(t, p),
         };
         match self {
             State::Sliding {
@@ -415,7 +415,7 @@ impl State {
                 State::Sliding {
                     expires, current, ..
                 },
-            ) if *expires - 2 * p == t - t % p => {
+            ) if *expires - 2 * p == window_start(t, p) => {
                 *current = current.saturating_sub(u32::try_from(cost).unwrap_or(u32::MAX));
             }
             (Strategy::Gcra, State::Gcra { tat, .. }) if rate.amount() > 0 => {
@@ -478,6 +478,13 @@ fn is_gcra_interval(interval: u64, p: u64, n: u64) -> bool {
             above && below
         }
     }
+}
+
+/// The start of the window (or sliding bucket) of period `p` holding `t`: windows are
+/// aligned to multiples of the period since the epoch, in memory and on Redis alike.
+#[inline]
+pub(crate) fn window_start(t: u64, p: u64) -> u64 {
+    t - t % p
 }
 
 /// `floor(previous × (p − elapsed) / p)`: the previous bucket's share still inside the

@@ -27,7 +27,9 @@ use super::MAX_SCRIPT_PERIOD_MICROS;
 use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::storage::{Hit, StatsList};
-use crate::strategy::{gcra_interval, sliding_retry, sliding_weighted, LimitStats, Strategy};
+use crate::strategy::{
+    gcra_interval, sliding_retry, sliding_weighted, window_start, LimitStats, Strategy,
+};
 
 /// Most limits a fast-mode batch carries (the script's tables stay small).
 const MAX_LIMITS: usize = 8;
@@ -120,12 +122,10 @@ impl FastLimit {
         let period = hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS);
         let kind = match mode {
             FastMode::Fixed => {
-                let start = t / period * period;
+                let start = window_start(t, period);
                 Kind::Fixed {
                     start,
-                    ttl_ms: (start + period - t)
-                        .div_ceil(1_000)
-                        .saturating_add(grace_ms),
+                    ttl_ms: ttl_ms(start + period, t, grace_ms),
                 }
             }
             FastMode::Gcra => {
@@ -136,13 +136,11 @@ impl FastLimit {
                 }
             }
             FastMode::Sliding => {
-                let start = t / period * period;
+                let start = window_start(t, period);
                 Kind::Sliding {
                     start,
                     elapsed: t - start,
-                    ttl_ms: (start + 2 * period - t)
-                        .div_ceil(1_000)
-                        .saturating_add(grace_ms),
+                    ttl_ms: ttl_ms(start + 2 * period, t, grace_ms),
                 }
             }
         };
@@ -281,6 +279,12 @@ impl FastLimit {
                 .then(|| Duration::from_micros(if impossible { self.period } else { retry })),
         })
     }
+}
+
+/// A key's TTL when its state is useful until `until` (µs): the milliseconds left, rounded
+/// up, plus the grace.
+fn ttl_ms(until: u64, t: u64, grace_ms: u64) -> u64 {
+    (until - t).div_ceil(1_000).saturating_add(grace_ms)
 }
 
 /// The fast modes' reply: an integer for a lone one-value limit, else an array; nil when a
