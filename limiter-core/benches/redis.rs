@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
+use criterion::{Criterion, SamplingMode};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Clock, Hit, MemoryStore, Rate, Storage, Strategy};
 
@@ -116,7 +116,10 @@ fn bench(c: &mut Criterion, url: &str) {
 
     // (b) 64 tasks, each its own client, over the shared pool's multiplexed connections.
     // One iteration is one decision. Fixed window, GCRA and the sliding window counter, each
-    // with a fast script mode.
+    // with a fast script mode. Every sample spawns the tasks, fills the pipeline and drains
+    // it; criterion's default linear sampling starts at a few decisions per task, where that
+    // dominates. Ten flat samples of equal, large size measure the steady state instead.
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
     for (name, strategy, runtime, concurrent) in [
         ("64-tasks", Strategy::FixedWindow, &one_thread, &cached),
         ("64-tasks-gcra", Strategy::Gcra, &one_thread, &cached),
@@ -165,6 +168,8 @@ fn bench(c: &mut Criterion, url: &str) {
             })
         });
     }
+
+    group.sampling_mode(SamplingMode::Auto).sample_size(100);
 
     // (c) A blocked client's rejection: from the block cache, from Redis (cache off), and
     // from the memory store.
