@@ -118,7 +118,7 @@ fn bench(c: &mut Criterion, url: &str) {
     // One iteration is one decision. Fixed window, GCRA and the sliding window counter, each
     // with a fast script mode. Every sample spawns the tasks, fills the pipeline and drains
     // it; criterion's default linear sampling starts at a few decisions per task, where that
-    // dominates. Ten flat samples of equal, large size measure the steady state instead.
+    // weighs on the mean. Ten flat samples of equal, large size measure the steady state.
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
     for (name, strategy, runtime, concurrent) in [
         ("64-tasks", Strategy::FixedWindow, &one_thread, &cached),
