@@ -9,13 +9,16 @@
 //! integers, and answers with integers: per limit, the value after charging when every limit
 //! admits, else `-(value before) - 1` for each, nothing written (a sliding window adds its
 //! previous bucket's count, unsigned). Every stat is derived here exactly as the general path
-//! derives it, so the modes decide as the general path (and the memory store) does. A key
-//! holding anything else answers nil before anything is written, and the caller asks again
-//! through the general script.
+//! derives it, so the modes decide as the general path (and the memory store) does. A batch
+//! is 1 to 8 limits of one strategy on distinct keys ([`FastMode::of`]), decided all or
+//! nothing; a lone fixed-window or GCRA limit is answered with one integer, anything else with
+//! an array. A key holding anything else answers nil before anything is written, and the
+//! caller asks again through the general script.
 //!
 //! Separate scripts, not modes of `decide.lua`, because a mode is an argument, and every
-//! argument costs a script about 1 300 instructions in `redis-server` (fixed window: 47 000
-//! instructions per call as a mode of `decide.lua`, 44 600 as a script of its own).
+//! argument costs a script about 1 300 instructions in `redis-server` (a Lua string made and
+//! interned; fixed window: 47 000 instructions per call as a mode of `decide.lua`, 44 600 as a
+//! script of its own), so no script takes a spare one.
 
 use std::io::Write;
 use std::time::Duration;

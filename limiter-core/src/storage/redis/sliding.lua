@@ -1,12 +1,7 @@
--- limiter: a fast mode of the decision (src/storage/redis/fast.rs), a script of its own so
--- that it takes no mode argument. A batch of 1 to 8 limits of one strategy on distinct keys,
--- decided all or nothing, with the arithmetic done by the caller (which knows now):
--- formatting and dividing large numbers in Lua cost more than the GET and SET themselves.
--- It returns, per limit, its value after charging when every limit admits, else
--- -(value before) - 1 for each (nothing written), as an array. A key holding
--- anything but this strategy's value returns nil before anything is written: the caller asks
--- again through decide.lua, whose general path handles it. Every argument costs about 1 300
--- instructions in redis-server (a Lua string made and interned): none is spare.
+-- limiter: the sliding-window fast script. What every fast script takes and answers (a batch of
+-- 1 to 8 limits decided all or nothing with the caller's arithmetic, nil for a key holding
+-- anything else, no spare argument) is written once, in src/storage/redis/fast.rs. This one
+-- answers an array.
 --
 -- Sliding window counters. Per limit i, from ARGV[6i - 5]: the current bucket's start, the
 -- previous bucket's start ("-" when there is none), the previous bucket's weight now
