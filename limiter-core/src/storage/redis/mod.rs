@@ -533,21 +533,21 @@ impl RedisStore {
         self.inner.pools.query(&evalsha, Some(&eval)).await
     }
 
-    /// Splits the batch by hash slot, in order of first appearance (one group off a cluster).
-    fn groups(&self, hits: &[Hit<'_>]) -> SmallVec<[SmallVec<[usize; 4]>; 1]> {
+    /// The batch split by cluster hash slot, in order of first appearance, when it spans
+    /// more than one; `None` when one script call takes it whole (always off a cluster).
+    fn slot_groups(&self, hits: &[Hit<'_>]) -> Option<SmallVec<[SmallVec<[usize; 4]>; 1]>> {
+        if !self.inner.cluster {
+            return None;
+        }
         let mut groups: SmallVec<[(u16, SmallVec<[usize; 4]>); 1]> = SmallVec::new();
         for (i, hit) in hits.iter().enumerate() {
-            let slot = if self.inner.cluster {
-                key_slot(hit.key)
-            } else {
-                0
-            };
+            let slot = key_slot(hit.key);
             match groups.iter_mut().find(|(s, _)| *s == slot) {
                 Some((_, members)) => members.push(i),
                 None => groups.push((slot, std::iter::once(i).collect())),
             }
         }
-        groups.into_iter().map(|(_, members)| members).collect()
+        (groups.len() > 1).then(|| groups.into_iter().map(|(_, members)| members).collect())
     }
 
     async fn redis_decide(
@@ -556,13 +556,10 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<Decision, StorageError> {
         let now = self.now_arg(now);
-        if self.inner.cluster {
-            let groups = self.groups(hits);
-            if groups.len() > 1 {
-                // Boxed: inline, the loop's state (several calls' futures, the stats) made
-                // every decision's future 8.9 KB, allocated per request; 1.2 KB without it.
-                return Box::pin(self.decide_by_slot(hits, now, groups)).await;
-            }
+        if let Some(groups) = self.slot_groups(hits) {
+            // Boxed: inline, the loop's state (several calls' futures, the stats) made every
+            // decision's future 8.9 KB, allocated per request; 1.2 KB without it.
+            return Box::pin(self.decide_by_slot(hits, now, groups)).await;
         }
         if let Some((t, mode)) = now.and_then(|t| Some((t, FastMode::of(hits)?))) {
             if let Some(stats) = self.call_fast(mode, hits, t).await? {
@@ -623,10 +620,9 @@ impl RedisStore {
         now: Timestamp,
     ) -> Result<StatsList, StorageError> {
         let now = self.now_arg(now);
-        let groups = self.groups(hits);
-        if groups.len() == 1 {
+        let Some(groups) = self.slot_groups(hits) else {
             return self.call(mode, hits, now).await;
-        }
+        };
         let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
         for members in &groups {
             let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
