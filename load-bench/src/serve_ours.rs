@@ -23,13 +23,12 @@ pub async fn hello_over() -> HttpResponse {
 /// This crate's limiter for `variant`: a route limit comes from the handler's `#[limit]`,
 /// except for `memory-app`, whose one limit is the application limit at the route's rate.
 pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Result<Limiter> {
-    let application = match variant {
-        Variant::MemoryApp => {
-            let (amount, period) = route_rate(scenario);
-            format!("{amount} per {} seconds", period.as_secs())
-        }
-        _ => "1000000000 per minute".to_string(),
-    };
+    // The others' application limit is never reached, as the route's is when under it.
+    let (amount, period) = route_rate(match variant {
+        Variant::MemoryApp => scenario,
+        _ => Scenario::Under,
+    });
+    let application = format!("{amount} per {} seconds", period.as_secs());
     let (strategy, uri) = match variant {
         Variant::MemoryFixed | Variant::MemoryApp => ("fixed-window", "memory://"),
         Variant::MemoryGcra => ("gcra", "memory://"),
