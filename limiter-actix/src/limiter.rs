@@ -798,43 +798,46 @@ impl Inner {
                 headers.insert(self.names.remaining.clone(), decimal(stats.remaining));
                 headers.insert(self.names.reset.clone(), repeating(Repeating::Reset, reset));
             }
-            Headers::Ietf => {
-                let mut policy = String::new();
-                let mut current_name = String::new();
-                let mut counts = [0u16; 3];
-                for (i, item) in batch.items.iter().enumerate() {
-                    let (kind, n) = match item.origin {
-                        Origin::Route(_) => ("route", &mut counts[0]),
-                        Origin::Default(_) => ("default", &mut counts[1]),
-                        Origin::Application(_) => ("application", &mut counts[2]),
-                    };
-                    let name = format!("\"{kind}-{n}\"");
-                    *n += 1;
-                    if !policy.is_empty() {
-                        policy.push_str(", ");
-                    }
-                    policy.push_str(&format!(
-                        "{name};q={};w={}",
-                        item.rate.amount(),
-                        item.rate.period().as_secs()
-                    ));
-                    if i == current {
-                        current_name = name;
-                    }
-                }
-                let until_reset = stats
-                    .reset
-                    .saturating_since(self.clock.now())
-                    .as_micros()
-                    .div_ceil(1_000_000);
-                let rate_limit = format!("{current_name};r={};t={until_reset}", stats.remaining);
-                if let Ok(v) = HeaderValue::from_str(&policy) {
-                    headers.insert(HeaderName::from_static("ratelimit-policy"), v);
-                }
-                if let Ok(v) = HeaderValue::from_str(&rate_limit) {
-                    headers.insert(HeaderName::from_static("ratelimit"), v);
-                }
+            Headers::Ietf => self.add_ietf(headers, batch, current, stats),
+        }
+    }
+
+    /// The IETF draft's `RateLimit-Policy` and `RateLimit` headers.
+    fn add_ietf(&self, headers: &mut HeaderMap, batch: &Batch, current: usize, stats: LimitStats) {
+        let mut policy = String::new();
+        let mut current_name = String::new();
+        let mut counts = [0u16; 3];
+        for (i, item) in batch.items.iter().enumerate() {
+            let (kind, n) = match item.origin {
+                Origin::Route(_) => ("route", &mut counts[0]),
+                Origin::Default(_) => ("default", &mut counts[1]),
+                Origin::Application(_) => ("application", &mut counts[2]),
+            };
+            let name = format!("\"{kind}-{n}\"");
+            *n += 1;
+            if !policy.is_empty() {
+                policy.push_str(", ");
             }
+            policy.push_str(&format!(
+                "{name};q={};w={}",
+                item.rate.amount(),
+                item.rate.period().as_secs()
+            ));
+            if i == current {
+                current_name = name;
+            }
+        }
+        let until_reset = stats
+            .reset
+            .saturating_since(self.clock.now())
+            .as_micros()
+            .div_ceil(1_000_000);
+        let rate_limit = format!("{current_name};r={};t={until_reset}", stats.remaining);
+        if let Ok(v) = HeaderValue::from_str(&policy) {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&rate_limit) {
+            headers.insert(HeaderName::from_static("ratelimit"), v);
         }
     }
 }

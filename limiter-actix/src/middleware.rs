@@ -16,7 +16,7 @@ use limiter_core::Decision;
 use pin_project_lite::pin_project;
 
 use crate::batch::Batch;
-use crate::limiter::{Headers, Limiter, Shown};
+use crate::limiter::{Headers, Inner, Limiter, Shown};
 use crate::routes::{default_suffixes, method_index, KeyKind, RouteState, Routes};
 
 /// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
@@ -118,29 +118,14 @@ pub(crate) struct Post {
 impl Post {
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
         let handled = res.request().extensions().contains::<Handled>();
-        let inner = &self.worker.limiter.inner;
-        let (kind, key, method, prior) = match &self.learn {
-            Learn::Nothing => (None, "", 0, RouteState::Unknown),
-            Learn::Static { method, prior } => (
-                Some(KeyKind::StaticPath),
-                res.request().path(),
-                *method,
-                *prior,
-            ),
-            Learn::Pattern {
-                pattern,
-                method,
-                prior,
-            } => (Some(KeyKind::Pattern), pattern.as_str(), *method, *prior),
+        let prior = match &self.learn {
+            Learn::Nothing => None,
+            Learn::Static { prior, .. } | Learn::Pattern { prior, .. } => Some(*prior),
         };
-        if let Some(kind) = kind.filter(|_| prior.observe_changes(handled)) {
-            if prior == RouteState::Deferred {
-                charge_late(&self.worker.limiter, res.request(), key);
-            }
-            inner
-                .routes
-                .record(kind, key, method, handled, &inner.defaults);
+        if prior.is_some_and(|prior| prior.observe_changes(handled)) {
+            learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
         }
+        let inner = &self.worker.limiter.inner;
         if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
             if let Some(shown) = batch.shown.filter(|_| !handled) {
@@ -149,6 +134,27 @@ impl Post {
             batch.give();
         }
     }
+}
+
+/// Records what a response showed about its route (whether it decides for itself), when that
+/// changes what the table knows.
+fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, handled: bool) {
+    let inner = &limiter.inner;
+    let (kind, key, method, prior) = match learn {
+        Learn::Nothing => return,
+        Learn::Static { method, prior } => (KeyKind::StaticPath, req.path(), *method, *prior),
+        Learn::Pattern {
+            pattern,
+            method,
+            prior,
+        } => (KeyKind::Pattern, pattern.as_str(), *method, *prior),
+    };
+    if prior == RouteState::Deferred {
+        charge_late(limiter, req, key);
+    }
+    inner
+        .routes
+        .record(kind, key, method, handled, &inner.defaults);
 }
 
 /// A route the table said decides for itself ran without a wrapper (it turned out ambiguous):
@@ -283,48 +289,7 @@ where
                     }
                     (Learn::Static { method: m, prior }, charge)
                 }
-                None => match req.resource_map().match_pattern(path) {
-                    // No route: a 404 is charged the application limits only.
-                    None => {
-                        let charge =
-                            inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
-                        if charge {
-                            inner.push_application(batch_of(&mut pooled));
-                        }
-                        (Learn::Nothing, charge)
-                    }
-                    Some(pattern) => {
-                        let entry = routes.patterns.get(pattern.as_str());
-                        let prior = match (method, entry) {
-                            (Some(m), Some(entry)) => entry.states[m],
-                            _ => RouteState::Unknown,
-                        };
-                        let charge = prior != RouteState::Deferred
-                            && inner
-                                .client_key(req.request(), pooled.get_or_insert_with(Batch::take));
-                        if charge {
-                            let fresh;
-                            let suffixes = match entry {
-                                Some(entry) => &entry.default_suffixes,
-                                None => {
-                                    fresh = default_suffixes(&pattern, &inner.defaults);
-                                    &fresh
-                                }
-                            };
-                            inner.push_app_and_defaults(batch_of(&mut pooled), Some(suffixes));
-                        }
-                        let learn = match method {
-                            None => Learn::Nothing,
-                            Some(m) if pattern == path => Learn::Static { method: m, prior },
-                            Some(m) => Learn::Pattern {
-                                pattern,
-                                method: m,
-                                prior,
-                            },
-                        };
-                        (learn, charge)
-                    }
-                },
+                None => pattern_route(inner, &req, &routes, method, &mut pooled),
             }
         };
         let post = Post {
@@ -355,34 +320,95 @@ where
                     response: Some(response),
                 },
             },
-            None => {
-                let service = Rc::clone(&self.service);
-                LimiterFuture::Boxed {
-                    fut: Box::pin(async move {
-                        let inner = &post.worker.limiter.inner;
-                        let decision = inner.decide_remote(&batch.hits()).await;
-                        let decision = match decision {
-                            Ok(decision) => decision,
-                            Err(error) => {
-                                batch.give();
-                                let response = inner.storage_failure(&error);
-                                let (req, _) = req.into_parts();
-                                return Ok(
-                                    ServiceResponse::new(req, response).map_into_right_body()
-                                );
-                            }
-                        };
-                        match decided(req, batch, decision, post) {
-                            Decided::Pass(req, post) => {
-                                let mut res = service.call(req).await?;
-                                post.finish(&mut res);
-                                Ok(res.map_into_left_body())
-                            }
-                            Decided::Reject(response) => Ok(response),
-                        }
-                    }),
+            None => remote(Rc::clone(&self.service), req, batch, post),
+        }
+    }
+}
+
+/// The decision on a store that answers asynchronously (Redis), boxed.
+fn remote<S, B>(
+    service: Rc<S>,
+    req: ServiceRequest,
+    batch: Box<Batch>,
+    post: Post,
+) -> LimiterFuture<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    LimiterFuture::Boxed {
+        fut: Box::pin(async move {
+            let inner = &post.worker.limiter.inner;
+            let decision = inner.decide_remote(&batch.hits()).await;
+            let decision = match decision {
+                Ok(decision) => decision,
+                Err(error) => {
+                    batch.give();
+                    let response = inner.storage_failure(&error);
+                    let (req, _) = req.into_parts();
+                    return Ok(ServiceResponse::new(req, response).map_into_right_body());
                 }
+            };
+            match decided(req, batch, decision, post) {
+                Decided::Pass(req, post) => {
+                    let mut res = service.call(req).await?;
+                    post.finish(&mut res);
+                    Ok(res.map_into_left_body())
+                }
+                Decided::Reject(response) => Ok(response),
             }
+        }),
+    }
+}
+
+/// Finds the route of a path that is not a known static path (a pattern, or none: a 404) and,
+/// unless it decides for itself, builds its charge.
+fn pattern_route(
+    inner: &Inner,
+    req: &ServiceRequest,
+    routes: &Routes,
+    method: Option<usize>,
+    pooled: &mut Option<Box<Batch>>,
+) -> (Learn, bool) {
+    let path = req.path();
+    match req.resource_map().match_pattern(path) {
+        // No route: a 404 is charged the application limits only.
+        None => {
+            let charge = inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
+            if charge {
+                inner.push_application(batch_of(pooled));
+            }
+            (Learn::Nothing, charge)
+        }
+        Some(pattern) => {
+            let entry = routes.patterns.get(pattern.as_str());
+            let prior = match (method, entry) {
+                (Some(m), Some(entry)) => entry.states[m],
+                _ => RouteState::Unknown,
+            };
+            let charge = prior != RouteState::Deferred
+                && inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
+            if charge {
+                let fresh;
+                let suffixes = match entry {
+                    Some(entry) => &entry.default_suffixes,
+                    None => {
+                        fresh = default_suffixes(&pattern, &inner.defaults);
+                        &fresh
+                    }
+                };
+                inner.push_app_and_defaults(batch_of(pooled), Some(suffixes));
+            }
+            let learn = match method {
+                None => Learn::Nothing,
+                Some(m) if pattern == path => Learn::Static { method: m, prior },
+                Some(m) => Learn::Pattern {
+                    pattern,
+                    method: m,
+                    prior,
+                },
+            };
+            (learn, charge)
         }
     }
 }
