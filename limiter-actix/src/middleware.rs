@@ -118,13 +118,7 @@ pub(crate) struct Post {
 impl Post {
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
         let handled = res.request().extensions().contains::<Handled>();
-        let prior = match &self.learn {
-            Learn::Nothing => None,
-            Learn::Static { prior, .. } | Learn::Pattern { prior, .. } => Some(*prior),
-        };
-        if prior.is_some_and(|prior| prior.observe_changes(handled)) {
-            learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
-        }
+        learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
         let inner = &self.worker.limiter.inner;
         if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
@@ -149,6 +143,9 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, h
             prior,
         } => (KeyKind::Pattern, pattern.as_str(), *method, *prior),
     };
+    if !prior.observe_changes(handled) {
+        return;
+    }
     if prior == RouteState::Deferred {
         charge_late(limiter, req, key);
     }
@@ -280,7 +277,7 @@ where
                 Some((m, entry)) => {
                     let prior = entry.states[m];
                     let charge = prior != RouteState::Deferred
-                        && inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
+                        && inner.client_key(req.request(), batch_of(&mut pooled));
                     if charge {
                         inner.push_app_and_defaults(
                             batch_of(&mut pooled),
@@ -374,7 +371,7 @@ fn pattern_route(
     match req.resource_map().match_pattern(path) {
         // No route: a 404 is charged the application limits only.
         None => {
-            let charge = inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
+            let charge = inner.client_key(req.request(), batch_of(pooled));
             if charge {
                 inner.push_application(batch_of(pooled));
             }
@@ -386,8 +383,8 @@ fn pattern_route(
                 (Some(m), Some(entry)) => entry.states[m],
                 _ => RouteState::Unknown,
             };
-            let charge = prior != RouteState::Deferred
-                && inner.client_key(req.request(), pooled.get_or_insert_with(Batch::take));
+            let charge =
+                prior != RouteState::Deferred && inner.client_key(req.request(), batch_of(pooled));
             if charge {
                 let fresh;
                 let suffixes = match entry {
@@ -413,7 +410,7 @@ fn pattern_route(
     }
 }
 
-/// The batch a charge is being built in (taken by the key lookup just before).
+/// The batch a charge is built in, taken from the pool on first use.
 fn batch_of(pooled: &mut Option<Box<Batch>>) -> &mut Batch {
     pooled.get_or_insert_with(Batch::take)
 }
