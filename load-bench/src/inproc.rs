@@ -16,7 +16,7 @@ use actix_web::test::{init_service, TestRequest};
 use actix_web::{web, App, Error};
 
 use crate::load::Scenario;
-use crate::serve::{governor_config, hello};
+use crate::serve::{governor_bare_config, governor_config, hello};
 use crate::serve_ours::{hello_under, limiter};
 use crate::Variant;
 
@@ -60,11 +60,21 @@ async fn measure(variant: Variant, clients: &[HeaderValue], requests: usize) -> 
             .await;
             drive(&app, clients, requests).await
         }
+        Variant::GovernorBare => {
+            let config = governor_bare_config(Scenario::Under);
+            let app = init_service(
+                App::new()
+                    .wrap(Governor::new(&config))
+                    .route("/hello", route()),
+            )
+            .await;
+            drive(&app, clients, requests).await
+        }
         ours => {
             let limiter = limiter(ours, Scenario::Under, "").expect("a memory limiter");
-            // `memory-app`'s one limit is the application's, on the plain handler.
+            // `memory-app`'s and `memory-bare`'s one limit is the application's, on the plain handler.
             let handler = match ours {
-                Variant::MemoryApp => route(),
+                Variant::MemoryApp | Variant::MemoryBare => route(),
                 _ => web::get().to(hello_under),
             };
             let app = init_service(App::new().wrap(limiter).route("/hello", handler)).await;
@@ -84,8 +94,10 @@ pub fn run(args: &[String]) {
             vec![
                 Variant::None,
                 Variant::Governor,
+                Variant::GovernorBare,
                 Variant::MemoryFixed,
                 Variant::MemoryApp,
+                Variant::MemoryBare,
                 Variant::MemoryGcra,
                 Variant::MemoryMoving,
             ]

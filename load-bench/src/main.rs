@@ -39,6 +39,8 @@ pub enum Variant {
     None,
     /// actix-governor, keyed by the client header, with its headers on.
     Governor,
+    /// actix-governor without its `x-ratelimit-*` headers: the limiter's own cost.
+    GovernorBare,
     /// actix-limitation on Redis, keyed by the client header.
     Limitation,
     /// limiter on memory, fixed window (route + application limit, headers on).
@@ -46,6 +48,8 @@ pub enum Variant {
     /// limiter on memory, fixed window, configured as governor is: one application-wide
     /// limit from the middleware, no `#[limit]` on the handler, headers on.
     MemoryApp,
+    /// `memory-app` without rate-limit headers, to set beside `governor-bare`.
+    MemoryBare,
     /// limiter on memory, GCRA.
     MemoryGcra,
     /// limiter on memory, moving window.
@@ -57,11 +61,13 @@ pub enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 9] = [
+    const ALL: [Variant; 11] = [
         Variant::None,
         Variant::Governor,
+        Variant::GovernorBare,
         Variant::MemoryFixed,
         Variant::MemoryApp,
+        Variant::MemoryBare,
         Variant::MemoryGcra,
         Variant::MemoryMoving,
         Variant::RedisFixed,
@@ -73,9 +79,11 @@ impl Variant {
         match self {
             Variant::None => "none",
             Variant::Governor => "governor",
+            Variant::GovernorBare => "governor-bare",
             Variant::Limitation => "limitation",
             Variant::MemoryFixed => "memory-fixed",
             Variant::MemoryApp => "memory-app",
+            Variant::MemoryBare => "memory-bare",
             Variant::MemoryGcra => "memory-gcra",
             Variant::MemoryMoving => "memory-moving",
             Variant::RedisFixed => "redis-fixed",
@@ -141,7 +149,7 @@ const USAGE: &str = "\
 limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS]
 limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]
 
-variants: none, governor, memory-fixed, memory-app, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
+variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
 scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys)";
 
 fn parse_options(args: &[String]) -> Options {

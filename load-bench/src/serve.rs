@@ -53,14 +53,28 @@ impl KeyExtractor for ClientHeader {
 pub fn governor_config(
     scenario: Scenario,
 ) -> GovernorConfig<ClientHeader, governor::middleware::StateInformationMiddleware> {
-    let (amount, period) = route_rate(scenario);
-    GovernorConfigBuilder::default()
-        .period(period / amount)
-        .burst_size(amount)
-        .key_extractor(ClientHeader)
+    governor_builder(scenario)
         .use_headers()
         .finish()
         .expect("a valid governor config")
+}
+
+/// actix-governor's configuration for `scenario` without its `x-ratelimit-*` headers.
+pub fn governor_bare_config(
+    scenario: Scenario,
+) -> GovernorConfig<ClientHeader, governor::middleware::NoOpMiddleware> {
+    governor_builder(scenario)
+        .finish()
+        .expect("a valid governor config")
+}
+
+fn governor_builder(
+    scenario: Scenario,
+) -> GovernorConfigBuilder<ClientHeader, governor::middleware::NoOpMiddleware> {
+    let (amount, period) = route_rate(scenario);
+    let mut builder = GovernorConfigBuilder::default().key_extractor(ClientHeader);
+    builder.period(period / amount).burst_size(amount);
+    builder
 }
 
 pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std::io::Result<()> {
@@ -77,6 +91,18 @@ pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std
             }
             Variant::Governor => {
                 let config = governor_config(scenario);
+                HttpServer::new(move || {
+                    App::new()
+                        .wrap(Governor::new(&config))
+                        .route("/hello", web::get().to(hello))
+                })
+                .workers(1)
+                .bind(bind)?
+                .run()
+                .await
+            }
+            Variant::GovernorBare => {
+                let config = governor_bare_config(scenario);
                 HttpServer::new(move || {
                     App::new()
                         .wrap(Governor::new(&config))

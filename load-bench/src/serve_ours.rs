@@ -1,7 +1,7 @@
 //! This project's limiter: a route limit (`#[limit]`) and an application limit, headers on,
 //! keyed by the same client header as the other variants (through `key_header`). The
 //! `memory-app` variant is configured as governor is: one application limit, charged by the
-//! middleware, and a plain handler.
+//! middleware, and a plain handler; `memory-bare` is `memory-app` without rate-limit headers.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use limiter_actix::{limit, Headers, Limiter};
@@ -21,16 +21,18 @@ pub async fn hello_over() -> HttpResponse {
 }
 
 /// This crate's limiter for `variant`: a route limit comes from the handler's `#[limit]`,
-/// except for `memory-app`, whose one limit is the application limit at the route's rate.
+/// except for `memory-app` and `memory-bare`, whose one limit is the application limit at the route's rate.
 pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Result<Limiter> {
     // The others' application limit is never reached, as the route's is when under it.
     let (amount, period) = route_rate(match variant {
-        Variant::MemoryApp => scenario,
+        Variant::MemoryApp | Variant::MemoryBare => scenario,
         _ => Scenario::Under,
     });
     let application = format!("{amount} per {} seconds", period.as_secs());
     let (strategy, uri) = match variant {
-        Variant::MemoryFixed | Variant::MemoryApp => ("fixed-window", "memory://"),
+        Variant::MemoryFixed | Variant::MemoryApp | Variant::MemoryBare => {
+            ("fixed-window", "memory://")
+        }
         Variant::MemoryGcra => ("gcra", "memory://"),
         Variant::MemoryMoving => ("moving-window", "memory://"),
         Variant::RedisFixed => ("fixed-window", redis),
@@ -41,7 +43,10 @@ pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Re
         .storage_uri(uri)
         .strategy(strategy)
         .application_limits(&application)
-        .headers(Headers::XRateLimit)
+        .headers(match variant {
+            Variant::MemoryBare => Headers::Off,
+            _ => Headers::XRateLimit,
+        })
         .key_header(CLIENT_HEADER.as_str())
         .build()
         .map_err(std::io::Error::other)
@@ -57,7 +62,9 @@ pub async fn run(
     HttpServer::new(move || {
         let app = App::new().wrap(limiter.clone());
         match (variant, scenario) {
-            (Variant::MemoryApp, _) => app.route("/hello", web::get().to(hello)),
+            (Variant::MemoryApp | Variant::MemoryBare, _) => {
+                app.route("/hello", web::get().to(hello))
+            }
             (_, Scenario::Over) => app.route("/hello", web::get().to(hello_over)),
             (_, Scenario::Under | Scenario::Many) => {
                 app.route("/hello", web::get().to(hello_under))
