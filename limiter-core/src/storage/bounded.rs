@@ -38,6 +38,16 @@ pub(crate) fn unpredictable_hasher() -> foldhash::fast::FixedState {
     foldhash::fast::FixedState::with_seed(seed)
 }
 
+/// The table hash of a key: its bytes alone. `hash_one` would hash their length first, which
+/// a table that compares whole keys does not need; that was a tenth of a memory-store decision.
+#[inline]
+pub(crate) fn hash_bytes(state: &foldhash::fast::FixedState, bytes: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = state.build_hasher();
+    hasher.write(bytes);
+    hasher.finish()
+}
+
 /// What [`Bounded::make_room`] dropped.
 #[derive(Default)]
 pub(crate) struct Dropped {

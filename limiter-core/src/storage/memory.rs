@@ -26,7 +26,6 @@
 
 use std::cell::UnsafeCell;
 use std::future::{ready, Future};
-use std::hash::BuildHasher;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -36,7 +35,7 @@ use thin_vec::ThinVec;
 use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::keys::tag_span;
-use crate::storage::bounded::{shard_count, unpredictable_hasher, Bounded, Expires};
+use crate::storage::bounded::{hash_bytes, shard_count, unpredictable_hasher, Bounded, Expires};
 use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, State};
 
@@ -304,14 +303,14 @@ impl MemoryStore {
 
     #[inline]
     fn hash_key(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        hash_bytes(&self.hasher, key)
     }
 
     /// The table hash of a tagged key whose head (see [`MemoryStore::place`]) hashes to
     /// `head`: the rest of the key, hashed from there.
     #[inline]
     fn hash_tail(&self, head: u64, tail: &[u8]) -> u64 {
-        foldhash::fast::FixedState::with_seed(head).hash_one(tail)
+        hash_bytes(&foldhash::fast::FixedState::with_seed(head), tail)
     }
 
     /// A key's table hash and shard. A key with a `{client}` hash tag (see [`crate::keys`])

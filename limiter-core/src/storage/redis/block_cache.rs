@@ -5,13 +5,12 @@
 //! short lock per shard, expired entries swept as new ones arrive, and a full shard evicting
 //! the sampled entry whose block ends first. A lookup that meets an expired entry drops it.
 
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::rate::Rate;
-use crate::storage::bounded::{shard_count, unpredictable_hasher, Bounded, Expires};
+use crate::storage::bounded::{hash_bytes, shard_count, unpredictable_hasher, Bounded, Expires};
 use crate::storage::memory::SpinLock;
 use crate::storage::Hit;
 use crate::strategy::{LimitStats, Strategy};
@@ -82,7 +81,7 @@ impl BlockCache {
 
     #[inline]
     fn place(&self, key: &str) -> (u64, usize) {
-        let hash = self.hasher.hash_one(key.as_bytes());
+        let hash = hash_bytes(&self.hasher, key.as_bytes());
         (hash, ((hash >> 48) & self.shard_mask) as usize)
     }
 
@@ -148,7 +147,7 @@ impl BlockCache {
         let hasher = &self.hasher;
         shard
             .table
-            .insert_unique(hash, entry, |e| hasher.hash_one(e.key.as_bytes()));
+            .insert_unique(hash, entry, |e| hash_bytes(hasher, e.key.as_bytes()));
         self.len.fetch_add(1, Ordering::Relaxed);
     }
 
