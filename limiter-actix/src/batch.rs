@@ -130,4 +130,14 @@ impl Batch {
     pub(crate) fn hits(&self) -> Hits<'_> {
         self.items.iter().map(|item| self.hit(item)).collect()
     }
+
+    /// `f` of the hits, without building a `SmallVec` for the usual single limit (building
+    /// one and moving it out cost a sixth of a memory-store request's limiter overhead).
+    #[inline]
+    pub(crate) fn with_hits<R>(&self, f: impl FnOnce(&[Hit<'_>]) -> R) -> R {
+        match self.items.as_slice() {
+            [item] => f(&[self.hit(item)]),
+            _ => f(&self.hits()),
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
-use limiter_core::keys::{key_suffix, push_client_tag};
+use limiter_core::keys::{key_suffix, push_client_tag, push_client_tag_of_parts};
 use limiter_core::{
     parse_rates, Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError,
     StorageUri, Store, Strategy,
@@ -583,11 +583,7 @@ impl Inner {
                 .filter(|value| !value.is_empty())
             {
                 Some(value) => {
-                    batch.scratch.clear();
-                    batch.scratch.push_str(name.as_str());
-                    batch.scratch.push('=');
-                    batch.scratch.push_str(value);
-                    push_client_tag(&mut batch.client_tag, &batch.scratch);
+                    push_client_tag_of_parts(&mut batch.client_tag, &[name.as_str(), "=", value]);
                     true
                 }
                 None => self.peer_key(req, batch),

@@ -134,18 +134,20 @@ impl Post {
 /// changes what the table knows.
 fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, handled: bool) {
     let inner = &limiter.inner;
-    let (kind, key, method, prior) = match learn {
+    let (kind, pattern, method, prior) = match learn {
         Learn::Nothing => return,
-        Learn::Static { method, prior } => (KeyKind::StaticPath, req.path(), *method, *prior),
+        Learn::Static { method, prior } => (KeyKind::StaticPath, None, *method, *prior),
         Learn::Pattern {
             pattern,
             method,
             prior,
-        } => (KeyKind::Pattern, pattern.as_str(), *method, *prior),
+        } => (KeyKind::Pattern, Some(pattern.as_str()), *method, *prior),
     };
+    // Checked before the path is read: nearly every response confirms what the table knows.
     if !prior.observe_changes(handled) {
         return;
     }
+    let key = pattern.unwrap_or_else(|| req.path());
     if prior == RouteState::Deferred {
         charge_late(limiter, req, key);
     }
@@ -168,7 +170,7 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
         &mut batch,
         Some(&default_suffixes(pattern, &inner.defaults)),
     );
-    if inner.decide_sync(&batch.hits()).is_some() {
+    if batch.with_hits(|hits| inner.decide_sync(hits)).is_some() {
         batch.give();
         return;
     }
@@ -306,7 +308,7 @@ where
                 };
             }
         };
-        let decision = inner.decide_sync(&batch.hits());
+        let decision = batch.with_hits(|hits| inner.decide_sync(hits));
         match decision {
             Some(decision) => match decided(req, batch, decision, post) {
                 Decided::Pass(req, post) => LimiterFuture::Inner {

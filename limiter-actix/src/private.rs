@@ -392,7 +392,7 @@ where
         };
     }
     // The memory store always answers here; Redis only from its block cache.
-    let Some(decision) = inner.decide_sync(&batch.hits()) else {
+    let Some(decision) = batch.with_hits(|hits| inner.decide_sync(hits)) else {
         // The store must be asked: hand over the limits collected here.
         return Run::Slow {
             fut: Box::pin(run_slow(

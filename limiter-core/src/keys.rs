@@ -74,16 +74,38 @@ pub fn push_counter_key(out: &mut String, prefix: &str, client: &str, suffix: &s
 /// assert_eq!(tag.len(), "{#}".len() + 64);
 /// ```
 pub fn push_client_tag(out: &mut String, client: &str) {
-    if client.len() > MAX_PLAIN_CLIENT_KEY || has_brace(client.as_bytes()) {
+    push_client_tag_of_parts(out, &[client]);
+}
+
+/// [`push_client_tag`] of the client key that `parts` make when joined, without joining them
+/// first (a key from a request header is its name, `=` and its value).
+///
+/// ```
+/// use limiter_core::keys::{push_client_tag, push_client_tag_of_parts};
+/// let (mut joined, mut parts) = (String::new(), String::new());
+/// push_client_tag(&mut joined, "x-api-key=k1");
+/// push_client_tag_of_parts(&mut parts, &["x-api-key", "=", "k1"]);
+/// assert_eq!(parts, joined);
+/// ```
+#[inline]
+pub fn push_client_tag_of_parts(out: &mut String, parts: &[&str]) {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    if len > MAX_PLAIN_CLIENT_KEY || parts.iter().any(|part| has_brace(part.as_bytes())) {
+        let mut digest = Sha256::new();
+        for part in parts {
+            digest.update(part.as_bytes());
+        }
         out.push_str("{#");
-        for byte in Sha256::digest(client.as_bytes()) {
+        for byte in digest.finalize() {
             let _ = write!(out, "{byte:02x}");
         }
         out.push('}');
     } else {
-        out.reserve(client.len() + 2);
+        out.reserve(len + 2);
         out.push('{');
-        out.push_str(client);
+        for part in parts {
+            out.push_str(part);
+        }
         out.push('}');
     }
 }
@@ -187,6 +209,17 @@ mod tests {
             key in prop::collection::vec(prop::sample::select(&b"{}a|z\xfb\xfd\x00\xff\x01"[..]), 0..40)
         ) {
             prop_assert_eq!(tag_span(&key), tag_as_specified(&key));
+        }
+
+        #[test]
+        fn a_tag_of_parts_is_the_tag_of_the_joined_key(
+            parts in prop::collection::vec("[a-z{}=]{0,40}", 0..4)
+        ) {
+            let (mut joined, mut of_parts) = (String::new(), String::new());
+            push_client_tag(&mut joined, &parts.concat());
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            push_client_tag_of_parts(&mut of_parts, &parts);
+            prop_assert_eq!(of_parts, joined);
         }
 
         #[test]
