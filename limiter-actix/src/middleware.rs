@@ -23,14 +23,18 @@ use crate::routes::{default_suffixes, method_index, KeyKind, RouteState, Routes}
 /// for itself". A zero-sized value: inserting it allocates nothing.
 pub(crate) struct Handled;
 
-/// Put in the request extensions when the middleware charged the request before routing, so
-/// a wrapper knows to give that charge back before deciding itself.
+/// In the request's app data when the middleware charged the request before routing, so a
+/// wrapper knows to give that charge back before deciding itself. App data, not an extension:
+/// each worker adds one shared container holding it, where an extension would be a table
+/// insertion (and often its allocation) per request.
 pub(crate) struct Charged;
 
 /// Per-worker state (actix builds one middleware per worker thread).
 struct Worker {
     limiter: Limiter,
     data: Rc<Extensions>,
+    /// Holds only [`Charged`]: added to the requests this middleware charged.
+    charged: Rc<Extensions>,
     routes: Rc<RouteView>,
 }
 
@@ -82,11 +86,14 @@ where
         let mut data = Extensions::new();
         data.insert(self.clone());
         data.insert(Rc::clone(&routes));
+        let mut charged = Extensions::new();
+        charged.insert(Charged);
         ready(Ok(LimiterMiddleware {
             service: Rc::new(service),
             worker: Rc::new(Worker {
                 limiter: self.clone(),
                 data: Rc::new(data),
+                charged: Rc::new(charged),
                 routes,
             }),
         }))
@@ -424,7 +431,7 @@ enum Decided<B> {
 }
 
 fn decided<B>(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     mut batch: Box<Batch>,
     decision: Decision,
     mut post: Post,
@@ -436,7 +443,7 @@ fn decided<B>(
         let (req, _) = req.into_parts();
         return Decided::Reject(ServiceResponse::new(req, response).map_into_right_body());
     }
-    req.extensions_mut().insert(Charged);
+    req.add_data_container(Rc::clone(&post.worker.charged));
     if inner.headers == Headers::Off {
         batch.give();
     } else {

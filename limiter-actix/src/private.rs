@@ -357,11 +357,8 @@ where
         };
     };
     let inner = &*limiter.inner;
-    let charged = {
-        let mut extensions = req.extensions_mut();
-        extensions.insert(Handled);
-        extensions.remove::<Charged>().is_some()
-    };
+    req.extensions_mut().insert(Handled);
+    let charged = req.app_data::<Charged>().is_some();
     let payload = payload.into_inner();
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
