@@ -72,7 +72,8 @@ async fn measure(variant: Variant, clients: &[HeaderValue], requests: usize) -> 
         }
         ours => {
             let limiter = limiter(ours, Scenario::Under, "").expect("a memory limiter");
-            // `memory-app`'s and `memory-bare`'s one limit is the application's, on the plain handler.
+            // `memory-app`'s and `memory-bare`'s one limit is the application's, on the plain
+            // handler.
             let handler = match ours {
                 Variant::MemoryApp | Variant::MemoryBare => route(),
                 _ => web::get().to(hello_under),
