@@ -12,19 +12,21 @@ use actix_governor::Governor;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::HeaderValue;
+use actix_web::http::StatusCode;
 use actix_web::test::{init_service, TestRequest};
 use actix_web::{web, App, Error};
 
 use crate::load::Scenario;
 use crate::serve::{governor_bare_config, governor_config, hello};
-use crate::serve_ours::{hello_under, limiter};
+use crate::serve_ours::{hello_over, hello_under, limiter};
 use crate::Variant;
 
 /// Distinct clients in the many-clients case, as in the load runs.
 const MANY_CLIENTS: usize = 10_000;
 
-/// Time per request of `requests` requests through `app`, clients taking turns.
-async fn drive<S, B>(app: &S, clients: &[HeaderValue], requests: usize) -> Duration
+/// Time per request of `requests` requests through `app`, clients taking turns. Over the
+/// limit, nearly every answer is a 429.
+async fn drive<S, B>(app: &S, clients: &[HeaderValue], requests: usize, over: bool) -> Duration
 where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody,
@@ -37,54 +39,64 @@ where
             .insert_header(("x-client", client))
             .to_request();
         let res = app.call(req).await.expect("the app answers");
-        assert!(res.status().is_success(), "{}", res.status());
+        let limited = over && res.status() == StatusCode::TOO_MANY_REQUESTS;
+        assert!(res.status().is_success() || limited, "{}", res.status());
         black_box(res);
     }
     start.elapsed() / requests as u32
 }
 
-async fn measure(variant: Variant, clients: &[HeaderValue], requests: usize) -> Duration {
+async fn measure(
+    variant: Variant,
+    clients: &[HeaderValue],
+    requests: usize,
+    scenario: Scenario,
+) -> Duration {
+    let over = scenario == Scenario::Over;
     let route = || web::get().to(hello);
     match variant {
         Variant::None => {
             let app = init_service(App::new().route("/hello", route())).await;
-            drive(&app, clients, requests).await
+            drive(&app, clients, requests, over).await
         }
         Variant::Governor => {
-            let config = governor_config(Scenario::Under);
+            let config = governor_config(scenario);
             let app = init_service(
                 App::new()
                     .wrap(Governor::new(&config))
                     .route("/hello", route()),
             )
             .await;
-            drive(&app, clients, requests).await
+            drive(&app, clients, requests, over).await
         }
         Variant::GovernorBare => {
-            let config = governor_bare_config(Scenario::Under);
+            let config = governor_bare_config(scenario);
             let app = init_service(
                 App::new()
                     .wrap(Governor::new(&config))
                     .route("/hello", route()),
             )
             .await;
-            drive(&app, clients, requests).await
+            drive(&app, clients, requests, over).await
         }
         ours => {
-            let limiter = limiter(ours, Scenario::Under, "").expect("a memory limiter");
+            let limiter = limiter(ours, scenario, "").expect("a memory limiter");
             // `memory-app`'s and `memory-bare`'s one limit is the application's, on the plain
             // handler.
             let handler = match ours {
                 Variant::MemoryApp | Variant::MemoryBare => route(),
+                _ if over => web::get().to(hello_over),
                 _ => web::get().to(hello_under),
             };
             let app = init_service(App::new().wrap(limiter).route("/hello", handler)).await;
-            drive(&app, clients, requests).await
+            drive(&app, clients, requests, over).await
         }
     }
 }
 
-/// `inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]`: alternating rounds, medians, added time over none.
+/// `inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]`: alternating rounds,
+/// medians, added time over none. `over` sets every limit at 10 per minute (the bare app still
+/// answers 200), so nearly every answer of a limiter is a 429.
 pub fn run(args: &[String]) {
     let requests: usize = args
         .first()
@@ -114,7 +126,12 @@ pub fn run(args: &[String]) {
         .map(|i| HeaderValue::from_str(&format!("client-{i}")).expect("ascii"))
         .collect();
     let system = actix_web::rt::System::new();
-    let only = args.get(3).map(String::as_str);
+    let only = args.get(3).map(String::as_str).filter(|o| *o != "both");
+    let scenario = match args.get(4).map(String::as_str) {
+        None | Some("under") => Scenario::Under,
+        Some("over") => Scenario::Over,
+        Some(other) => panic!("unknown scenario {other}: under or over"),
+    };
     for (name, clients) in [("one", &one), ("many", &many)] {
         if only.is_some_and(|o| o != name) {
             continue;
@@ -123,7 +140,7 @@ pub fn run(args: &[String]) {
         for round in 0..rounds {
             for k in 0..variants.len() {
                 let index = (k + round) % variants.len();
-                let time = system.block_on(measure(variants[index], clients, requests));
+                let time = system.block_on(measure(variants[index], clients, requests, scenario));
                 times[index].push(time.as_secs_f64() * 1e9);
             }
         }
@@ -134,7 +151,12 @@ pub fn run(args: &[String]) {
         } else {
             "10 000 clients"
         };
-        println!("\nin-process, {name}: {requests} requests x {rounds} rounds");
+        let over = if scenario == Scenario::Over {
+            ", over the limit"
+        } else {
+            ""
+        };
+        println!("\nin-process, {name}{over}: {requests} requests x {rounds} rounds");
         println!("{:<15} {:>10} {:>10}", "variant", "ns/req", "added ns");
         for (variant, median) in variants.iter().zip(&medians) {
             let added = baseline

@@ -147,7 +147,7 @@ fn main() {
 
 const USAGE: &str = "\
 limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS]
-limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]
+limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]
 
 variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
 scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys)";
