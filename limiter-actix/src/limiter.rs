@@ -1,5 +1,6 @@
 //! The `Limiter`: its builder, its configuration, and what it answers.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -7,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
 use limiter_core::keys::{key_suffix, push_client_tag, push_client_tag_of_parts};
 use limiter_core::{
     parse_rates, Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError,
@@ -94,6 +96,27 @@ impl Breach {
     }
 }
 
+const PLAIN_TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// The default 429 body for `rate` (`10 per 1 minute`): formatted once per rate a thread
+/// meets in a row, then shared.
+fn rate_message(rate: Rate) -> Bytes {
+    thread_local! {
+        static LAST: RefCell<Option<(Rate, Bytes)>> = const { RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((seen, text)) if *seen == rate => text.clone(),
+            _ => {
+                let text = Bytes::from(rate.to_string());
+                *last = Some((rate, text.clone()));
+                text
+            }
+        }
+    })
+}
+
 /// A borrowed `on_breach` function.
 pub(crate) type BreachFn<'a> = &'a dyn Fn(&HttpRequest, &Breach) -> HttpResponse;
 
@@ -137,7 +160,8 @@ pub(crate) struct Inner {
     trusted: Box<[Cidr]>,
     pub(crate) defaults: Box<[Rate]>,
     pub(crate) application: Box<[(Rate, Box<str>)]>,
-    default_message: Option<Box<str>>,
+    /// The body of a default 429, shared by every rejection.
+    default_message: Option<Bytes>,
     pub(crate) headers: Headers,
     names: HeaderNames,
     retry_after: RetryAfter,
@@ -504,7 +528,7 @@ impl LimiterBuilder {
                 trusted,
                 defaults: defaults.into_boxed_slice(),
                 application,
-                default_message: self.default_message.map(String::into_boxed_str),
+                default_message: self.default_message.map(Bytes::from),
                 headers: self.headers,
                 names,
                 retry_after: self.retry_after,
@@ -710,34 +734,40 @@ impl Inner {
         req: &HttpRequest,
         batch: &Batch,
         decision: &Decision,
-        message: Option<&str>,
+        message: Option<&'static str>,
         on_breach: Option<BreachFn<'_>>,
     ) -> HttpResponse {
         let index = decision.breached.unwrap_or(0);
         let item = &batch.items[index];
         let retry_after = decision.retry_after.unwrap_or_default();
-        let message = message
-            .or(self.default_message.as_deref())
-            .map_or_else(|| item.rate.to_string(), str::to_string);
-        let kind = match item.origin {
-            Origin::Route(_) => LimitKind::Route,
-            Origin::Default(_) => LimitKind::Default,
-            Origin::Application(_) => LimitKind::Application,
-        };
-        let breach = Breach {
-            limit: item.rate,
-            kind,
-            stats: decision.stats[index],
-            retry_after,
-            message,
+        // A flood of blocked clients is answered here: the default body is shared bytes, with
+        // no formatting and no allocation per rejection.
+        let body = match (message, &self.default_message) {
+            (Some(message), _) => Bytes::from_static(message.as_bytes()),
+            (None, Some(message)) => message.clone(),
+            (None, None) => rate_message(item.rate),
         };
         let own = self.on_breach.as_deref().map(|f| f as BreachFn<'_>);
-        let on_breach = on_breach.or(own);
-        let mut response = match on_breach {
-            Some(f) => f(req, &breach),
-            None => HttpResponse::TooManyRequests()
-                .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
-                .body(breach.message),
+        let mut response = match on_breach.or(own) {
+            Some(f) => {
+                let breach = Breach {
+                    limit: item.rate,
+                    kind: match item.origin {
+                        Origin::Route(_) => LimitKind::Route,
+                        Origin::Default(_) => LimitKind::Default,
+                        Origin::Application(_) => LimitKind::Application,
+                    },
+                    stats: decision.stats[index],
+                    retry_after,
+                    message: String::from_utf8_lossy(&body).into_owned(),
+                };
+                f(req, &breach)
+            }
+            None => {
+                let mut response = HttpResponse::TooManyRequests().body(body);
+                response.headers_mut().insert(CONTENT_TYPE, PLAIN_TEXT);
+                response
+            }
         };
         if !response.headers().contains_key(&self.names.retry_after) {
             self.set_retry_after(response.headers_mut(), retry_after);
@@ -749,7 +779,7 @@ impl Inner {
     fn set_retry_after(&self, headers: &mut HeaderMap, after: Duration) {
         let secs = after.as_micros().div_ceil(1_000_000).max(1) as u64;
         let value = match self.retry_after {
-            RetryAfter::Seconds => HeaderValue::from(secs),
+            RetryAfter::Seconds => decimal(secs),
             RetryAfter::HttpDate => {
                 let now = self.clock.now().as_micros() / 1_000_000;
                 let at = UNIX_EPOCH + Duration::from_secs(now + secs);

@@ -105,11 +105,26 @@ async fn n_allowed_then_429_with_message_and_retry_after() {
 #[actix_web::test]
 async fn default_message_is_the_breached_rate() {
     let limiter = Limiter::builder().clock(clock()).build().unwrap();
-    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let app = test::init_service(App::new().wrap(limiter).service(slow).service(three)).await;
     test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
-    let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(body(res).await, "1 per 1 minute");
+    for _ in 0..3 {
+        test::call_service(&app, get_from("/three", "10.0.0.1").to_request()).await;
+    }
+    // Rejections of two limits in turn: each body names its own rate.
+    for (path, message) in [
+        ("/slow", "1 per 1 minute"),
+        ("/three", "3 per 1 minute"),
+        ("/slow", "1 per 1 minute"),
+        ("/three", "3 per 1 minute"),
+    ] {
+        let res = test::call_service(&app, get_from(path, "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            header(&res, "content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(body(res).await, message);
+    }
 }
 
 #[get("/three")]
