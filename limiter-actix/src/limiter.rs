@@ -17,7 +17,7 @@ use limiter_core::{
 
 use crate::batch::{Batch, Origin};
 use crate::header_value::{decimal, repeating, Repeating};
-use crate::key::{client_ip, write_ip_key, Cidr};
+use crate::key::{client_ip, header_text, write_ip_key, Cidr};
 use crate::routes::RouteTable;
 
 /// A custom key function: the client a request counts against, or `None` to skip the limit.
@@ -603,7 +603,7 @@ impl Inner {
             KeySource::Header(name) => match req
                 .headers()
                 .get(name)
-                .and_then(|value| value.to_str().ok())
+                .and_then(header_text)
                 .filter(|value| !value.is_empty())
             {
                 Some(value) => {
