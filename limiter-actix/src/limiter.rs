@@ -96,6 +96,7 @@ impl Breach {
     }
 }
 
+/// The content type of this crate's own plain-text answers (a 429, a storage failure).
 const PLAIN_TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 
 /// The default 429 body for `rate` (`10 per 1 minute`): formatted once per rate a thread
@@ -720,9 +721,9 @@ impl Inner {
     /// The answer when the store failed closed.
     pub(crate) fn storage_failure(&self, error: &StorageError) -> HttpResponse {
         tracing::error!(%error, status = self.failure_status.as_u16(), "rate limit storage failed; rejecting the request");
-        let mut response = HttpResponse::build(self.failure_status)
-            .insert_header((CONTENT_TYPE, "text/plain; charset=utf-8"))
-            .body("rate limit storage unavailable");
+        let mut response =
+            HttpResponse::build(self.failure_status).body("rate limit storage unavailable");
+        response.headers_mut().insert(CONTENT_TYPE, PLAIN_TEXT);
         self.set_retry_after(response.headers_mut(), Duration::from_secs(1));
         response
     }

@@ -116,6 +116,11 @@ async fn redis_down_fail_closed_answers_503_with_retry_after() {
                 "{path} #{attempt}"
             );
             assert_eq!(header(&res, "retry-after"), Some("1"), "{path}");
+            assert_eq!(
+                header(&res, "content-type"),
+                Some("text/plain; charset=utf-8"),
+                "{path}"
+            );
             assert_eq!(body(res).await, "rate limit storage unavailable", "{path}");
         }
     }
