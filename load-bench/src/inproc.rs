@@ -54,31 +54,22 @@ async fn measure(
 ) -> Duration {
     let over = scenario == Scenario::Over;
     let route = || web::get().to(hello);
+    // Every variant's `App` has a type of its own (the middleware is in it), so a macro, not a
+    // function, serves them all.
+    macro_rules! drive_app {
+        ($app:expr) => {{
+            let app = init_service($app).await;
+            drive(&app, clients, requests, over).await
+        }};
+    }
     match variant {
-        Variant::None => {
-            let app = init_service(App::new().route("/hello", route())).await;
-            drive(&app, clients, requests, over).await
-        }
-        Variant::Governor => {
-            let config = governor_config(scenario);
-            let app = init_service(
-                App::new()
-                    .wrap(Governor::new(&config))
-                    .route("/hello", route()),
-            )
-            .await;
-            drive(&app, clients, requests, over).await
-        }
-        Variant::GovernorBare => {
-            let config = governor_bare_config(scenario);
-            let app = init_service(
-                App::new()
-                    .wrap(Governor::new(&config))
-                    .route("/hello", route()),
-            )
-            .await;
-            drive(&app, clients, requests, over).await
-        }
+        Variant::None => drive_app!(App::new().route("/hello", route())),
+        Variant::Governor => drive_app!(App::new()
+            .wrap(Governor::new(&governor_config(scenario)))
+            .route("/hello", route())),
+        Variant::GovernorBare => drive_app!(App::new()
+            .wrap(Governor::new(&governor_bare_config(scenario)))
+            .route("/hello", route())),
         ours => {
             let limiter = limiter(ours, scenario, "").expect("a memory limiter");
             // `memory-app`'s and `memory-bare`'s one limit is the application's, on the plain
@@ -88,8 +79,7 @@ async fn measure(
                 _ if over => web::get().to(hello_over),
                 _ => web::get().to(hello_under),
             };
-            let app = init_service(App::new().wrap(limiter).route("/hello", handler)).await;
-            drive(&app, clients, requests, over).await
+            drive_app!(App::new().wrap(limiter).route("/hello", handler))
         }
     }
 }

@@ -81,37 +81,25 @@ pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let (amount, period) = route_rate(scenario);
+        // One worker, as every variant; each `App` has a type of its own, hence a macro.
+        macro_rules! serve {
+            ($factory:expr) => {
+                HttpServer::new($factory).workers(1).bind(bind)?.run().await
+            };
+        }
         match variant {
-            Variant::None => {
-                HttpServer::new(|| App::new().route("/hello", web::get().to(hello)))
-                    .workers(1)
-                    .bind(bind)?
-                    .run()
-                    .await
-            }
+            Variant::None => serve!(|| App::new().route("/hello", web::get().to(hello))),
             Variant::Governor => {
                 let config = governor_config(scenario);
-                HttpServer::new(move || {
-                    App::new()
-                        .wrap(Governor::new(&config))
-                        .route("/hello", web::get().to(hello))
-                })
-                .workers(1)
-                .bind(bind)?
-                .run()
-                .await
+                serve!(move || App::new()
+                    .wrap(Governor::new(&config))
+                    .route("/hello", web::get().to(hello)))
             }
             Variant::GovernorBare => {
                 let config = governor_bare_config(scenario);
-                HttpServer::new(move || {
-                    App::new()
-                        .wrap(Governor::new(&config))
-                        .route("/hello", web::get().to(hello))
-                })
-                .workers(1)
-                .bind(bind)?
-                .run()
-                .await
+                serve!(move || App::new()
+                    .wrap(Governor::new(&config))
+                    .route("/hello", web::get().to(hello)))
             }
             Variant::Limitation => {
                 let limiter = web::Data::new(
@@ -122,16 +110,10 @@ pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std
                         .build()
                         .expect("a valid actix-limitation config"),
                 );
-                HttpServer::new(move || {
-                    App::new()
-                        .app_data(limiter.clone())
-                        .wrap(actix_limitation::RateLimiter::default())
-                        .route("/hello", web::get().to(hello))
-                })
-                .workers(1)
-                .bind(bind)?
-                .run()
-                .await
+                serve!(move || App::new()
+                    .app_data(limiter.clone())
+                    .wrap(actix_limitation::RateLimiter::default())
+                    .route("/hello", web::get().to(hello)))
             }
             ours => crate::serve_ours::run(ours, scenario, bind, redis).await,
         }
