@@ -159,6 +159,57 @@ async fn headers_show_remaining_falling_and_reset_at_window_end() {
     assert_eq!(header(&res, "retry-after"), Some("45"));
 }
 
+/// A handler that sets rate-limit headers of its own, twice over.
+fn with_own_headers() -> HttpResponse {
+    HttpResponse::Ok()
+        .append_header(("x-ratelimit-remaining", "999"))
+        .append_header(("x-ratelimit-remaining", "998"))
+        .append_header(("x-ratelimit-limit", "999"))
+        .finish()
+}
+
+#[get("/own-headers")]
+#[limit("3 per minute")]
+async fn own_headers_limited() -> HttpResponse {
+    with_own_headers()
+}
+
+async fn own_headers_plain() -> HttpResponse {
+    with_own_headers()
+}
+
+#[actix_web::test]
+async fn the_limiters_headers_replace_the_handlers_own() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .headers(Headers::XRateLimit)
+        .application_limits("5 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(own_headers_limited)
+            .route("/plain", web::get().to(own_headers_plain)),
+    )
+    .await;
+    // The `#[limit]` wrapper shows the route limit; the middleware, on the plain route, the
+    // application limit. Either way each header holds one value, the limiter's.
+    for (uri, limit, remaining) in [("/own-headers", "3", "2"), ("/plain", "5", "3")] {
+        let res = test::call_service(&app, get_from(uri, "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{uri}");
+        let all = |name: &str| -> Vec<&str> {
+            res.headers()
+                .get_all(name)
+                .map(|v| v.to_str().unwrap())
+                .collect()
+        };
+        assert_eq!(all("x-ratelimit-remaining"), [remaining], "{uri}");
+        assert_eq!(all("x-ratelimit-limit"), [limit], "{uri}");
+        assert_eq!(all("x-ratelimit-reset").len(), 1, "{uri}");
+    }
+}
+
 #[actix_web::test]
 async fn header_names_ietf_fields_and_http_date() {
     let clock = clock();
