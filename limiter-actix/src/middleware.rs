@@ -17,7 +17,7 @@ use pin_project_lite::pin_project;
 
 use crate::batch::Batch;
 use crate::limiter::{Headers, Inner, Limiter, Shown};
-use crate::routes::{default_suffixes, method_index, KeyKind, RouteState, Routes};
+use crate::routes::{default_suffixes, method_index, routing_path, KeyKind, RouteState, Routes};
 
 /// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
 /// for itself". A zero-sized value: inserting it allocates nothing.
@@ -154,7 +154,7 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, h
     if !prior.observe_changes(handled) {
         return;
     }
-    let key = pattern.unwrap_or_else(|| req.path());
+    let key = pattern.unwrap_or_else(|| routing_path(req));
     if prior == RouteState::Deferred {
         charge_late(limiter, req, key);
     }
@@ -281,7 +281,7 @@ where
         // Find the route and, unless it decides for itself, build the charge.
         let (learn, charge) = {
             let routes = worker.routes.routes();
-            let path = req.path();
+            let path = routing_path(req.request());
             match method.and_then(|m| Some((m, routes.static_paths.get(path)?))) {
                 Some((m, entry)) => {
                     let prior = entry.states[m];
@@ -376,7 +376,7 @@ fn pattern_route(
     method: Option<usize>,
     pooled: &mut Option<Box<Batch>>,
 ) -> (Learn, bool) {
-    let path = req.path();
+    let path = routing_path(req.request());
     match req.resource_map().match_pattern(path) {
         // No route: a 404 is charged the application limits only.
         None => {

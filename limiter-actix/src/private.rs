@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use crate::batch::{Batch, Hits, Origin};
 use crate::limiter::{Breach, BreachFn, Inner, Limiter, Shown};
 use crate::middleware::{Charged, Handled, RouteView};
-use crate::routes::{default_suffixes, method_index, METHODS, METHOD_NAMES};
+use crate::routes::{default_suffixes, method_index, routing_path, METHODS, METHOD_NAMES};
 
 /// A rate written in the attribute, checked by the macro.
 #[derive(Debug)]
@@ -682,7 +682,7 @@ fn collect(route: &Route, inner: &Inner, req: &HttpRequest, batch: &mut Batch) {
         let routes = view.map(|view| view.routes());
         let learned = routes
             .as_ref()
-            .and_then(|routes| routes.static_paths.get(req.path()));
+            .and_then(|routes| routes.static_paths.get(routing_path(req)));
         let suffixes = match learned {
             Some(entry) => Some(Arc::clone(&entry.default_suffixes)),
             None => req
@@ -718,7 +718,7 @@ async fn refund_middleware_charge(inner: &Inner, req: &HttpRequest) {
     if inner.client_key(req, &mut batch) {
         let suffixes = req
             .resource_map()
-            .match_pattern(req.path())
+            .match_pattern(routing_path(req))
             .map(|pattern| default_suffixes(&pattern, &inner.defaults));
         inner.push_app_and_defaults(&mut batch, suffixes.as_deref());
         inner.refund(&batch.hits()).await;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::Method;
+use actix_web::HttpRequest;
 use hashbrown::HashMap;
 use limiter_core::keys::key_suffix;
 use limiter_core::Rate;
@@ -19,6 +20,13 @@ use parking_lot::Mutex;
 /// Standard methods get a slot each; extension methods are never learned (always charged
 /// before routing, which is safe).
 pub(crate) const METHODS: usize = 9;
+
+/// The path as actix's router matches it: percent-decoded (except `%2F`, `%2B`, `%25`), so
+/// that `/%61` finds the route `/a`, as the router will. The raw `req.path()` would send such
+/// a request to no route at all, charged the application limits only.
+pub(crate) fn routing_path(req: &HttpRequest) -> &str {
+    req.match_info().as_str()
+}
 
 pub(crate) fn method_index(method: &Method) -> Option<usize> {
     Some(match *method {

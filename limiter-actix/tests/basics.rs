@@ -210,6 +210,39 @@ async fn the_limiters_headers_replace_the_handlers_own() {
     }
 }
 
+async fn plain() -> &'static str {
+    "plain"
+}
+
+#[actix_web::test]
+async fn percent_encoded_paths_are_charged_as_the_route_they_reach() {
+    // actix routes `/%61` to `/a` (it decodes the path first): the request must count against
+    // `/a`'s default limit, whether the route was seen before or not.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/a", web::get().to(plain))
+            .route("/b", web::get().to(plain))
+            .route("/items/{id}", web::get().to(plain)),
+    )
+    .await;
+    for (first, second) in [("/a", "/%61"), ("/%62", "/b"), ("/items/1", "/%69tems/1")] {
+        let res = test::call_service(&app, get_from(first, "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{first}");
+        let res = test::call_service(&app, get_from(second, "10.0.0.1").to_request()).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{second} after {first}"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn header_names_ietf_fields_and_http_date() {
     let clock = clock();
