@@ -782,8 +782,15 @@ impl Inner {
         let value = match self.retry_after {
             RetryAfter::Seconds => decimal(secs),
             RetryAfter::HttpDate => {
-                let now = self.clock.now().as_micros() / 1_000_000;
-                let at = UNIX_EPOCH + Duration::from_secs(now + secs);
+                // The first whole second at or after the moment the request would pass (and
+                // at least the next second): `now`'s fraction counts, or the date could name a
+                // second in which the client is still refused.
+                let now = self.clock.now();
+                let at_secs = now
+                    .saturating_add(after)
+                    .as_secs_ceil()
+                    .max(now.as_micros() / 1_000_000 + 1);
+                let at = UNIX_EPOCH + Duration::from_secs(at_secs);
                 match HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
                     Ok(v) => v,
                     Err(_) => HeaderValue::from(secs),

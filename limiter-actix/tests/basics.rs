@@ -244,6 +244,40 @@ async fn percent_encoded_paths_are_charged_as_the_route_they_reach() {
 }
 
 #[actix_web::test]
+async fn retry_after_never_names_a_time_before_the_request_would_pass() {
+    let clock = clock();
+    let limiter = |retry_after| {
+        Limiter::builder()
+            .clock(clock.clone())
+            .strategy("moving-window")
+            .retry_after(retry_after)
+            .build()
+            .unwrap()
+    };
+    let dated =
+        test::init_service(App::new().wrap(limiter(RetryAfter::HttpDate)).service(slow)).await;
+    let seconds =
+        test::init_service(App::new().wrap(limiter(RetryAfter::Seconds)).service(slow)).await;
+    // One hit at START + 0.5 s: the next passes at START + 60.5 s.
+    clock.advance(Duration::from_millis(500));
+    for app in [&dated, &seconds] {
+        let res = test::call_service(app, get_from("/slow", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    clock.advance(Duration::from_millis(30_400));
+    let res = test::call_service(&dated, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // START + 61 s; START + 60 s would be refused again.
+    assert_eq!(
+        header(&res, "retry-after"),
+        Some("Wed, 15 Nov 2023 00:01:01 GMT")
+    );
+    // 29.6 s, rounded up.
+    let res = test::call_service(&seconds, get_from("/slow", "10.0.0.1").to_request()).await;
+    assert_eq!(header(&res, "retry-after"), Some("30"));
+}
+
+#[actix_web::test]
 async fn header_names_ietf_fields_and_http_date() {
     let clock = clock();
     let limiter = Limiter::builder()
