@@ -13,7 +13,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, ItemFn, LitBool, LitInt, LitStr, Path, Token};
 
-/// Rate-limits a handler. See `limiter_actix::limit` for the options.
+/// Rate-limits a handler. `limiter_actix` re-exports this attribute and documents its options.
 #[proc_macro_attribute]
 pub fn limit(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Own::Limit(args.into()), item.into())
@@ -21,7 +21,8 @@ pub fn limit(args: TokenStream, item: TokenStream) -> TokenStream {
         .into()
 }
 
-/// Exempts a handler from the default and/or application limits. See `limiter_actix::exempt`.
+/// Exempts a handler from the default and/or application limits. `limiter_actix` re-exports
+/// this attribute and documents it.
 #[proc_macro_attribute]
 pub fn exempt(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Own::Exempt(args.into()), item.into())
