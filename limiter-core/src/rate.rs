@@ -463,11 +463,12 @@ impl<'a> Parser<'a> {
             let (fraction, _) = self.take_while(|c| c.is_ascii_digit());
             let span = start..self.pos;
             let literal = self.text[span.clone()].to_string();
-            let suggestion = whole_rate_for(digits, fraction, self.rest());
-            return Err(RateParseError::new(
-                ErrorKind::FractionalCount(literal, suggestion),
-                span,
-            ));
+            // A count too large for any whole rate gets that error instead of a suggestion.
+            let kind = match whole_rate_for(digits, fraction, self.rest()) {
+                Some(suggestion) => ErrorKind::FractionalCount(literal, suggestion),
+                None => ErrorKind::CountTooLarge(literal),
+            };
+            return Err(RateParseError::new(kind, span));
         }
         match digits.parse::<u64>() {
             Ok(amount) if amount <= MAX_AMOUNT => Ok(amount),
@@ -479,12 +480,16 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// `1.5` per second → `3 per 2 seconds`: the same rate with whole numbers.
-fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> String {
+/// `1.5` per second → `3 per 2 seconds`: the same rate with whole numbers; `None` when that
+/// rate's count would be over [`MAX_AMOUNT`].
+fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<String> {
     let fraction = &fraction[..fraction.len().min(6)];
     let scale = 10u64.pow(fraction.len() as u32);
-    let numerator = whole.parse::<u64>().unwrap_or(0).saturating_mul(scale)
-        + fraction.parse::<u64>().unwrap_or(0);
+    let numerator = whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(scale)?
+        .checked_add(fraction.parse::<u64>().unwrap_or(0))?;
     // The period as written after the count ("per 2 minutes"), read by the parser itself.
     let written = format!("1{rest}");
     let (period_multiples, unit) = Parser {
@@ -497,8 +502,11 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> String {
     let period = period_multiples.saturating_mul(scale);
     let divisor = gcd(numerator.max(1), period);
     let (amount, multiples) = (numerator / divisor, period / divisor);
+    if amount > MAX_AMOUNT {
+        return None;
+    }
     let plural = if multiples == 1 { "" } else { "s" };
-    format!("{amount} per {multiples} {}{plural}", unit.name())
+    Some(format!("{amount} per {multiples} {}{plural}", unit.name()))
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {

@@ -132,6 +132,23 @@ fn rejects_with_exact_message_and_span() {
                 .into(),
         ),
         (
+            // The whole part alone fills a u64: the count is too large, with no suggestion.
+            "18446744073709551615.9/second",
+            0..22,
+            "count \"18446744073709551615.9\" is too large: a rate allows at most 4294967295 hits per period".into(),
+        ),
+        (
+            "99999999999999999999.5/second",
+            0..22,
+            "count \"99999999999999999999.5\" is too large: a rate allows at most 4294967295 hits per period".into(),
+        ),
+        (
+            // Its whole rate, 8589934591 per 2 seconds, would be over the cap too.
+            "4294967295.5/second",
+            0..12,
+            "count \"4294967295.5\" is too large: a rate allows at most 4294967295 hits per period".into(),
+        ),
+        (
             "1/second,",
             8..9,
             "trailing separator \",\"; remove it or add a rate after it".into(),
