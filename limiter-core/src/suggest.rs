@@ -1,23 +1,38 @@
 //! "Did you mean ...?": the closest of a few accepted words, for error messages.
 
 /// The candidate closest to `word` (case-insensitive) within two edits, or one that starts
-/// with it (three letters at least); `None` when nothing is close.
+/// with it (three letters at least); `None` when nothing is close. A word ending in `s` is
+/// also tried without it, so that plural abbreviations (`secs`, `mins`, `hrs`) find their
+/// word as the singular ones do.
 ///
 /// ```
 /// use limiter_core::suggest::closest;
 /// assert_eq!(closest("minit", &["second", "minute", "hour"]), Some("minute"));
 /// assert_eq!(closest("sec", &["second", "minute"]), Some("second"));
+/// assert_eq!(closest("mins", &["second", "minute", "hour"]), Some("minute"));
+/// assert_eq!(closest("hrs", &["second", "minute", "hour"]), Some("hour"));
 /// assert_eq!(closest("fortnight", &["second", "minute"]), None);
 /// ```
 pub fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
+    let singular = lower.strip_suffix('s').filter(|s| !s.is_empty());
+    let forms = std::iter::once(lower.as_str()).chain(singular);
+    let close = |form: &str, c_lower: &str| {
+        let d = edit_distance(form, c_lower);
+        (d <= 2 || (form.len() >= 3 && c_lower.starts_with(form))).then_some(d)
+    };
     candidates
         .iter()
-        .map(|c| (c.to_ascii_lowercase(), *c))
-        .map(|(c_lower, c)| (edit_distance(&lower, &c_lower), c_lower, c))
-        .filter(|(d, c_lower, _)| *d <= 2 || (lower.len() >= 3 && c_lower.starts_with(&lower)))
-        .min_by_key(|&(d, _, _)| d)
-        .map(|(_, _, c)| c)
+        .filter_map(|c| {
+            let c_lower = c.to_ascii_lowercase();
+            let d = forms
+                .clone()
+                .filter_map(|form| close(form, &c_lower))
+                .min()?;
+            Some((d, *c))
+        })
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
 }
 
 /// Levenshtein distance, by chars.

@@ -94,6 +94,16 @@ fn rejects_with_exact_message_and_span() {
             format!("unknown unit \"sec\"; did you mean \"second\"? {UNITS}"),
         ),
         (
+            "10 per 5 secs",
+            9..13,
+            format!("unknown unit \"secs\"; did you mean \"second\"? {UNITS}"),
+        ),
+        (
+            "10 per hrs",
+            7..10,
+            format!("unknown unit \"hrs\"; did you mean \"hour\"? {UNITS}"),
+        ),
+        (
             "meow",
             0..4,
             "expected a number at \"meow\"; write a rate like \"10 per minute\"".into(),
