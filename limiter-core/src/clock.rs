@@ -118,7 +118,9 @@ fn system_now() -> Timestamp {
         Tsc { clock, start }
     });
     let mono = tsc.clock.delta_as_nanos(tsc.start, tsc.clock.raw()) / 1_000;
-    let anchored_at = ANCHORED_AT.load(Ordering::Relaxed);
+    // Acquire, paired with the Release below: a reader that sees an anchor sees the offset
+    // stored with it (at start-up, the first offset rather than 0, a time in 1970).
+    let anchored_at = ANCHORED_AT.load(Ordering::Acquire);
     if anchored_at == 0 || mono.wrapping_sub(anchored_at) > 1_000_000 {
         let wall = duration_micros(
             SystemTime::now()
@@ -126,7 +128,7 @@ fn system_now() -> Timestamp {
                 .unwrap_or_default(),
         );
         OFFSET.store(wall.wrapping_sub(mono), Ordering::Relaxed);
-        ANCHORED_AT.store(mono.max(1), Ordering::Relaxed);
+        ANCHORED_AT.store(mono.max(1), Ordering::Release);
         return Timestamp(wall);
     }
     Timestamp(mono.wrapping_add(OFFSET.load(Ordering::Relaxed)))
