@@ -12,7 +12,7 @@ use bytes::Bytes;
 use limiter_core::keys::{key_suffix, push_client_tag, push_client_tag_of_parts};
 use limiter_core::{
     parse_rates, Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError,
-    StorageUri, Store, Strategy,
+    StorageUri, Store, Strategy, Timestamp,
 };
 
 use crate::batch::{Batch, Origin};
@@ -675,43 +675,51 @@ impl Inner {
     /// The decision without a future: always on the memory store, on Redis only for a client
     /// its block cache knows is blocked.
     #[inline]
-    pub(crate) fn decide_sync(&self, hits: &[Hit<'_>]) -> Option<Decision> {
+    pub(crate) fn decide_sync(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
         match &self.store {
-            Store::Memory(memory) => Some(memory.decide_now(hits, self.clock.now())),
+            Store::Memory(memory) => Some(memory.decide_now(hits, now)),
             // A client Redis recently blocked is rejected from the local block cache.
             #[cfg(feature = "redis")]
-            Store::Redis(redis) => redis.decide_locally(hits, self.clock.now()),
+            Store::Redis(redis) => redis.decide_locally(hits, now),
             #[allow(unreachable_patterns)]
             _ => None,
         }
     }
 
-    pub(crate) async fn decide(&self, hits: &[Hit<'_>]) -> Result<Decision, StorageError> {
-        match self.decide_sync(hits) {
+    pub(crate) async fn decide(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        match self.decide_sync(hits, now) {
             Some(decision) => Ok(decision),
-            None => self.decide_remote(hits).await,
+            None => self.decide_remote(hits, now).await,
         }
     }
 
     /// [`Inner::decide`] after `decide_sync` had no answer: the store is asked (Redis looks at
     /// its block cache once more, which another request may have filled meanwhile).
-    pub(crate) async fn decide_remote(&self, hits: &[Hit<'_>]) -> Result<Decision, StorageError> {
-        self.store.decide(hits, self.clock.now()).await
+    pub(crate) async fn decide_remote(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        self.store.decide(hits, now).await
     }
 
-    /// Gives back what `hits` took; a failure is logged (the charge then simply stands).
-    pub(crate) async fn refund(&self, hits: &[Hit<'_>]) {
+    /// Gives back what `hits` took in a decision made at `charged_at` (a sliding window
+    /// counter finds the charge's bucket by it); a failure is logged (the charge then stands).
+    pub(crate) async fn refund(&self, hits: &[Hit<'_>], charged_at: Timestamp) {
         if hits.is_empty() {
             return;
         }
-        let now = self.clock.now();
         let result = match &self.store {
             Store::Memory(memory) => {
-                memory.refund_now(hits, now);
+                memory.refund_now(hits, charged_at);
                 Ok(())
             }
             #[allow(unreachable_patterns)]
-            store => store.refund(hits, now).await,
+            store => store.refund(hits, charged_at).await,
         };
         if let Err(error) = result {
             tracing::warn!(%error, "rate limit refund failed; the charge stands");

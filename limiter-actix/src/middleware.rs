@@ -177,13 +177,17 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
         &mut batch,
         Some(&default_suffixes(pattern, &inner.defaults)),
     );
-    if batch.with_hits(|hits| inner.decide_sync(hits)).is_some() {
+    let now = inner.clock.now();
+    if batch
+        .with_hits(|hits| inner.decide_sync(hits, now))
+        .is_some()
+    {
         batch.give();
         return;
     }
     let limiter = limiter.clone();
     actix_web::rt::spawn(async move {
-        if let Err(error) = limiter.inner.decide_remote(&batch.hits()).await {
+        if let Err(error) = limiter.inner.decide_remote(&batch.hits(), now).await {
             tracing::warn!(%error, "late charge of an ambiguous route failed");
         }
         batch.give();
@@ -315,7 +319,7 @@ where
                 };
             }
         };
-        let decision = batch.with_hits(|hits| inner.decide_sync(hits));
+        let decision = batch.with_hits(|hits| inner.decide_sync(hits, inner.clock.now()));
         match decision {
             Some(decision) => match decided(req, batch, decision, post) {
                 Decided::Pass(req, post) => LimiterFuture::Inner {
@@ -345,7 +349,7 @@ where
     LimiterFuture::Boxed {
         fut: Box::pin(async move {
             let inner = &post.worker.limiter.inner;
-            let decision = inner.decide_remote(&batch.hits()).await;
+            let decision = inner.decide_remote(&batch.hits(), inner.clock.now()).await;
             let decision = match decision {
                 Ok(decision) => decision,
                 Err(error) => {

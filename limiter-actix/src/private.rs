@@ -389,7 +389,7 @@ where
         };
     }
     // The memory store always answers here; Redis only from its block cache.
-    let Some(decision) = batch.with_hits(|hits| inner.decide_sync(hits)) else {
+    let Some(decision) = batch.with_hits(|hits| inner.decide_sync(hits, inner.clock.now())) else {
         // The store must be asked: hand over the limits collected here.
         return Run::Slow {
             fut: Box::pin(run_slow(
@@ -555,10 +555,12 @@ where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
+    // Kept to date the refunds of `deduct_when`, which may come in a later bucket.
+    let decided_at = inner.clock.now();
     let decision = if asked_locally {
-        inner.decide_remote(&batch.hits()).await
+        inner.decide_remote(&batch.hits(), decided_at).await
     } else {
-        inner.decide(&batch.hits()).await
+        inner.decide(&batch.hits(), decided_at).await
     };
     let mut decision = match decision {
         Ok(decision) => decision,
@@ -588,7 +590,7 @@ where
                 stats.remaining = stats.remaining.saturating_add(item.cost).min(stats.limit);
             }
         }
-        inner.refund(&refunds).await;
+        inner.refund(&refunds, decided_at).await;
     }
     inner.add_headers(response.headers_mut(), &batch, &decision);
     batch.give();
@@ -721,7 +723,9 @@ async fn refund_middleware_charge(inner: &Inner, req: &HttpRequest) {
             .match_pattern(routing_path(req))
             .map(|pattern| default_suffixes(&pattern, &inner.defaults));
         inner.push_app_and_defaults(&mut batch, suffixes.as_deref());
-        inner.refund(&batch.hits()).await;
+        // The middleware's decision was made moments ago, before routing: dated now, the
+        // refund finds its bucket unless a decision on the same key rolled it meanwhile.
+        inner.refund(&batch.hits(), inner.clock.now()).await;
     }
     batch.give();
 }

@@ -974,6 +974,46 @@ async fn deduct_when_charges_only_matching_responses() {
     assert_eq!(call("/login/good").await, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// A slow login: the clock moves 100 ms while the handler runs.
+#[get("/slow-login/{outcome}")]
+#[limit("10 per second", strategy = "sliding-window-counter", cost = 10, deduct_when = only_errors)]
+async fn slow_login(path: web::Path<String>, clock: web::Data<ManualClock>) -> HttpResponse {
+    clock.advance(Duration::from_millis(100));
+    if path.as_str() == "good" {
+        HttpResponse::Ok().finish()
+    } else {
+        HttpResponse::Unauthorized().finish()
+    }
+}
+
+#[actix_web::test]
+async fn a_refund_that_comes_after_its_bucket_ended_gives_the_hits_back() {
+    let clock = clock();
+    let limiter = Limiter::builder().clock(clock.clone()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(clock.clone()))
+            .wrap(limiter)
+            .service(slow_login),
+    )
+    .await;
+    let call = |uri: &'static str| {
+        let app = &app;
+        async move {
+            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                .await
+                .status()
+        }
+    };
+    // The good login (which does not count) is charged at 0.95 s, in the first bucket, and
+    // given back at 1.05 s, in the next, where the sliding window still weighs the first
+    // bucket: the refund must reach it, or 9 of its 10 units would still count.
+    clock.advance(Duration::from_millis(950));
+    assert_eq!(call("/slow-login/good").await, StatusCode::OK);
+    assert_eq!(call("/slow-login/bad").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(call("/slow-login/bad").await, StatusCode::TOO_MANY_REQUESTS);
+}
+
 #[actix_web::test]
 async fn deduct_when_headers_count_the_refund() {
     let limiter = Limiter::builder()

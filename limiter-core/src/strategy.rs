@@ -413,10 +413,23 @@ impl State {
             (
                 Strategy::SlidingWindowCounter,
                 State::Sliding {
-                    expires, current, ..
+                    expires,
+                    current,
+                    previous,
                 },
-            ) if *expires - 2 * p == window_start(t, p) => {
-                *current = current.saturating_sub(u32::try_from(cost).unwrap_or(u32::MAX));
+            ) => {
+                // `t` is when the charge was made (see `Storage::refund`). It stays in its
+                // bucket, which weighs until the one after it ends: the current count, or the
+                // previous one once the state has rolled past it. Whether a peek rolled the
+                // state in between makes no difference.
+                let start = *expires - 2 * p;
+                let at = window_start(t, p);
+                let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+                if at == start {
+                    *current = current.saturating_sub(cost);
+                } else if at.checked_add(p) == Some(start) {
+                    *previous = previous.saturating_sub(cost);
+                }
             }
             (Strategy::Gcra, State::Gcra { tat, .. }) if rate.amount() > 0 => {
                 let back = cost.saturating_mul(gcra_interval(p, rate.amount()));

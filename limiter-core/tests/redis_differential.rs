@@ -69,7 +69,8 @@ async fn redis_and_memory_agree_on_random_traces() {
         let mut strategies: Vec<Strategy> = (0..limits.len())
             .map(|_| fixed_strategy.unwrap_or(*rng.pick(&Strategy::ALL)))
             .collect();
-        let mut history: Vec<Vec<Hit<'_>>> = Vec::new();
+        // Admitted batches, with the time of their decision (a refund is dated by it).
+        let mut history: Vec<(Vec<Hit<'_>>, Timestamp)> = Vec::new();
 
         for step in 0..150 {
             steps += 1;
@@ -102,9 +103,10 @@ async fn redis_and_memory_agree_on_random_traces() {
                     peeks += 1;
                 }
                 1 | 2 if !history.is_empty() => {
-                    let earlier = history.swap_remove(rng.below(history.len() as u64) as usize);
-                    memory.refund_now(&earlier, now);
-                    store.refund(&earlier, now).await.expect("refund");
+                    let (earlier, charged_at) =
+                        history.swap_remove(rng.below(history.len() as u64) as usize);
+                    memory.refund_now(&earlier, charged_at);
+                    store.refund(&earlier, charged_at).await.expect("refund");
                     refunds += 1;
                 }
                 _ => {
@@ -113,7 +115,7 @@ async fn redis_and_memory_agree_on_random_traces() {
                     assert_eq!(got, expected, "decide, {}", context());
                     if got.admitted {
                         admitted += 1;
-                        history.push(batch.clone());
+                        history.push((batch.clone(), now));
                     } else {
                         denied += 1;
                     }

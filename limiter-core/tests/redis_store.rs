@@ -67,3 +67,41 @@ fn bad_settings_fail_at_start_up() {
         Store::from_uri(&StorageUri::parse("redis+cluster://h:1,h:2?pool=3").unwrap()).unwrap_err();
     assert!(err.to_string().contains("unknown option \"pool\""), "{err}");
 }
+
+#[tokio::test]
+async fn a_sliding_window_refund_after_its_bucket_ended_still_gives_the_units_back() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let uri = format!("redis://127.0.0.1:{}/0", server.port);
+    let store = Store::from_uri(&StorageUri::parse(&uri).unwrap()).unwrap();
+    let rate: Rate = "10 per second".parse().unwrap();
+    let at = |millis: u64| Timestamp::from_micros(1_700_006_400_000_000 + millis * 1_000);
+    // As in the memory store's test (tests/strategies.rs): a refund in the next bucket, dated
+    // by its decision, after another decision rolled the state and before any did.
+    for (key, rolled) in [("rolled", true), ("unrolled", false)] {
+        let hit = |cost| [Hit::new(key, rate, Strategy::SlidingWindowCounter).with_cost(cost)];
+        assert!(store.decide(&hit(10), at(950)).await.unwrap().admitted);
+        let left = if rolled {
+            let d = store.decide(&hit(1), at(1_050)).await.unwrap();
+            assert_eq!(
+                d.stats[0].remaining, 0,
+                "the charge weighs in the next bucket"
+            );
+            store.refund(&hit(10), at(950)).await.unwrap();
+            9
+        } else {
+            store.refund(&hit(10), at(950)).await.unwrap();
+            10
+        };
+        for i in 0..left {
+            let d = store.decide(&hit(1), at(1_100)).await.unwrap();
+            assert!(d.admitted, "{key}: hit {i} after the refund");
+        }
+        assert!(
+            !store.decide(&hit(1), at(1_100)).await.unwrap().admitted,
+            "{key}"
+        );
+    }
+}

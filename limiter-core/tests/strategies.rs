@@ -280,6 +280,46 @@ fn cost_takes_several_units_and_refund_gives_them_back() {
 }
 
 #[test]
+fn a_sliding_window_refund_after_its_bucket_ended_still_gives_the_units_back() {
+    let rate = "10 per second";
+    let s = Strategy::SlidingWindowCounter;
+    let refund_at = |b: &Bench, secs: u64, millis: u64| {
+        let hit = Hit::new("k", Rate::parse(rate).unwrap(), s).with_cost(10);
+        let at = Timestamp::from_micros((MIDNIGHT + secs) * 1_000_000 + millis * 1_000);
+        b.store.refund_now(&[hit], at);
+    };
+    // The refund comes in the next bucket, dated by its decision (0.950 s): after another
+    // decision rolled the state into the next bucket, and before any did.
+    for rolled in [true, false] {
+        let b = Bench::new();
+        b.at(0, 950);
+        assert!(b.hit(rate, s, 10).admitted);
+        b.at(1, 50);
+        // Without the refund, 9 of the 10 still weigh here.
+        let left = if rolled {
+            let d = b.hit(rate, s, 1);
+            assert_eq!(
+                d.stats[0].remaining, 0,
+                "the charge weighs in the next bucket"
+            );
+            refund_at(&b, 0, 950);
+            9
+        } else {
+            refund_at(&b, 0, 950);
+            10
+        };
+        b.at(1, 100);
+        for i in 0..left {
+            assert!(
+                b.admitted(rate, s),
+                "rolled {rolled}: hit {i} after the refund"
+            );
+        }
+        assert!(!b.admitted(rate, s), "rolled {rolled}: one more");
+    }
+}
+
+#[test]
 fn a_cost_above_the_amount_never_passes() {
     for strategy in Strategy::ALL {
         let b = Bench::new();

@@ -112,6 +112,11 @@ pub trait Storage: Send + Sync {
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send;
 
     /// Gives back what an earlier admitted [`Storage::decide`] of the same hits charged.
+    ///
+    /// Pass the `now` that decision was made with: the fixed windows and the sliding window
+    /// counter find the window or bucket the charge went to by it (a sliding window's previous
+    /// bucket still weighs). Given a later time, a charge whose window has ended since is not
+    /// given back.
     fn refund(
         &self,
         hits: &[Hit<'_>],

@@ -13,7 +13,7 @@
 --            peek:   stats only, nothing written
 --            deny:   the batch is already denied elsewhere (another cluster slot): peek
 --                    every limit, and let the elastic limits that deny it record the hit
---            refund: give back each limit's cost, then report peeked stats
+--            refund: give back each limit's cost, then report peeked stats (not written)
 -- ARGV[2]  now in microseconds, or "" to read the server's TIME
 -- ARGV[3]  grace in milliseconds added to every TTL (TTLs only collect garbage)
 -- ARGV[4 + 4(i-1) ..] per limit: strategy code, amount n, period p (µs), cost
@@ -408,8 +408,15 @@ local function refund(key, s, n, p, cost)
       end
     end
   elseif s == SLIDING then
-    if st.k == 's' and st.start == idiv(t, p) * p then
+    -- t is the charge's time: its bucket is the current one, or the previous one once the
+    -- state has rolled past it.
+    local at = idiv(t, p) * p
+    if st.k == 's' and at == st.start then
       st.current = sat_sub(st.current, cost)
+      dirty[key] = true
+      period_of[key] = p
+    elseif st.k == 's' and at + p == st.start then
+      st.previous = sat_sub(st.previous, cost)
       dirty[key] = true
       period_of[key] = p
     end
@@ -490,6 +497,9 @@ end
 
 if mode == 'refund' then
   for i = 1, count do refund(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)) end
+  -- Only the refunds are written: the time may be the refunded decision's, and a peek at a
+  -- past time would replace the state as a clock stepping back does.
+  for key, _ in pairs(period_of) do store(key) end
   for i = 1, count do run(i, false) end
 elseif mode == 'peek' then
   for i = 1, count do run(i, false) end
@@ -540,7 +550,7 @@ else
   end
 end
 
-if mode ~= 'peek' then
+if mode ~= 'peek' and mode ~= 'refund' then
   for key, _ in pairs(period_of) do store(key) end
 end
 
