@@ -378,6 +378,56 @@ fn decide_in_general_mode(
     Decision::from_stats(stats)
 }
 
+/// A moving window on a key that holds a hash, a set or a sorted set (no strategy writes
+/// those): a fresh key, as in memory, for a decision, a peek and a refund, and no error, so
+/// the store never counts it as Redis failing.
+#[tokio::test]
+async fn moving_windows_take_over_keys_of_any_other_type() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = compared_store(&server);
+    let rate: Rate = "2 per minute".parse().unwrap();
+    let now = Timestamp::from_secs(1_700_000_000);
+    for (i, command) in ["HSET", "SADD", "ZADD"].into_iter().enumerate() {
+        for strategy in [Strategy::MovingWindow, Strategy::MovingWindowElastic] {
+            let memory = MemoryStore::new(100);
+            let key = format!("LIMITER{{{command}}}:{strategy}");
+            let hit = [Hit::new(&key, rate, strategy)];
+            let mut fill = redis::cmd(command);
+            fill.arg(&key);
+            if command == "ZADD" {
+                fill.arg(1);
+            }
+            fill.arg("member");
+            if command == "HSET" {
+                fill.arg("value");
+            }
+            redis::cmd("DEL").arg(&key).exec(&mut admin).unwrap();
+            fill.exec(&mut admin).unwrap();
+            let context = format!("{strategy} on a key filled by {command}");
+            assert_eq!(
+                store.peek(&hit, now).await.unwrap(),
+                memory.peek_now(&hit, now),
+                "peek, {context}"
+            );
+            store.refund(&hit, now).await.unwrap();
+            for _ in 0..3 {
+                assert_eq!(
+                    store.decide(&hit, now).await.unwrap(),
+                    memory.decide_now(&hit, now),
+                    "{context}"
+                );
+            }
+            assert!(!store.is_degraded(), "{context}");
+            let kind: String = redis::cmd("TYPE").arg(&key).query(&mut admin).unwrap();
+            assert_eq!(kind, "list", "{context} (case {i})");
+        }
+    }
+}
+
 /// Replaces whatever `key` holds with `value`, a value no strategy of the store writes: as a
 /// string, or as a field of a hash (a type no strategy uses).
 fn hold_foreign(admin: &mut redis::Connection, key: &str, in_hash: bool, value: &str) {

@@ -187,7 +187,9 @@ local function load(key, s)
     end
     st.foreign = true
   else
-    st = { k = 'empty' }
+    -- Nothing, or a type no strategy writes (a hash, a set...): a fresh key, replaced by the
+    -- first write like any other strategy's state.
+    st = { k = 'empty', foreign = kind ~= nil and kind ~= 'none' }
   end
   cache[key] = st
   return st

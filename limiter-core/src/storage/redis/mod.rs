@@ -439,8 +439,9 @@ impl RedisStore {
         };
         match &result {
             Ok(_) => inner.breaker.success(attempt, &inner.fallback),
-            // A script error is a bug or a misconfiguration, not an outage; it still gets
-            // the policy's answer for this request.
+            // Every error counts as Redis failing, an error reply included: the ones a
+            // healthy server gives (OOM, LOADING, READONLY, MASTERDOWN) are outages too, and
+            // the script answers any key, whatever it holds, without one.
             Err(e) => inner.breaker.failure(attempt, e, &inner.options),
         }
         result
