@@ -376,13 +376,31 @@ fn retry_after_is_the_earliest_time_the_request_passes() {
 
 #[test]
 fn a_clock_stepping_back_does_not_break_anything() {
-    for strategy in Strategy::ALL {
+    // One hit at 100 s, then the clock steps back to 10 s. The windows aligned to the clock
+    // (fixed, sliding) find themselves in an earlier window and start it afresh; the elastic
+    // window and the logs still hold the hit; GCRA's theoretical arrival time lies more than
+    // its tolerance ahead, so it refuses until the clock catches up.
+    let expected = [
+        (Strategy::FixedWindow, true, 1),
+        (Strategy::FixedWindowElastic, true, 0),
+        (Strategy::MovingWindow, true, 0),
+        (Strategy::MovingWindowElastic, true, 0),
+        (Strategy::SlidingWindowCounter, true, 1),
+        (Strategy::Gcra, false, 0),
+    ];
+    assert_eq!(expected.len(), Strategy::ALL.len());
+    for (strategy, admitted, remaining) in expected {
         let b = Bench::new();
         b.at(100, 0);
         assert!(b.admitted("2 per minute", strategy), "{strategy}");
         b.at(10, 0);
         let d = b.hit("2 per minute", strategy, 1);
-        assert!(d.stats[0].remaining <= 2, "{strategy}");
+        assert_eq!(d.admitted, admitted, "{strategy}");
+        assert_eq!(d.stats[0].remaining, remaining, "{strategy}");
+        if !admitted {
+            // Admitted again once the clock is back at 100 s.
+            assert_eq!(secs(d.retry_after), 90.0, "{strategy}");
+        }
     }
 }
 
