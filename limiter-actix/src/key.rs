@@ -2,9 +2,10 @@
 //!
 //! The default key is the socket peer's IP address, with IPv4-mapped IPv6 addresses unwrapped
 //! and IPv6 addresses grouped by /64 (one host usually owns a whole /64, so per-address keys
-//! would let it rotate addresses freely). Behind trusted proxies, `Forwarded` or
-//! `X-Forwarded-For` is read right to left, skipping trusted hops; any header that does not
-//! parse falls back to the peer address.
+//! would let it rotate addresses freely). Behind trusted proxies, the header they write
+//! (`X-Forwarded-For`, or `Forwarded` if configured; never whichever the client sent) is read
+//! right to left, skipping trusted hops; a hop that does not parse falls back to the peer
+//! address.
 
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv6Addr};
@@ -14,6 +15,31 @@ use actix_web::http::header::{HeaderName, HeaderValue, FORWARDED};
 use actix_web::HttpRequest;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The header trusted proxies write the client's address in. Only that one is read: the
+/// other is whatever the client sent, passed through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For`: nginx, HAProxy's `forwardfor`, Envoy, Traefik, Caddy and the
+    /// cloud load balancers write it.
+    #[default]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), the `for=` of each element.
+    Forwarded,
+}
+
+/// The trusted proxies and the header they write.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Proxies {
+    pub(crate) nets: Box<[Cidr]>,
+    pub(crate) header: ProxyHeader,
+}
+
+impl Proxies {
+    fn trust(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|net| net.contains(ip))
+    }
+}
 
 /// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, or a bare address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,10 +76,9 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s.trim(), None),
         };
-        let addr = IpAddr::from_str(addr)
+        let written = IpAddr::from_str(addr)
             .map_err(|_| "expected an IP address or a network like 10.0.0.0/8".to_string())?;
-        let addr = canonical(addr);
-        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let max = if written.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
             Some(p) => p
@@ -62,13 +87,22 @@ impl FromStr for Cidr {
                 .filter(|&p| p <= max)
                 .ok_or_else(|| format!("prefix length must be 0..={max}"))?,
         };
+        // An IPv4-mapped network (`::ffff:10.0.0.0/104`) is the IPv4 one (`10.0.0.0/8`).
+        let addr = canonical(written);
+        let prefix = match (written, addr) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix
+                .checked_sub(96)
+                .ok_or("an IPv4-mapped network needs a prefix length of 96 or more")?,
+            _ => prefix,
+        };
         Ok(Cidr { addr, prefix })
     }
 }
 
-/// The socket peer's address as a client key, as the default key function computes it:
-/// IPv4-mapped addresses unwrapped, IPv6 grouped by /64 (Flask-Limiter's
-/// `get_remote_address`). For key functions that fall back to the address.
+/// The client's address as a client key, as the default key function computes it: the
+/// socket peer or, from a trusted proxy of the request's [`Limiter`](crate::Limiter), the
+/// client it forwarded for; IPv4-mapped addresses unwrapped, IPv6 grouped by /64
+/// (Flask-Limiter's `get_remote_address`). For key functions that fall back to the address.
 ///
 /// ```
 /// use actix_web::test::TestRequest;
@@ -76,8 +110,11 @@ impl FromStr for Cidr {
 /// assert_eq!(limiter_actix::remote_address(&req).as_deref(), Some("2001:db8::/64"));
 /// ```
 pub fn remote_address(req: &HttpRequest) -> Option<String> {
+    let limiter = req.app_data::<crate::Limiter>();
+    let none = Proxies::default();
+    let proxies = limiter.map_or(&none, |limiter| &limiter.inner.proxies);
     let mut key = String::new();
-    write_ip_key(&mut key, req.peer_addr()?.ip());
+    write_ip_key(&mut key, client_ip(req, proxies)?);
     Some(key)
 }
 
@@ -118,36 +155,34 @@ fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
 
 /// The client's address: the peer, or behind trusted proxies the nearest untrusted hop of the
 /// forwarding chain. `None` without a peer address (a Unix socket, a bare test request).
-pub(crate) fn client_ip(req: &HttpRequest, trusted: &[Cidr]) -> Option<IpAddr> {
+pub(crate) fn client_ip(req: &HttpRequest, proxies: &Proxies) -> Option<IpAddr> {
     let peer = canonical(req.peer_addr()?.ip());
-    if trusted.is_empty() || !trusted.iter().any(|net| net.contains(peer)) {
+    if !proxies.trust(peer) {
         return Some(peer);
     }
-    let forwarded = req.headers().get_all(&FORWARDED);
-    let chain = if req.headers().contains_key(&FORWARDED) {
-        walk(forwarded, trusted, forwarded_for)
-    } else {
-        walk(req.headers().get_all(&X_FORWARDED_FOR), trusted, |s| {
+    let chain = match proxies.header {
+        ProxyHeader::XForwardedFor => walk(req.headers().get_all(&X_FORWARDED_FOR), proxies, |s| {
             parse_hop(s.trim())
-        })
+        }),
+        ProxyHeader::Forwarded => walk(req.headers().get_all(&FORWARDED), proxies, forwarded_for),
     };
     Some(chain.unwrap_or(peer))
 }
 
 /// Walks the hops right to left (last header line first): the first untrusted hop is the
-/// client; if every hop is trusted, the leftmost one. `None` when the chain is empty or any
-/// hop does not parse (then the peer address is used).
+/// client; if every hop is trusted, the leftmost one. `None` when the chain is empty or a hop
+/// reached does not parse (then the peer address is used). Hops left of the client are never
+/// looked at: whatever the client wrote there, even bytes that are not text, changes nothing.
 fn walk<'a>(
-    values: impl DoubleEndedIterator<Item = &'a actix_web::http::header::HeaderValue>,
-    trusted: &[Cidr],
+    values: impl DoubleEndedIterator<Item = &'a HeaderValue>,
+    proxies: &Proxies,
     parse: impl Fn(&str) -> Option<IpAddr>,
 ) -> Option<IpAddr> {
     let mut leftmost = None;
     for value in values.rev() {
-        let value = value.to_str().ok()?;
-        for hop in value.rsplit(',') {
-            let ip = canonical(parse(hop)?);
-            if !trusted.iter().any(|net| net.contains(ip)) {
+        for hop in value.as_bytes().rsplit(|&b| b == b',') {
+            let ip = canonical(parse(std::str::from_utf8(hop).ok()?)?);
+            if !proxies.trust(ip) {
                 return Some(ip);
             }
             leftmost = Some(ip);
@@ -262,6 +297,14 @@ mod tests {
         assert!(all.contains("8.8.8.8".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("ten".parse::<Cidr>().is_err());
+        // An IPv4-mapped network is the IPv4 network.
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped, net);
+        assert_eq!(
+            "::ffff:10.1.2.3".parse::<Cidr>(),
+            "10.1.2.3".parse::<Cidr>()
+        );
+        assert!("::ffff:10.0.0.0/95".parse::<Cidr>().is_err());
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub mod __private {
 }
 mod private;
 
-pub use key::{remote_address, Cidr};
+pub use key::{remote_address, Cidr, ProxyHeader};
 pub use limiter::{
     Breach, Headers, KeyFn, LimitKind, Limiter, LimiterBuilder, OnBreach, RequestFilter, RetryAfter,
 };

@@ -17,7 +17,7 @@ use limiter_core::{
 
 use crate::batch::{Batch, Origin};
 use crate::header_value::{decimal, repeating, Repeating};
-use crate::key::{client_ip, header_text, write_ip_key, Cidr};
+use crate::key::{client_ip, header_text, write_ip_key, Cidr, Proxies, ProxyHeader};
 use crate::routes::RouteTable;
 
 /// A custom key function: the client a request counts against, or `None` to skip the limit.
@@ -158,7 +158,7 @@ pub(crate) struct Inner {
     pub(crate) strategy: Strategy,
     pub(crate) prefix: Box<str>,
     key: KeySource,
-    trusted: Box<[Cidr]>,
+    pub(crate) proxies: Proxies,
     pub(crate) defaults: Box<[Rate]>,
     pub(crate) application: Box<[(Rate, Box<str>)]>,
     /// The body of a default 429, shared by every rejection.
@@ -233,6 +233,7 @@ pub struct LimiterBuilder {
     /// Set by `key_header`, checked by `build`.
     key_header: Option<String>,
     trusted: Vec<String>,
+    proxy_header: ProxyHeader,
     storage_uri: String,
     store: Option<Store>,
     strategy: String,
@@ -256,6 +257,7 @@ impl Default for LimiterBuilder {
             key: KeySource::PeerIp,
             key_header: None,
             trusted: Vec::new(),
+            proxy_header: ProxyHeader::default(),
             storage_uri: "memory://".into(),
             store: None,
             strategy: Strategy::default().name().into(),
@@ -318,8 +320,9 @@ impl LimiterBuilder {
         self
     }
 
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed: addresses or
-    /// networks (`"10.0.0.0/8"`, `"::1"`). Headers from any other peer are ignored.
+    /// Proxies whose forwarding header ([`LimiterBuilder::proxy_header`], `X-Forwarded-For`
+    /// by default) is believed: addresses or networks (`"10.0.0.0/8"`, `"::1"`). Headers from
+    /// any other peer are ignored.
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -329,6 +332,23 @@ impl LimiterBuilder {
             .into_iter()
             .map(|p| p.as_ref().to_string())
             .collect();
+        self
+    }
+
+    /// The header the trusted proxies write the client's address in: `X-Forwarded-For`
+    /// (default) or `Forwarded`. Only that one is read, so a client cannot choose its address
+    /// by sending the other, which a proxy passes through untouched.
+    ///
+    /// ```
+    /// use limiter_actix::{Limiter, ProxyHeader};
+    /// let limiter = Limiter::builder()
+    ///     .trusted_proxies(["10.0.0.0/8"])
+    ///     .proxy_header(ProxyHeader::Forwarded)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn proxy_header(mut self, header: ProxyHeader) -> Self {
+        self.proxy_header = header;
         self
     }
 
@@ -526,7 +546,10 @@ impl LimiterBuilder {
                 strategy,
                 prefix: self.prefix.into_boxed_str(),
                 key,
-                trusted,
+                proxies: Proxies {
+                    nets: trusted,
+                    header: self.proxy_header,
+                },
                 defaults: defaults.into_boxed_slice(),
                 application,
                 default_message: self.default_message.map(Bytes::from),
@@ -626,7 +649,7 @@ impl Inner {
     /// Renders the peer address (or, from a trusted proxy, the client it forwarded for) as
     /// the client tag.
     fn peer_key(&self, req: &HttpRequest, batch: &mut Batch) -> bool {
-        let Some(ip) = client_ip(req, &self.trusted) else {
+        let Some(ip) = client_ip(req, &self.proxies) else {
             return false;
         };
         batch.scratch.clear();

@@ -8,7 +8,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder};
-use limiter_actix::{exempt, limit, Breach, Headers, Limiter, ManualClock, RetryAfter, Timestamp};
+use limiter_actix::{
+    exempt, limit, Breach, Headers, Limiter, ManualClock, ProxyHeader, RetryAfter, Timestamp,
+};
 
 /// Top of a minute, an hour and a day: fixed windows start here.
 const START: u64 = 1_700_006_400;
@@ -1296,14 +1298,7 @@ async fn forwarded_headers_only_from_trusted_proxies() {
             .status(),
         StatusCode::OK
     );
-    // The Forwarded header, and a garbage header falling back to the peer.
-    let forwarded = get_from("/slow", "10.0.0.1")
-        .insert_header(("forwarded", "for=\"[2001:db8::1]:4711\";proto=https"))
-        .to_request();
-    assert_eq!(
-        test::call_service(&app, forwarded).await.status(),
-        StatusCode::OK
-    );
+    // A garbage header falls back to the peer.
     assert_eq!(
         test::call_service(&app, via("10.0.0.4", "not an address"))
             .await
@@ -1316,6 +1311,113 @@ async fn forwarded_headers_only_from_trusted_proxies() {
             .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// A request to `/slow` (1 per minute) from `peer`, with `headers` (any bytes).
+fn slow_from(peer: &str, headers: &[(&str, &[u8])]) -> TestRequest {
+    let mut req = get_from("/slow", peer);
+    for (name, value) in headers {
+        let value = actix_web::http::header::HeaderValue::from_bytes(value).unwrap();
+        req = req.insert_header((*name, value));
+    }
+    req
+}
+
+/// The status `app` answers [`slow_from`]`(peer, headers)` with.
+macro_rules! slow_status {
+    ($app:expr, $peer:expr, $headers:expr) => {
+        test::call_service($app, slow_from($peer, $headers).to_request())
+            .await
+            .status()
+    };
+}
+
+#[actix_web::test]
+async fn only_the_configured_proxy_header_is_believed() {
+    // The default: X-Forwarded-For. A Forwarded header is the client's own, passed through.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .trusted_proxies(["10.0.0.0/8"])
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let xff: (&str, &[u8]) = ("x-forwarded-for", b"203.0.113.5");
+    let spoofed: [&[u8]; 2] = [b"for=1.1.1.1", b"for=2.2.2.2"];
+    let first = slow_status!(&app, "10.0.0.1", &[xff, ("forwarded", spoofed[0])]);
+    assert_eq!(first, StatusCode::OK);
+    let second = slow_status!(&app, "10.0.0.1", &[xff, ("forwarded", spoofed[1])]);
+    assert_eq!(second, StatusCode::TOO_MANY_REQUESTS);
+
+    // Configured for Forwarded: its `for=` is the client, through any trusted proxy, and a
+    // client's X-Forwarded-For changes nothing.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .trusted_proxies(["10.0.0.0/8"])
+        .proxy_header(ProxyHeader::Forwarded)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let forwarded: (&str, &[u8]) = ("forwarded", b"for=\"[2001:db8::1]:4711\";proto=https");
+    let via_one = slow_status!(
+        &app,
+        "10.0.0.1",
+        &[forwarded, ("x-forwarded-for", b"9.9.9.1")]
+    );
+    assert_eq!(via_one, StatusCode::OK);
+    let via_other = slow_status!(
+        &app,
+        "10.0.0.9",
+        &[forwarded, ("x-forwarded-for", b"9.9.9.2")]
+    );
+    assert_eq!(
+        via_other,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same client, another proxy"
+    );
+    let proxy_itself = slow_status!(&app, "10.0.0.1", &[]);
+    assert_eq!(proxy_itself, StatusCode::OK, "the proxy is another client");
+}
+
+#[actix_web::test]
+async fn bytes_left_of_the_client_in_a_forwarding_header_change_nothing() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .trusted_proxies(["10.0.0.0/8"])
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    // The proxy appended the client's address to what the client sent (not text): still the
+    // client 203.0.113.5, not the proxy.
+    let junk: (&str, &[u8]) = ("x-forwarded-for", b"\xc3\xa9, 203.0.113.5");
+    assert_eq!(slow_status!(&app, "10.0.0.1", &[junk]), StatusCode::OK);
+    let plain: (&str, &[u8]) = ("x-forwarded-for", b"203.0.113.5");
+    let again = slow_status!(&app, "10.0.0.1", &[plain]);
+    assert_eq!(again, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(slow_status!(&app, "10.0.0.1", &[]), StatusCode::OK);
+}
+
+fn api_key_or_address(req: &HttpRequest) -> Option<String> {
+    api_key(req)
+        .map(str::to_owned)
+        .or_else(|| limiter_actix::remote_address(req))
+}
+
+#[actix_web::test]
+async fn remote_address_sees_through_trusted_proxies() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .trusted_proxies(["10.0.0.0/8"])
+        .key_fn(api_key_or_address)
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    // Two clients behind one proxy: a bucket each, not the proxy's.
+    let alice: (&str, &[u8]) = ("x-forwarded-for", b"198.51.100.1");
+    let bob: (&str, &[u8]) = ("x-forwarded-for", b"198.51.100.2");
+    assert_eq!(slow_status!(&app, "10.0.0.1", &[alice]), StatusCode::OK);
+    assert_eq!(slow_status!(&app, "10.0.0.1", &[bob]), StatusCode::OK);
+    let again = slow_status!(&app, "10.0.0.1", &[alice]);
+    assert_eq!(again, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[actix_web::test]
