@@ -26,6 +26,7 @@
 
 use std::cell::UnsafeCell;
 use std::future::{ready, Future};
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -624,12 +625,18 @@ impl<T> SpinLock<T> {
                 }
             }
         }
-        SpinGuard { lock: self }
+        SpinGuard {
+            lock: self,
+            _value: PhantomData,
+        }
     }
 }
 
 pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    /// The guard hands out `&T` and `&mut T`: it is `Sync` only where `&mut T` is, so a
+    /// shared guard never gives several threads a `&Cell` (the lock alone asks only `Send`).
+    _value: PhantomData<&'a mut T>,
 }
 
 impl<T> Deref for SpinGuard<'_, T> {
