@@ -105,3 +105,32 @@ async fn a_sliding_window_refund_after_its_bucket_ended_still_gives_the_units_ba
         );
     }
 }
+
+#[tokio::test]
+async fn the_query_s_db_selects_the_database() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let uri = format!("redis://127.0.0.1:{}?db=3", server.port);
+    let store = Store::from_uri(&StorageUri::parse(&uri).unwrap()).unwrap();
+    let rate: Rate = "2 per minute".parse().unwrap();
+    let hit = [Hit::new("LIMITER{db}:k", rate, Strategy::FixedWindow)];
+    assert!(
+        store
+            .decide(&hit, Timestamp::from_secs(1_700_000_000))
+            .await
+            .unwrap()
+            .admitted
+    );
+    let in_db = |admin: &mut redis::Connection, db: u8| -> bool {
+        redis::cmd("SELECT").arg(db).exec(admin).unwrap();
+        redis::cmd("EXISTS")
+            .arg("LIMITER{db}:k")
+            .query(admin)
+            .unwrap()
+    };
+    assert!(in_db(&mut admin, 3), "the counter is in database 3");
+    assert!(!in_db(&mut admin, 0), "and not in database 0");
+}

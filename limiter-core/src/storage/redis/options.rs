@@ -265,20 +265,39 @@ pub(crate) fn parse(
                 ));
             }
             let fragment = fragment.map_or(String::new(), |f| format!("#{f}"));
-            Target::Single(format!(
-                "{scheme}://{location}{}{fragment}",
-                query_string(&passthrough)
-            ))
+            if topology == RedisTopology::Unix {
+                // redis-rs reads a socket's `db`, `user` and `pass` from the query.
+                Target::Single(format!(
+                    "{scheme}://{location}{}{fragment}",
+                    query_string(&passthrough)
+                ))
+            } else {
+                // ...but a TCP server's only from the path and the `user:pass@` part: the
+                // query's are moved there.
+                let db = passthrough
+                    .iter()
+                    .find(|(k, _)| *k == "db")
+                    .map_or(path, |(_, v)| v);
+                let at = node_userinfo(userinfo, &passthrough);
+                let rest = tcp_query(&passthrough);
+                Target::Single(format!(
+                    "{scheme}://{at}{}/{db}{}{fragment}",
+                    hosts[0],
+                    query_string(&rest)
+                ))
+            }
         }
         RedisTopology::Cluster => {
             if !matches!(path, "" | "0") || passthrough.iter().any(|(k, _)| *k == "db") {
                 return Err(bad("a Redis Cluster has only database 0".into()));
             }
-            let query = query_string(&passthrough);
+            let at = node_userinfo(userinfo, &passthrough);
+            let query = query_string(&tcp_query(&passthrough));
+            let fragment = fragment.map_or(String::new(), |f| format!("#{f}"));
             Target::Cluster(
                 hosts
                     .iter()
-                    .map(|h| format!("{node_scheme}://{at}{h}/{query}"))
+                    .map(|h| format!("{node_scheme}://{at}{h}/{query}{fragment}"))
                     .collect(),
             )
         }
@@ -329,6 +348,52 @@ pub(crate) fn parse(
     Ok((target, options))
 }
 
+/// The `user:pass@` of a TCP node's URL: the URI's own, with the query's `user` and `pass`
+/// in place of its parts (re-encoded: a query may hold `@` or `:` as they are).
+fn node_userinfo(userinfo: Option<&str>, passthrough: &[(&str, &str)]) -> String {
+    let (mut user, mut pass) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((user, pass)) => (user.to_string(), Some(pass.to_string())),
+            None => (u.to_string(), None),
+        },
+        None => (String::new(), None),
+    };
+    for (k, v) in passthrough {
+        match *k {
+            "user" => user = percent_encode(&percent_decode(v)),
+            "pass" => pass = Some(percent_encode(&percent_decode(v))),
+            _ => {}
+        }
+    }
+    match pass {
+        Some(pass) => format!("{user}:{pass}@"),
+        None if !user.is_empty() => format!("{user}@"),
+        None => String::new(),
+    }
+}
+
+/// What stays in a TCP node's query: redis' own options but those moved into the URL.
+fn tcp_query<'a>(passthrough: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    passthrough
+        .iter()
+        .filter(|(k, _)| !matches!(*k, "db" | "user" | "pass"))
+        .copied()
+        .collect()
+}
+
+/// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -373,6 +438,27 @@ mod tests {
         assert_eq!(
             target("valkey+unix:///run/valkey.sock?db=1&pool_size=2"),
             Target::Single("redis+unix:///run/valkey.sock?db=1".into())
+        );
+        // redis-rs reads a TCP server's database and credentials only from the path and the
+        // userinfo: the query's go there, re-encoded.
+        assert_eq!(
+            target("redis://localhost:6379?db=3&user=app&pass=p%40ss:w&protocol=resp3"),
+            Target::Single("redis://app:p%40ss%3Aw@localhost:6379/3?protocol=resp3".into())
+        );
+        assert_eq!(
+            target("redis://u:pw@localhost:6379/1?pass=other"),
+            Target::Single("redis://u:other@localhost:6379/1".into())
+        );
+        assert_eq!(
+            target("redis://u:pw@localhost:6379/1"),
+            Target::Single("redis://u:pw@localhost:6379/1".into())
+        );
+        assert_eq!(
+            target("redis+cluster://h1:7000,h2:7001?pass=pw"),
+            Target::Cluster(vec![
+                "redis://:pw@h1:7000/".into(),
+                "redis://:pw@h2:7001/".into()
+            ])
         );
     }
 
