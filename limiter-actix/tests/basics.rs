@@ -1669,3 +1669,60 @@ async fn ambiguous_routes_charged_before_routing_and_refunded_by_the_wrapper() {
         (StatusCode::TOO_MANY_REQUESTS, "5 per 1 minute".into())
     );
 }
+
+/// User functions named like the parameters of the code `#[limit]` writes, and attributes on a
+/// decorated handler, keep their meaning.
+mod names_and_attributes {
+    use super::*;
+
+    fn req(r: &HttpRequest) -> Option<&str> {
+        r.headers().get("x-api-key")?.to_str().ok()
+    }
+
+    fn res(r: &HttpResponse) -> bool {
+        r.status().is_success()
+    }
+
+    fn breach(_: &HttpRequest, b: &Breach) -> HttpResponse {
+        HttpResponse::TooManyRequests().body(format!("over {}", b.limit()))
+    }
+
+    #[get("/names")]
+    #[limit("1 per minute", key = req, deduct_when = res, on_breach = breach)]
+    async fn names() -> &'static str {
+        "ok"
+    }
+
+    // Deprecated for its callers; the code `#[limit]` writes must not call anything
+    // deprecated itself (a warning on every build, an error here).
+    #[deny(deprecated)]
+    mod old {
+        use limiter_actix::limit;
+
+        #[deprecated = "use /names"]
+        #[limit("5 per minute")]
+        pub async fn old_names() -> &'static str {
+            "old"
+        }
+    }
+
+    #[actix_web::test]
+    async fn user_functions_named_req_res_and_breach_are_the_ones_called() {
+        let limiter = Limiter::builder().clock(clock()).build().unwrap();
+        #[allow(deprecated)]
+        let old = web::get().to(old::old_names);
+        let app =
+            test::init_service(App::new().wrap(limiter).service(names).route("/old", old)).await;
+        let call = |key: &'static str| {
+            let req = get_from("/names", "10.0.0.1").insert_header(("x-api-key", key));
+            test::call_service(&app, req.to_request())
+        };
+        assert_eq!(call("k1").await.status(), StatusCode::OK);
+        let res = call("k1").await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body(res).await, "over 1 per 1 minute");
+        assert_eq!(call("k2").await.status(), StatusCode::OK, "keyed by `req`");
+        let res = test::call_service(&app, get_from("/old", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}

@@ -171,11 +171,14 @@ impl Parse for RawLimit {
         while !input.is_empty() {
             if input.peek(LitStr) {
                 let extra: LitStr = input.parse()?;
-                return Err(syn::Error::new(
-                    extra.span(),
+                let message = if raw.rates.is_some() {
                     "one rate string per #[limit]: write several rates in one string \
-                     (\"100 per hour, 5000 per day\") or stack several #[limit] attributes",
-                ));
+                     (\"100 per hour, 5000 per day\") or stack several #[limit] attributes"
+                } else {
+                    "the rate string goes first, before the options: \
+                     #[limit(\"10 per minute\", key = ...)]"
+                };
+                return Err(syn::Error::new(extra.span(), message));
             }
             let name: Ident = input.call(syn::ext::IdentExt::parse_any)?;
             let value = if input.peek(Token![=]) {
@@ -417,8 +420,17 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         match last_segment(&attr).as_deref() {
             Some("limit") => add(Own::Limit(attr_tokens(&attr)?))?,
             Some("exempt") => add(Own::Exempt(attr_tokens(&attr)?))?,
-            Some(name) if ROUTE_MACROS.contains(&name) || name == "doc" || name == "cfg" => {
+            // What describes the handler as callers see it stays on the wrapper.
+            Some(name)
+                if ROUTE_MACROS.contains(&name) || matches!(name, "doc" | "cfg" | "deprecated") =>
+            {
                 wrapper_attrs.push(attr)
+            }
+            // Lint levels hold for both: the body's lints are the inner function's, an unused
+            // handler's the wrapper's. (`expect` stays inside: unmet on the wrapper, it warns.)
+            Some("allow" | "warn" | "deny" | "forbid") => {
+                wrapper_attrs.push(attr.clone());
+                inner_attrs.push(attr);
             }
             _ => inner_attrs.push(attr),
         }
@@ -457,6 +469,10 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     let krate = quote!(::limiter_actix::__private);
 
     let mut shims = Vec::new();
+    // The shims' parameters, named where the user's function names cannot reach them: a user
+    // function called `req` or `breach` stays the one called.
+    let [req, out, res, breach] =
+        ["req", "out", "res", "breach"].map(|name| Ident::new(name, Span::mixed_site()));
     let mut group_tokens = Vec::new();
     for (g, args) in groups.iter().enumerate() {
         let mut fields = Vec::new();
@@ -471,8 +487,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         if let Some(path) = &args.dynamic {
             let shim = format_ident!("__limiter_dynamic_{}", g);
             shims.push(quote_spanned! {path.span()=>
-                fn #shim(req: &#krate::HttpRequest) -> ::core::option::Option<::std::borrow::Cow<'_, str>> {
-                    #krate::IntoRateText::into_rate_text(#path(req))
+                fn #shim(#req: &#krate::HttpRequest) -> ::core::option::Option<::std::borrow::Cow<'_, str>> {
+                    #krate::IntoRateText::into_rate_text(#path(#req))
                 }
             });
             fields.push(quote!(dynamic: ::core::option::Option::Some(#shim as #krate::DynamicFn)));
@@ -480,8 +496,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         if let Some(path) = &args.key {
             let shim = format_ident!("__limiter_key_{}", g);
             shims.push(quote_spanned! {path.span()=>
-                fn #shim(req: &#krate::HttpRequest, out: &mut ::std::string::String) -> bool {
-                    #krate::IntoClientKey::write_key(#path(req), out)
+                fn #shim(#req: &#krate::HttpRequest, #out: &mut ::std::string::String) -> bool {
+                    #krate::IntoClientKey::write_key(#path(#req), #out)
                 }
             });
             fields.push(quote!(key: ::core::option::Option::Some(#shim as #krate::KeyFn)));
@@ -492,8 +508,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
             Some(CostArg::Function(path)) => {
                 let shim = format_ident!("__limiter_cost_{}", g);
                 shims.push(quote_spanned! {path.span()=>
-                    fn #shim(req: &#krate::HttpRequest) -> u64 {
-                        #krate::IntoCost::into_cost(#path(req))
+                    fn #shim(#req: &#krate::HttpRequest) -> u64 {
+                        #krate::IntoCost::into_cost(#path(#req))
                     }
                 });
                 fields.push(
@@ -516,8 +532,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         if let Some(path) = &args.exempt_when {
             let shim = format_ident!("__limiter_exempt_when_{}", g);
             shims.push(quote_spanned! {path.span()=>
-                fn #shim(req: &#krate::HttpRequest) -> bool {
-                    #path(req)
+                fn #shim(#req: &#krate::HttpRequest) -> bool {
+                    #path(#req)
                 }
             });
             fields.push(quote!(exempt_when: ::core::option::Option::Some(#shim as fn(&#krate::HttpRequest) -> bool)));
@@ -525,8 +541,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         if let Some(path) = &args.deduct_when {
             let shim = format_ident!("__limiter_deduct_when_{}", g);
             shims.push(quote_spanned! {path.span()=>
-                fn #shim(res: &#krate::HttpResponse) -> bool {
-                    #path(res)
+                fn #shim(#res: &#krate::HttpResponse) -> bool {
+                    #path(#res)
                 }
             });
             fields.push(quote!(deduct_when: ::core::option::Option::Some(#shim as fn(&#krate::HttpResponse) -> bool)));
@@ -540,8 +556,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         if let Some(path) = &args.on_breach {
             let shim = format_ident!("__limiter_on_breach_{}", g);
             shims.push(quote_spanned! {path.span()=>
-                fn #shim(req: &#krate::HttpRequest, breach: &::limiter_actix::Breach) -> #krate::HttpResponse {
-                    #krate::respond(#path(req, breach), req)
+                fn #shim(#req: &#krate::HttpRequest, #breach: &::limiter_actix::Breach) -> #krate::HttpResponse {
+                    #krate::respond(#path(#req, #breach), #req)
                 }
             });
             fields
