@@ -145,14 +145,21 @@ fn minute_now() -> u64 {
         / 60
 }
 
-/// Runs `check` until it runs within one clock-aligned minute (fixed windows reset at the top
-/// of the minute, which would legitimately let a request through mid-check), at most 3 times.
-fn within_one_minute(mut check: impl FnMut() -> Result<(), String>) {
+/// Runs `check` on a freshly started server until one run falls within one clock-aligned
+/// minute, at most 3 times, and returns that server. Fixed windows reset at the top of the
+/// minute, which legitimately lets a request through mid-check: a run that straddles a
+/// boundary is discarded, whatever it found (a failed assertion included), and the next one
+/// starts on a server with fresh counters.
+fn within_one_minute(start_server: impl Fn() -> Server, check: impl Fn(&Server)) -> Server {
     for _ in 0..3 {
+        let server = start_server();
         let before = minute_now();
-        let result = check();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&server)));
         if minute_now() == before {
-            return result.unwrap();
+            if let Err(failure) = outcome {
+                std::panic::resume_unwind(failure);
+            }
+            return server;
         }
     }
     panic!("three checks in a row straddled a minute boundary");
@@ -160,29 +167,25 @@ fn within_one_minute(mut check: impl FnMut() -> Result<(), String>) {
 
 #[test]
 fn quickstart_limits_slow_to_one_per_minute() {
-    let server = start("quickstart", &[]);
-    let mut slow_used = false;
-    within_one_minute(|| {
-        let first = get(&server, "/slow", &[]);
-        if slow_used && first.status == 429 {
-            return Err("window not reset yet".into());
-        }
-        slow_used = true;
-        assert_eq!(first.status, 200);
-        assert_eq!(first.body, r#"{"message":"This is a slow route."}"#);
-        let second = get(&server, "/slow", &[]);
-        assert_eq!(second.status, 429);
-        assert_eq!(second.body, "You've hit the rate limit!");
-        let retry: u64 = second.header("retry-after").unwrap().parse().unwrap();
-        assert!((1..=60).contains(&retry), "Retry-After {retry}");
-        // /fast has its own, larger budget.
-        for _ in 0..10 {
-            let fast = get(&server, "/fast", &[]);
-            assert_eq!(fast.status, 200);
-            assert_eq!(fast.body, r#"{"message":"This is a fast route."}"#);
-        }
-        Ok(())
-    });
+    within_one_minute(
+        || start("quickstart", &[]),
+        |server| {
+            let first = get(server, "/slow", &[]);
+            assert_eq!(first.status, 200);
+            assert_eq!(first.body, r#"{"message":"This is a slow route."}"#);
+            let second = get(server, "/slow", &[]);
+            assert_eq!(second.status, 429);
+            assert_eq!(second.body, "You've hit the rate limit!");
+            let retry: u64 = second.header("retry-after").unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "Retry-After {retry}");
+            // /fast has its own, larger budget.
+            for _ in 0..10 {
+                let fast = get(server, "/fast", &[]);
+                assert_eq!(fast.status, 200);
+                assert_eq!(fast.body, r#"{"message":"This is a fast route."}"#);
+            }
+        },
+    );
 }
 
 #[test]
@@ -245,24 +248,20 @@ fn moving_window_rejects_a_bad_storage_uri() {
 
 #[test]
 fn global_limits_route_limits_first_then_the_global_one() {
-    let server = start("global_limits", &[]);
-    let mut used = 0;
-    within_one_minute(|| {
-        for _ in 0..10 {
-            let res = get(&server, "/public", &[]);
-            if res.status == 429 && used > 0 {
-                return Err("a previous attempt used the minute".into());
+    let server = within_one_minute(
+        || start("global_limits", &[]),
+        |server| {
+            for _ in 0..10 {
+                assert_eq!(get(server, "/public", &[]).status, 200);
             }
-            assert_eq!(res.status, 200);
-        }
-        used += 10;
-        let public = get(&server, "/public", &[]);
-        assert_eq!(public.status, 429);
-        assert_eq!(public.body, "You've hit the rate limit!");
-        // The route's limit is the one reported.
-        assert_eq!(public.header("x-ratelimit-limit"), Some("10"));
-        Ok(())
-    });
+            let public = get(server, "/public", &[]);
+            assert_eq!(public.status, 429);
+            assert_eq!(public.body, "You've hit the rate limit!");
+            // The route's limit is the one reported.
+            assert_eq!(public.header("x-ratelimit-limit"), Some("10"));
+        },
+    );
+    let used = 10;
     for _ in 0..5 {
         assert_eq!(get(&server, "/admin", &[]).status, 200);
     }
@@ -290,37 +289,27 @@ fn global_limits_route_limits_first_then_the_global_one() {
 
 #[test]
 fn api_keys_count_per_key_and_per_ip_for_anonymous_clients() {
-    let server = start("api_keys", &[]);
-    within_one_minute(|| {
-        let server = &server;
-        let call = |key: Option<&str>| match key {
-            Some(key) => get(server, "/api/data", &[("X-API-Key", key)]),
-            None => get(server, "/api/data", &[]),
-        };
-        // A fresh server per attempt would be cleaner, but keys can simply change per attempt.
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            .to_string();
-        let alice = format!("alice-{stamp}");
-        let bob = format!("bob-{stamp}");
-        for _ in 0..10 {
-            assert_eq!(call(Some(&alice)).status, 200);
-        }
-        let over = call(Some(&alice));
-        assert_eq!(over.status, 429);
-        assert_eq!(over.body, "You've hit the rate limit!");
-        // Another key from the same address has its own budget...
-        let res = call(Some(&bob));
-        assert_eq!(res.status, 200);
-        assert_eq!(res.header("x-ratelimit-remaining"), Some("9"));
-        // ...and so does the address itself, for requests without a key.
-        let anonymous = call(None);
-        if anonymous.status == 429 {
-            return Err("a previous attempt used the address's minute".into());
-        }
-        assert_eq!(anonymous.header("x-ratelimit-remaining"), Some("9"));
-        Ok(())
-    });
+    within_one_minute(
+        || start("api_keys", &[]),
+        |server| {
+            let call = |key: Option<&str>| match key {
+                Some(key) => get(server, "/api/data", &[("X-API-Key", key)]),
+                None => get(server, "/api/data", &[]),
+            };
+            for _ in 0..10 {
+                assert_eq!(call(Some("alice")).status, 200);
+            }
+            let over = call(Some("alice"));
+            assert_eq!(over.status, 429);
+            assert_eq!(over.body, "You've hit the rate limit!");
+            // Another key from the same address has its own budget...
+            let res = call(Some("bob"));
+            assert_eq!(res.status, 200);
+            assert_eq!(res.header("x-ratelimit-remaining"), Some("9"));
+            // ...and so does the address itself, for requests without a key.
+            let anonymous = call(None);
+            assert_eq!(anonymous.status, 200);
+            assert_eq!(anonymous.header("x-ratelimit-remaining"), Some("9"));
+        },
+    );
 }
