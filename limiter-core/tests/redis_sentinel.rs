@@ -144,6 +144,22 @@ async fn sentinel_failover_is_survived() {
             assert!(store.decide(hit, now).await.unwrap().admitted);
         }
     }
+    // Concurrent calls leave several idle connections in the pool, all to the old primary:
+    // after the failover, a retry must not take another of them.
+    let peeks: Vec<_> = keys
+        .iter()
+        .zip(Strategy::ALL)
+        .map(|(key, strategy)| {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                let hit = [Hit::new(&key, rate, strategy)];
+                store.peek(&hit, now).await.map(|d| d.stats[0].remaining)
+            })
+        })
+        .collect();
+    for peek in peeks {
+        assert_eq!(peek.await.unwrap().unwrap(), 4);
+    }
     // Everything written is on the replica before the failover. (WAIT on the admin
     // connection would not do: it waits only for that connection's own writes.)
     let offset = |server: &RedisServer, field: &str| -> u64 {

@@ -368,6 +368,9 @@ where
             }
             Err(e) if is_connection_error(&e) => {
                 drop(conn);
+                // The idle ones most likely share its fate (after a Sentinel failover they all
+                // point at the old primary): the retry opens a fresh connection.
+                pool.retain(|_, _| false);
                 if attempt >= 2 {
                     return Err(StorageError::Unavailable(e.to_string()));
                 }
