@@ -193,3 +193,96 @@ async fn fail_closed_returns_errors_while_redis_is_down() {
     assert!(store.peek(&hits, NOW).await.is_ok());
     assert!(store.refund(&hits, NOW).await.is_ok());
 }
+
+/// A TCP proxy to `target` that can go silent on the connections it already carries (it
+/// swallows their bytes both ways, as a dead host or a dropped conntrack entry would) while
+/// new connections still get through.
+struct SilencingProxy {
+    port: u16,
+    /// Connections numbered below this are silent.
+    silent_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    opened: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SilencingProxy {
+    fn start(target: u16) -> SilencingProxy {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let silent_below = Arc::new(AtomicU64::new(0));
+        let opened = Arc::new(AtomicU64::new(0));
+        let (silent, count) = (silent_below.clone(), opened.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    return;
+                };
+                let id = count.fetch_add(1, Ordering::SeqCst);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let silent = silent.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                return;
+                            }
+                            let quiet = id < silent.load(Ordering::SeqCst);
+                            if !quiet && to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        SilencingProxy {
+            port,
+            silent_below,
+            opened,
+        }
+    }
+
+    /// Every connection open now goes silent for good.
+    fn silence_open_connections(&self) {
+        use std::sync::atomic::Ordering;
+        let opened = self.opened.load(Ordering::SeqCst);
+        self.silent_below.store(opened, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let proxy = SilencingProxy::start(server.port);
+    let store = RedisStore::builder(&format!("redis://127.0.0.1:{}/0", proxy.port))
+        .unwrap()
+        .deadline(DEADLINE)
+        .on_failure(FailurePolicy::FailClosed)
+        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let hits = hit("3 per minute");
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    // The socket stays open but nothing comes back: no error, only the deadline. The
+    // next call must not wait on that socket for ever (the kernel gives up after minutes).
+    proxy.silence_open_connections();
+    assert!(matches!(
+        timed(&store, &hits).await,
+        Err(StorageError::Timeout(_))
+    ));
+    let decision = until_back_on_redis(&store, &hits).await;
+    assert!(decision.admitted);
+    assert_eq!(decision.stats[0].remaining, 1, "the first hit was counted");
+}

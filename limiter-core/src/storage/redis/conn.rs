@@ -158,6 +158,17 @@ impl Pools {
         })
     }
 
+    /// After a call ran out of time: a single server's shared connection is dropped, so the
+    /// next call opens a fresh one. A socket gone silent (a dead host, a dropped conntrack
+    /// entry) raises no error, and every later call would wait on it until the kernel gives
+    /// up, minutes later. Calls in flight keep their clone of it. (The pools of the other
+    /// deployments already close a connection whose call was cancelled.)
+    pub(crate) fn after_timeout(&self) {
+        if let Pools::Single(shared) = self {
+            shared.forget();
+        }
+    }
+
     /// Sends `cmd`; on NOSCRIPT sends `on_noscript` (the same call as EVAL) on the same
     /// connection. A broken connection is dropped and the call retried once on a fresh one.
     pub(crate) async fn query(

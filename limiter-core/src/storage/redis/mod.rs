@@ -435,7 +435,10 @@ impl RedisStore {
         // would be kept twice in this future and copied from one to the other.
         let result = match tokio::time::timeout(deadline, op()).await {
             Ok(result) => result,
-            Err(_) => Err(StorageError::Timeout(deadline)),
+            Err(_) => {
+                inner.pools.after_timeout();
+                Err(StorageError::Timeout(deadline))
+            }
         };
         match &result {
             Ok(_) => inner.breaker.success(attempt, &inner.fallback),
