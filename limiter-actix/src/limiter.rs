@@ -536,7 +536,7 @@ impl LimiterBuilder {
         }
         let store = match self.store {
             Some(store) => store,
-            None => Store::from_uri(&StorageUri::parse(&self.storage_uri)?)?,
+            None => store_for(&self.storage_uri, &self.prefix)?,
         };
         Ok(Limiter {
             inner: Arc::new(Inner {
@@ -584,6 +584,35 @@ impl Limiter {
     pub async fn reset(&self) -> Result<(), StorageError> {
         self.inner.store.reset().await
     }
+}
+
+/// The store a storage URI names. A Redis store deletes on `reset()` the keys under its own
+/// `key_prefix`: it is the limiter's, which the counter keys are written with, unless the URI
+/// names another (then the two disagree, and that is an error).
+#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+fn store_for(uri: &str, prefix: &str) -> Result<Store, ConfigError> {
+    let store = Store::from_uri(&StorageUri::parse(uri)?)?;
+    #[cfg(feature = "redis")]
+    if let Store::Redis(redis) = &store {
+        let in_uri = &redis.options().key_prefix;
+        if in_uri != prefix {
+            if *in_uri != limiter_core::storage::redis::RedisOptions::default().key_prefix {
+                return Err(ConfigError::Invalid {
+                    setting: "key_prefix",
+                    value: in_uri.clone(),
+                    reason: format!(
+                        "the storage URI's key_prefix differs from the limiter's (\"{prefix}\"); \
+                         set it in one place"
+                    ),
+                });
+            }
+            return limiter_core::storage::redis::RedisStore::builder(uri)?
+                .key_prefix(prefix)
+                .build()
+                .map(Store::Redis);
+        }
+    }
+    Ok(store)
 }
 
 /// The limit the rate-limit headers show, with its stats: all a response keeps of a decision

@@ -339,3 +339,46 @@ async fn a_blocked_client_is_refused_without_asking_redis() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(scripts(), asked + 1);
 }
+
+#[actix_web::test]
+async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock)
+        .key_prefix("myapp")
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter.clone())
+            .route("/plain", web::get().to(plain)),
+    )
+    .await;
+    let call = || test::call_service(&app, get_req("/plain").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let keys = all_keys(&mut server.admin());
+    assert!(
+        !keys.is_empty() && keys.iter().all(|k| k.starts_with("myapp{")),
+        "{keys:?}"
+    );
+    limiter.reset().await.unwrap();
+    assert!(all_keys(&mut server.admin()).is_empty());
+    assert_eq!(
+        call().await.status(),
+        StatusCode::OK,
+        "reset forgot the count"
+    );
+
+    // A URI naming another prefix contradicts the limiter's.
+    let uri = format!("{}?key_prefix=other", server.url());
+    let err = builder(&uri, &clock)
+        .key_prefix("myapp")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("key_prefix"), "{err}");
+}

@@ -39,7 +39,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// A storage URI whose back-end was compiled out.
-    #[error("storage URI \"{uri}\" needs the \"{feature}\" feature of limiter-core (limiter-actix enables it by default)")]
+    #[error("storage URI \"{uri}\" needs the \"{feature}\" feature of limiter-core{}", if *feature == "redis" { " (limiter-actix enables it by default)" } else { " (not enabled by default; enable it in Cargo.toml)" })]
     FeatureDisabled {
         /// The whole URI.
         uri: String,
@@ -81,4 +81,24 @@ pub enum StorageError {
     /// The store answered with an error.
     #[error("storage error: {0}")]
     Backend(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConfigError;
+
+    #[test]
+    fn a_missing_feature_says_whether_it_is_on_by_default() {
+        let missing = |feature| {
+            ConfigError::FeatureDisabled {
+                uri: "rediss://h/0".into(),
+                feature,
+            }
+            .to_string()
+        };
+        let tls = missing("redis-tls");
+        assert!(tls.contains("\"redis-tls\" feature"), "{tls}");
+        assert!(tls.contains("not enabled by default"), "{tls}");
+        assert!(missing("redis").contains("limiter-actix enables it by default"));
+    }
 }
