@@ -1726,3 +1726,51 @@ mod names_and_attributes {
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
+
+#[get("/secure")]
+#[limit("100 per minute")]
+async fn secure() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn requests_an_inner_middleware_fails_still_count_against_the_application_limits() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .application_limits("3 per minute")
+        .build()
+        .unwrap();
+    // An auth middleware inside the limiter that refuses with an error, not a response.
+    let app = test::init_service(
+        App::new()
+            .wrap_fn(|req, srv| {
+                let call = req.headers().contains_key("x-auth").then(|| srv.call(req));
+                async move {
+                    match call {
+                        Some(call) => call.await,
+                        None => Err(actix_web::error::ErrorUnauthorized("no credentials")),
+                    }
+                }
+            })
+            .wrap(limiter)
+            .service(secure),
+    )
+    .await;
+    let authed = || {
+        get_from("/secure", "10.0.0.1")
+            .insert_header(("x-auth", "1"))
+            .to_request()
+    };
+    // The first request teaches the middleware that /secure decides for itself.
+    assert_eq!(
+        test::call_service(&app, authed()).await.status(),
+        StatusCode::OK
+    );
+    // Refused before the wrapper runs: still a hit on the application limit.
+    for _ in 0..2 {
+        let refused = app.call(get_from("/secure", "10.0.0.1").to_request()).await;
+        assert!(refused.is_err());
+    }
+    let res = test::call_service(&app, authed()).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}
