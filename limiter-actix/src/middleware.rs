@@ -120,26 +120,9 @@ pub(crate) struct Post {
     learn: Learn,
     /// With headers on: the charged batch, with what its headers show.
     headers: Option<Box<Batch>>,
-    /// For a route the table says decides for itself, which this middleware did not charge:
-    /// the request, to charge it late if the inner service fails before the wrapper runs (an
-    /// error has no request to read).
-    uncharged: Option<actix_web::HttpRequest>,
 }
 
 impl Post {
-    /// After the inner service failed with an error instead of a response: a request to a
-    /// route believed to decide for itself, whose wrapper never ran (an inner middleware
-    /// refused it), is charged late, as one answered without a wrapper is.
-    fn fail(self) {
-        if let Some(req) = &self.uncharged {
-            let handled = req.extensions().contains::<Handled>();
-            learn_route(&self.worker.limiter, &self.learn, req, handled);
-        }
-        if let Some(batch) = self.headers {
-            batch.give();
-        }
-    }
-
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
         let handled = res.request().extensions().contains::<Handled>();
         learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
@@ -262,12 +245,7 @@ where
             Projection::Inner { fut, post } => {
                 let mut res = match fut.poll(cx) {
                     Poll::Ready(Ok(res)) => res,
-                    Poll::Ready(Err(error)) => {
-                        if let Some(post) = post.take() {
-                            post.fail();
-                        }
-                        return Poll::Ready(Err(error));
-                    }
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
                     Poll::Pending => return Poll::Pending,
                 };
                 if let Some(post) = post.take() {
@@ -324,21 +302,10 @@ where
                 None => pattern_route(inner, &req, &routes, method, &mut pooled),
             }
         };
-        let deferred = matches!(
-            learn,
-            Learn::Static {
-                prior: RouteState::Deferred,
-                ..
-            } | Learn::Pattern {
-                prior: RouteState::Deferred,
-                ..
-            }
-        );
         let post = Post {
             worker: Rc::clone(worker),
             learn,
             headers: None,
-            uncharged: deferred.then(|| req.request().clone()),
         };
         let batch = match pooled {
             Some(batch) if charge && !batch.is_empty() => batch,
