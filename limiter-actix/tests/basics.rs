@@ -34,6 +34,21 @@ async fn body<B: MessageBody>(res: ServiceResponse<B>) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
+/// `|uri| async { the status of a GET of uri from 10.0.0.1 }` over `app`: the call most
+/// tests make.
+macro_rules! get_status {
+    ($app:ident) => {
+        |uri: &'static str| {
+            let app = &$app;
+            async move {
+                test::call_service(app, get_from(uri, "10.0.0.1").to_request())
+                    .await
+                    .status()
+            }
+        }
+    };
+}
+
 fn header<'a, B>(res: &'a ServiceResponse<B>, name: &str) -> Option<&'a str> {
     res.headers().get(name).map(|v| v.to_str().unwrap())
 }
@@ -613,14 +628,7 @@ async fn exemptions() {
             .service(no_defaults),
     )
     .await;
-    let status = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let status = get_status!(app);
     // #[exempt]: neither defaults nor application limits, ever.
     for _ in 0..6 {
         assert_eq!(status("/health").await, StatusCode::OK);
@@ -651,14 +659,7 @@ async fn defaults_on_undecorated_routes_from_their_first_request() {
             .route("/items/{id}", web::get().to(|| async { "item" })),
     )
     .await;
-    let status = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let status = get_status!(app);
     assert_eq!(status("/a").await, StatusCode::OK);
     assert_eq!(status("/a").await, StatusCode::OK);
     assert_eq!(status("/a").await, StatusCode::TOO_MANY_REQUESTS);
@@ -742,14 +743,7 @@ async fn defaults_added_by_a_wrapper_count_per_route() {
             .service(item_with_defaults),
     )
     .await;
-    let call = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let call = get_status!(app);
     for uri in ["/items/1", "/items/2", "/items/3"] {
         assert_eq!(call(uri).await, StatusCode::OK, "{uri}");
     }
@@ -789,14 +783,7 @@ async fn application_limits_are_shared_across_routes() {
             .route("/plain", web::get().to(|| async { "plain" })),
     )
     .await;
-    let status = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let status = get_status!(app);
     assert_eq!(status("/one").await, StatusCode::OK);
     assert_eq!(status("/two").await, StatusCode::OK);
     assert_eq!(status("/plain").await, StatusCode::OK);
@@ -959,14 +946,7 @@ async fn login(path: web::Path<String>) -> HttpResponse {
 async fn deduct_when_charges_only_matching_responses() {
     let limiter = Limiter::builder().clock(clock()).build().unwrap();
     let app = test::init_service(App::new().wrap(limiter).service(login)).await;
-    let call = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let call = get_status!(app);
     for _ in 0..5 {
         assert_eq!(call("/login/good").await, StatusCode::OK);
     }
@@ -999,14 +979,7 @@ async fn a_refund_that_comes_after_its_bucket_ended_gives_the_hits_back() {
             .service(slow_login),
     )
     .await;
-    let call = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let call = get_status!(app);
     // The good login (which does not count) is charged at 0.95 s, in the first bucket, and
     // given back at 1.05 s, in the next, where the sliding window still weighs the first
     // bucket: the refund must reach it, or 9 of its 10 units would still count.
@@ -1122,14 +1095,7 @@ async fn shared_scopes_share_one_bucket() {
     let limiter = Limiter::builder().clock(clock()).build().unwrap();
     let app =
         test::init_service(App::new().wrap(limiter).service(shared_a).service(shared_b)).await;
-    let call = |uri: &'static str| {
-        let app = &app;
-        async move {
-            test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status()
-        }
-    };
+    let call = get_status!(app);
     assert_eq!(call("/shared-a").await, StatusCode::OK);
     assert_eq!(call("/shared-b").await, StatusCode::OK);
     assert_eq!(call("/shared-a").await, StatusCode::OK);
