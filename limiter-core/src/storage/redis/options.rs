@@ -310,28 +310,12 @@ pub(crate) fn parse(
                     .parse()
                     .map_err(|_| bad(format!("bad database number \"{d}\"")))?,
             };
-            let (mut username, mut password) = match userinfo {
-                Some(u) => match u.split_once(':') {
-                    Some((user, pass)) => (
-                        Some(percent_decode(user)).filter(|u| !u.is_empty()),
-                        Some(percent_decode(pass)),
-                    ),
-                    None => (Some(percent_decode(u)), None),
-                },
-                None => (None, None),
-            };
-            for (k, v) in &passthrough {
-                match *k {
-                    "db" => {
-                        db = v
-                            .parse()
-                            .map_err(|_| bad(format!("bad database number \"{v}\"")))?
-                    }
-                    "user" => username = Some(percent_decode(v)),
-                    "pass" => password = Some(percent_decode(v)),
-                    _ => {}
-                }
+            if let Some((_, v)) = passthrough.iter().find(|(k, _)| *k == "db") {
+                db = v
+                    .parse()
+                    .map_err(|_| bad(format!("bad database number \"{v}\"")))?;
             }
+            let (username, password) = credentials(userinfo, &passthrough);
             Target::Sentinel {
                 sentinels: hosts
                     .iter()
@@ -348,27 +332,43 @@ pub(crate) fn parse(
     Ok((target, options))
 }
 
-/// The `user:pass@` of a TCP node's URL: the URI's own, with the query's `user` and `pass`
-/// in place of its parts (re-encoded: a query may hold `@` or `:` as they are).
-fn node_userinfo(userinfo: Option<&str>, passthrough: &[(&str, &str)]) -> String {
+/// The user name and password, decoded: the URI's `user:pass@`, each part replaced by the
+/// query's `user` or `pass` if given (those reach the data nodes only).
+fn credentials(
+    userinfo: Option<&str>,
+    passthrough: &[(&str, &str)],
+) -> (Option<String>, Option<String>) {
     let (mut user, mut pass) = match userinfo {
         Some(u) => match u.split_once(':') {
-            Some((user, pass)) => (user.to_string(), Some(pass.to_string())),
-            None => (u.to_string(), None),
+            Some((user, pass)) => (
+                Some(percent_decode(user)).filter(|u| !u.is_empty()),
+                Some(percent_decode(pass)),
+            ),
+            None => (Some(percent_decode(u)), None),
         },
-        None => (String::new(), None),
+        None => (None, None),
     };
     for (k, v) in passthrough {
         match *k {
-            "user" => user = percent_encode(&percent_decode(v)),
-            "pass" => pass = Some(percent_encode(&percent_decode(v))),
+            "user" => user = Some(percent_decode(v)),
+            "pass" => pass = Some(percent_decode(v)),
             _ => {}
         }
     }
-    match pass {
-        Some(pass) => format!("{user}:{pass}@"),
-        None if !user.is_empty() => format!("{user}@"),
-        None => String::new(),
+    (user, pass)
+}
+
+/// The `user:pass@` of a TCP node's URL, where redis-rs reads the credentials (it ignores the
+/// query's): [`credentials`], encoded again.
+fn node_userinfo(userinfo: Option<&str>, passthrough: &[(&str, &str)]) -> String {
+    match credentials(userinfo, passthrough) {
+        (user, Some(pass)) => format!(
+            "{}:{}@",
+            percent_encode(user.as_deref().unwrap_or("")),
+            percent_encode(&pass)
+        ),
+        (Some(user), None) => format!("{}@", percent_encode(&user)),
+        (None, None) => String::new(),
     }
 }
 
