@@ -586,33 +586,31 @@ impl Limiter {
     }
 }
 
-/// The store a storage URI names. A Redis store deletes on `reset()` the keys under its own
-/// `key_prefix`: it is the limiter's, which the counter keys are written with, unless the URI
-/// names another (then the two disagree, and that is an error).
+/// The store a storage URI names. A Redis store deletes on `reset()` the keys under its
+/// `key_prefix`, which must be the limiter's (the counter keys are written with it): the URI
+/// may leave it out or repeat it, not name another.
 #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
 fn store_for(uri: &str, prefix: &str) -> Result<Store, ConfigError> {
-    let store = Store::from_uri(&StorageUri::parse(uri)?)?;
-    #[cfg(feature = "redis")]
-    if let Store::Redis(redis) = &store {
-        let in_uri = &redis.options().key_prefix;
-        if in_uri != prefix {
-            if *in_uri != limiter_core::storage::redis::RedisOptions::default().key_prefix {
+    match StorageUri::parse(uri)? {
+        #[cfg(feature = "redis")]
+        StorageUri::Redis { .. } => {
+            use limiter_core::storage::redis::{RedisOptions, RedisStore};
+            let builder = RedisStore::builder(uri)?;
+            let named = &builder.current_options().key_prefix;
+            if named != prefix && *named != RedisOptions::default().key_prefix {
                 return Err(ConfigError::Invalid {
                     setting: "key_prefix",
-                    value: in_uri.clone(),
+                    value: named.clone(),
                     reason: format!(
                         "the storage URI's key_prefix differs from the limiter's (\"{prefix}\"); \
                          set it in one place"
                     ),
                 });
             }
-            return limiter_core::storage::redis::RedisStore::builder(uri)?
-                .key_prefix(prefix)
-                .build()
-                .map(Store::Redis);
+            builder.key_prefix(prefix).build().map(Store::Redis)
         }
+        parsed => Store::from_uri(&parsed),
     }
-    Ok(store)
 }
 
 /// The limit the rate-limit headers show, with its stats: all a response keeps of a decision
