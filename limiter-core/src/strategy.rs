@@ -145,10 +145,12 @@ pub(crate) enum State {
 const _: () = assert!(std::mem::size_of::<State>() == 24);
 
 /// Peek reports without changing what counts; Hit charges an admitted request and, for the
-/// elastic strategies, records a rejected one.
+/// elastic strategies, records a rejected one; Charge charges an admitted request only (a
+/// batch's charge, whose denial is recorded once the batch's earlier charges are undone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
     Peek,
+    Charge,
     Hit,
 }
 
@@ -176,7 +178,8 @@ impl State {
         action: Action,
     ) -> LimitStats {
         let (t, p, n) = (now.as_micros(), rate.period_micros(), rate.amount());
-        let hit = action == Action::Hit;
+        let hit = action != Action::Peek;
+        let record_denial = action == Action::Hit;
         // A request that can never pass (cost over the amount, `0 per ...`) is told to retry
         // after a full period: there is no earlier time to name.
         let impossible = cost > n;
@@ -227,7 +230,7 @@ impl State {
                     }
                 };
                 let admitted = count.saturating_add(cost) <= n;
-                if hit {
+                if hit && (admitted || record_denial) {
                     if admitted {
                         *count += cost;
                     }
@@ -247,7 +250,7 @@ impl State {
                 log.expire(t, p);
                 let used = log.len();
                 let admitted = used.saturating_add(cost) <= n;
-                if hit && (admitted || strategy == Strategy::MovingWindowElastic) {
+                if hit && (admitted || record_denial && strategy == Strategy::MovingWindowElastic) {
                     // The log keeps the n newest of its entries and `record` hits at t. The
                     // oldest ones go before the push, so the log never outgrows n.
                     let record = cost.min(n);

@@ -90,3 +90,48 @@ fn an_expired_log_and_no_log_undo_alike() {
         fresh.peek_now(&batch[..1], t1)
     );
 }
+
+#[test]
+fn elastic_denials_survive_the_rollback() {
+    // Each key holds one hit from t0; the batch comes 10 seconds later and is denied by its
+    // second entry: the same key charged again (cost 5 on top of 2 held), or another key
+    // (cost 6). The first entry's charge is rolled back; the denied entry of an elastic
+    // strategy records its hit as the same request alone would: a fixed window's expiry
+    // moves to t1 + 60 s, a moving window's log keeps its 5 newest hits, all at t1.
+    let five: Rate = "5 per minute".parse().unwrap();
+    let t0 = Timestamp::from_secs(1_700_000_040);
+    let t1 = Timestamp::from_secs(1_700_000_050);
+    let seventy = Timestamp::from_secs(1_700_000_110);
+    for strategy in [Strategy::FixedWindowElastic, Strategy::MovingWindowElastic] {
+        for (what, denied_key, cost) in [("repeated key", "a", 5), ("other key", "b", 6)] {
+            let held = |store: &MemoryStore| {
+                for key in ["a", "b"] {
+                    assert!(
+                        store
+                            .decide_now(&[Hit::new(key, five, strategy)], t0)
+                            .admitted
+                    );
+                }
+            };
+            let store = MemoryStore::new(100);
+            held(&store);
+            let denied = Hit::new(denied_key, five, strategy).with_cost(cost);
+            let d = store.decide_now(&[Hit::new("a", five, strategy), denied], t1);
+            assert_eq!(d.breached, Some(1), "{strategy}, {what}: {d:?}");
+
+            let alone = MemoryStore::new(100);
+            held(&alone);
+            assert!(!alone.decide_now(&[denied], t1).admitted);
+            for key in ["a", "b"] {
+                let hit = [Hit::new(key, five, strategy)];
+                let after = store.peek_now(&hit, t1);
+                assert_eq!(after, alone.peek_now(&hit, t1), "{strategy}, {what}: {key}");
+            }
+            let after = store.peek_now(&[denied.with_cost(1)], t1);
+            assert_eq!(after.stats[0].reset, seventy, "{strategy}, {what}");
+            if strategy == Strategy::MovingWindowElastic {
+                assert_eq!(after.stats[0].remaining, 0, "{strategy}, {what}");
+            }
+        }
+    }
+}

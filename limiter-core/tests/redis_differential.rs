@@ -603,3 +603,52 @@ async fn a_free_elastic_hit_on_a_shrunk_log_agrees_with_memory() {
     assert_eq!(again, memory.decide_now(&free, now));
     assert!(again.admitted);
 }
+
+/// A batch denied by a key it names twice, on an elastic strategy: the first charge is
+/// rolled back and the denial recorded as the same request alone would record it. Both
+/// stores agree on the decision and on what each key holds afterwards.
+#[tokio::test]
+async fn an_elastic_denial_by_a_repeated_key_agrees_with_memory() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = compared_store(&server);
+    let five: Rate = "5 per minute".parse().unwrap();
+    let t0 = Timestamp::from_secs(1_700_000_040);
+    let t1 = Timestamp::from_secs(1_700_000_050);
+    for strategy in [Strategy::FixedWindowElastic, Strategy::MovingWindowElastic] {
+        let memory = MemoryStore::new(100);
+        let (a, b) = (
+            format!("L{{x}}:a:{strategy}"),
+            format!("L{{x}}:b:{strategy}"),
+        );
+        for key in [&a, &b] {
+            let hit = [Hit::new(key, five, strategy)];
+            assert_eq!(
+                store.decide(&hit, t0).await.unwrap(),
+                memory.decide_now(&hit, t0)
+            );
+        }
+        let batch = [
+            Hit::new(&a, five, strategy),
+            Hit::new(&b, five, strategy),
+            // Denied after `a`'s first charge (2 + 5 > 5), and alone too (1 + 5 > 5).
+            Hit::new(&a, five, strategy).with_cost(5),
+        ];
+        let got = store.decide(&batch, t1).await.unwrap();
+        assert_eq!(got, memory.decide_now(&batch, t1), "{strategy}");
+        assert_eq!(got.breached, Some(2), "{strategy}");
+        for key in [&a, &b] {
+            let hit = [Hit::new(key, five, strategy)];
+            let held = store.peek(&hit, t1).await.unwrap();
+            assert_eq!(held, memory.peek_now(&hit, t1), "{strategy}: {key}");
+        }
+        // The denial was recorded on `a` (its window now ends a minute after t1), and `b`'s
+        // charge undone.
+        let a_now = memory.peek_now(&[Hit::new(&a, five, strategy)], t1);
+        assert_eq!(a_now.stats[0].reset, Timestamp::from_secs(1_700_000_110));
+        let b_now = memory.peek_now(&[Hit::new(&b, five, strategy)], t1);
+        assert_eq!(b_now.stats[0].remaining, 4);
+    }
+}

@@ -197,6 +197,8 @@ impl MemoryStore {
         let stats = &mut decision.stats;
         // Charge optimistically, one lookup per limit, remembering how to undo each charge;
         // a denial rolls the earlier ones back. Same outcome as peeking every limit first.
+        // The denial itself changes nothing yet (`Charge`): an elastic limit records it after
+        // the rollback, which could otherwise undo the record when the key is named twice.
         let mut undo: SmallVec<[Option<State>; 4]> = SmallVec::new();
         // The snapshot and the stats are written where they are kept, never through a local:
         // assembled field by field and reloaded whole, they stall on store forwarding.
@@ -206,7 +208,7 @@ impl MemoryStore {
             undo.push(slot.state.snapshot(hit.strategy));
             stats.push(
                 slot.state
-                    .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit),
+                    .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Charge),
             );
             if stats.last().is_some_and(|verdict| !verdict.admitted) {
                 undo.pop();
@@ -238,8 +240,10 @@ impl MemoryStore {
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
         }
-        // The limits after the denial are not charged; the elastic ones that deny too record it.
-        for (j, hit) in hits.iter().enumerate().skip(denied + 1) {
+        // The denying limit and those after it are not charged; the elastic ones that deny
+        // record it. A key named earlier in the batch may have denied the first: undone, that
+        // charge leaves it passing, and its verdict stays the denial the batch was given.
+        for (j, hit) in hits.iter().enumerate().skip(denied) {
             let (hash, shard) = held.shard(j);
             let slot = self.find_or_insert(shard, hash, hit.key, now);
             let mut verdict =
@@ -250,7 +254,11 @@ impl MemoryStore {
                     .state
                     .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Hit);
             }
-            stats.push(verdict);
+            if j > denied {
+                stats.push(verdict);
+            } else if !verdict.admitted {
+                stats[j] = verdict;
+            }
         }
         decision.conclude();
     }

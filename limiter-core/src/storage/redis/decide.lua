@@ -235,7 +235,9 @@ local function sliding_retry(previous, current, n, cost, p, elapsed)
   return p - elapsed + crossing
 end
 
--- State::decide. Returns admitted (bool), remaining, reset, retry (-1 for none).
+-- State::decide. Returns admitted (bool), remaining, reset, retry (-1 for none). `hit` is
+-- false (Action::Peek), 'charge' (Action::Charge: an admitted request only) or true
+-- (Action::Hit: the elastic strategies record a denied one too).
 local function decide(key, s, n, p, cost, hit)
   local st = load(key, s)
   local impossible = cost > n
@@ -263,7 +265,7 @@ local function decide(key, s, n, p, cost, hit)
       st = replace(key, st, { k = 'e', expires = t, count = 0 })
     end
     local admitted = st.count + cost <= n
-    if hit then
+    if hit and (admitted or hit == true) then
       if admitted then st.count = st.count + cost end
       st.expires = t + p
       dirty[key] = true
@@ -282,7 +284,7 @@ local function decide(key, s, n, p, cost, hit)
     local len, skip = log_view(key, st, p)
     local used = len - skip
     local admitted = used + cost <= n
-    if hit and (admitted or s == MOVING_ELASTIC) then
+    if hit and (admitted or (hit == true and s == MOVING_ELASTIC)) then
       if st.foreign then
         redis.call('DEL', key)
         st.foreign = false
@@ -526,7 +528,9 @@ else
       for field, value in pairs(st) do copy[field] = value end
       snapshots[i] = copy
     end
-    run(i, true)
+    -- The denial itself changes nothing yet: an elastic limit records it after the
+    -- rollback, which could otherwise undo the record when the key is named twice.
+    run(i, 'charge')
     if not admitted[i] then
       denied = i
       break
@@ -548,7 +552,13 @@ else
       end
     end
     for j = 1, denied - 1 do run(j, false) end
-    after_denial(denied + 1)
+    -- A key named earlier in the batch may have denied this limit: undone, that charge
+    -- leaves it passing, and its verdict stays the denial the batch was given.
+    local verdict = { admitted[denied], remaining[denied], reset[denied], retry[denied] }
+    after_denial(denied)
+    if admitted[denied] then
+      admitted[denied], remaining[denied], reset[denied], retry[denied] = unpack(verdict)
+    end
   end
 end
 
