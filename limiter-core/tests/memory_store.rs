@@ -225,6 +225,57 @@ fn expired_state_is_reclaimed_before_anything_live_is_evicted() {
 }
 
 #[test]
+fn a_full_store_never_evicts_a_key_of_the_batch_it_is_deciding() {
+    // A cap of 4 keys (one shard), three of them held for a day; every insertion past the cap
+    // samples all of them and evicts the one that expires first. A batch of two new
+    // per-second keys: the second must not evict the first, charged a moment before.
+    let now = Timestamp::from_secs(T0);
+    let per_second = rate("1 per second");
+    for strategy in Strategy::ALL {
+        let store = MemoryStore::new(4);
+        for i in 0..3 {
+            let key = format!("daily-{i}");
+            let daily = [Hit::new(&key, rate("1 per day"), Strategy::FixedWindow)];
+            assert!(store.decide_now(&daily, now).admitted);
+        }
+        let batch = [
+            Hit::new("route", per_second, strategy),
+            Hit::new("app", per_second, strategy),
+        ];
+        let first = store.decide_now(&batch, now);
+        assert!(first.admitted, "{strategy}");
+        // Both charges are held: the same request again is denied by the first limit.
+        let again = store.decide_now(&batch, now);
+        assert_eq!(again.breached, Some(0), "{strategy}: {again:?}");
+        assert_eq!(store.len(), store.max_keys(), "{strategy}");
+        assert_eq!(store.evictions(), 1, "{strategy}: a daily key made room");
+    }
+}
+
+#[test]
+fn a_batch_with_more_keys_than_the_cap_is_still_decided_whole() {
+    // One key of room and a batch of three: the batch's own keys are never evicted, so the
+    // store holds all three until later insertions bring it back under its cap.
+    let store = MemoryStore::new(1);
+    let now = Timestamp::from_secs(T0);
+    let one = rate("1 per minute");
+    let batch = [
+        Hit::new("a", one, Strategy::FixedWindow),
+        Hit::new("b", one, Strategy::MovingWindow),
+        Hit::new("c", one, Strategy::Gcra),
+    ];
+    assert!(store.decide_now(&batch, now).admitted);
+    assert_eq!(store.decide_now(&batch, now).breached, Some(0));
+    assert_eq!(store.len(), 3);
+    assert!(
+        store
+            .decide_now(&[Hit::new("d", one, Strategy::FixedWindow)], now)
+            .admitted
+    );
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
 fn configuration_errors_name_the_bad_value_and_the_accepted_ones() {
     let err = "leaky-bucket".parse::<Strategy>().unwrap_err();
     assert_eq!(

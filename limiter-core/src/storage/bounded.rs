@@ -76,30 +76,52 @@ impl<T> Default for Bounded<T> {
 impl<T: Expires> Bounded<T> {
     /// Makes room for one more entry under `cap`. With room to spare it only sweeps, sparing
     /// entries expired less than `grace` micros ago (their client is likely still about);
-    /// at the cap it drops whatever expired and evicts live entries as needed.
-    pub(crate) fn make_room(&mut self, cap: usize, now: u64, grace: u64) -> Dropped {
+    /// at the cap it drops whatever expired and evicts live entries as needed, never one that
+    /// `keep` holds on to (a batch's own keys). When every live entry is kept, the table
+    /// goes over its cap by that one entry.
+    pub(crate) fn make_room(
+        &mut self,
+        cap: usize,
+        now: u64,
+        grace: u64,
+        keep: impl Fn(&T) -> bool,
+    ) -> Dropped {
         let mut dropped = Dropped::default();
         if self.table.len() < cap {
-            dropped.expired += self.sweep(SWEEP_ON_INSERT, now.saturating_sub(grace)).0;
+            dropped.expired += self
+                .sweep(SWEEP_ON_INSERT, now.saturating_sub(grace), &keep)
+                .0;
         }
-        while self.table.len() >= cap {
+        // Buckets looked at since the last eviction: a whole table's worth means all is kept.
+        let mut fruitless = 0;
+        while self.table.len() >= cap && fruitless <= self.table.num_buckets() {
             // A sample can land on empty buckets only; the next one goes on from there.
-            let (expired, victim) = self.sweep(SAMPLE_WHEN_FULL, now);
+            let (expired, victim) = self.sweep(SAMPLE_WHEN_FULL, now, &keep);
             dropped.expired += expired;
             if self.table.len() < cap {
                 break;
             }
-            if let Some(Ok(entry)) = victim.map(|b| self.table.get_bucket_entry(b)) {
-                entry.remove();
-                dropped.evicted += 1;
+            match victim.map(|b| self.table.get_bucket_entry(b)) {
+                Some(Ok(entry)) => {
+                    entry.remove();
+                    dropped.evicted += 1;
+                    fruitless = 0;
+                }
+                _ => fruitless += SAMPLE_WHEN_FULL,
             }
         }
         dropped
     }
 
     /// Looks at up to `budget` buckets from the cursor, dropping expired entries. Returns how
-    /// many it dropped and the bucket of the looked-at live entry that expires first.
-    fn sweep(&mut self, budget: usize, now: u64) -> (usize, Option<usize>) {
+    /// many it dropped and the bucket of the looked-at live entry, not one to `keep`, that
+    /// expires first.
+    fn sweep(
+        &mut self,
+        budget: usize,
+        now: u64,
+        keep: &impl Fn(&T) -> bool,
+    ) -> (usize, Option<usize>) {
         let buckets = self.table.num_buckets();
         let mut expired = 0;
         if self.table.is_empty() || buckets == 0 {
@@ -116,7 +138,7 @@ impl<T: Expires> Bounded<T> {
             if expires_at <= now {
                 entry.remove();
                 expired += 1;
-            } else if soonest.is_none_or(|(e, _)| expires_at < e) {
+            } else if soonest.is_none_or(|(e, _)| expires_at < e) && !keep(entry.get()) {
                 soonest = Some((expires_at, bucket));
             }
         }

@@ -204,7 +204,7 @@ impl MemoryStore {
         // assembled field by field and reloaded whole, they stall on store forwarding.
         for (j, hit) in hits.iter().enumerate() {
             let (hash, shard) = held.shard(j);
-            let slot = self.find_or_insert(shard, hash, hit.key, now);
+            let slot = self.find_or_insert(shard, hash, hit.key, now, hits);
             undo.push(slot.state.snapshot(hit.strategy));
             stats.push(
                 slot.state
@@ -227,7 +227,7 @@ impl MemoryStore {
         for (j, before) in undo.into_iter().enumerate().rev() {
             let hit = &hits[j];
             let (hash, shard) = held.shard(j);
-            let slot = self.find_or_insert(shard, hash, hit.key, now);
+            let slot = self.find_or_insert(shard, hash, hit.key, now, hits);
             match before {
                 Some(state) => slot.state = state,
                 None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
@@ -235,7 +235,7 @@ impl MemoryStore {
         }
         for (j, hit) in hits.iter().enumerate().take(denied) {
             let (hash, shard) = held.shard(j);
-            let slot = self.find_or_insert(shard, hash, hit.key, now);
+            let slot = self.find_or_insert(shard, hash, hit.key, now, hits);
             stats[j] = slot
                 .state
                 .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
@@ -245,7 +245,7 @@ impl MemoryStore {
         // charge leaves it passing, and its verdict stays the denial the batch was given.
         for (j, hit) in hits.iter().enumerate().skip(denied) {
             let (hash, shard) = held.shard(j);
-            let slot = self.find_or_insert(shard, hash, hit.key, now);
+            let slot = self.find_or_insert(shard, hash, hit.key, now, hits);
             let mut verdict =
                 slot.state
                     .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Peek);
@@ -416,7 +416,7 @@ impl MemoryStore {
     ) {
         let slot = match shard.find(hash, hit.key) {
             Some(slot) => slot,
-            None if create => self.insert(shard, hash, hit.key, now),
+            None if create => self.insert(shard, hash, hit.key, now, &[]),
             None => {
                 out.push(State::Empty.decide(hit.strategy, &hit.rate, now, hit.cost, action));
                 return;
@@ -428,13 +428,14 @@ impl MemoryStore {
         );
     }
 
-    /// The slot of `key`, inserted if missing.
+    /// The slot of `key`, inserted if missing, without evicting any key of `batch`.
     fn find_or_insert<'s>(
         &self,
         shard: &'s mut Shard,
         hash: u64,
         key: &str,
         now: Timestamp,
+        batch: &[Hit<'_>],
     ) -> &'s mut Slot {
         // Found by index, then borrowed: returning the found slot from a `match` on
         // `find_mut` would keep the shard borrowed for the insertion.
@@ -443,18 +444,27 @@ impl MemoryStore {
                 .table
                 .get_bucket_mut(bucket)
                 .expect("a found bucket is full"),
-            None => self.insert(shard, hash, key, now),
+            None => self.insert(shard, hash, key, now, batch),
         }
     }
 
+    /// Inserts `key`, making room first. A full shard evicts a live key, never one of
+    /// `batch`: the request being decided may have charged it a moment ago.
     fn insert<'s>(
         &self,
         shard: &'s mut Shard,
         hash: u64,
         key: &str,
         now: Timestamp,
+        batch: &[Hit<'_>],
     ) -> &'s mut Slot {
-        let dropped = shard.make_room(self.per_shard_cap, now.as_micros(), SWEEP_GRACE_MICROS);
+        let in_batch = |slot: &Slot| batch.iter().any(|hit| *slot.key == *hit.key.as_bytes());
+        let dropped = shard.make_room(
+            self.per_shard_cap,
+            now.as_micros(),
+            SWEEP_GRACE_MICROS,
+            in_batch,
+        );
         if dropped.evicted > 0 {
             self.evictions
                 .fetch_add(dropped.evicted as u64, Ordering::Relaxed);

@@ -127,7 +127,7 @@ impl BlockCache {
             e.reset = stats.reset;
             return;
         }
-        let dropped = shard.make_room(self.per_shard_cap, now.as_micros(), 0);
+        let dropped = shard.make_room(self.per_shard_cap, now.as_micros(), 0, |_| false);
         self.len
             .fetch_sub(dropped.expired + dropped.evicted, Ordering::Relaxed);
         if dropped.evicted > 0 {
