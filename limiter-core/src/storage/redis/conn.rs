@@ -129,9 +129,14 @@ impl Pools {
                 username,
                 password,
                 tls,
+                insecure,
             } => {
                 let node = SentinelNodeConnectionInfo {
-                    tls_mode: tls.then_some(TlsMode::Secure),
+                    tls_mode: tls.then_some(if *insecure {
+                        TlsMode::Insecure
+                    } else {
+                        TlsMode::Secure
+                    }),
                     redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
                         db: *db,
                         username: username.clone(),

@@ -126,6 +126,8 @@ pub(crate) enum Target {
         username: Option<String>,
         password: Option<String>,
         tls: bool,
+        /// `#insecure`: TLS without certificate checks, to the Sentinels and the primary.
+        insecure: bool,
     },
 }
 
@@ -316,16 +318,19 @@ pub(crate) fn parse(
                     .map_err(|_| bad(format!("bad database number \"{v}\"")))?;
             }
             let (username, password) = credentials(userinfo, &passthrough);
+            let insecure = tls && fragment == Some("insecure");
+            let fragment = if insecure { "#insecure" } else { "" };
             Target::Sentinel {
                 sentinels: hosts
                     .iter()
-                    .map(|h| format!("{node_scheme}://{at}{h}/"))
+                    .map(|h| format!("{node_scheme}://{at}{h}/{fragment}"))
                     .collect(),
                 service,
                 db,
                 username,
                 password,
                 tls,
+                insecure,
             }
         }
     };
@@ -483,8 +488,38 @@ mod tests {
                 username: Some("u".into()),
                 password: Some("p@ss".into()),
                 tls: false,
+                insecure: false,
             }
         );
+    }
+
+    #[cfg(feature = "redis-tls")]
+    #[test]
+    fn sentinels_over_tls_may_skip_certificate_checks() {
+        let Target::Sentinel {
+            sentinels,
+            tls,
+            insecure,
+            ..
+        } = target("rediss+sentinel://h1:26379,h2:26380/mymaster#insecure")
+        else {
+            panic!("not a sentinel target");
+        };
+        assert_eq!(
+            sentinels,
+            ["rediss://h1:26379/#insecure", "rediss://h2:26380/#insecure"]
+        );
+        assert!(tls && insecure);
+        let Target::Sentinel {
+            sentinels,
+            insecure,
+            ..
+        } = target("rediss+sentinel://h1:26379/mymaster")
+        else {
+            panic!("not a sentinel target");
+        };
+        assert_eq!(sentinels, ["rediss://h1:26379/"]);
+        assert!(!insecure);
     }
 
     #[test]
