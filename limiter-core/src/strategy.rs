@@ -253,10 +253,14 @@ impl State {
                 if hit && (admitted || record_denial && strategy == Strategy::MovingWindowElastic) {
                     // The log keeps the n newest of its entries and `record` hits at t. The
                     // oldest ones go before the push, so the log never outgrows n.
+                    // After the clock stepped back, hits are logged at the newest time the
+                    // log holds: the log stays in order, and its newest entry says when the
+                    // whole log expires.
+                    let at = log.back().map_or(t, |newest| newest.max(t));
                     let record = cost.min(n);
                     let excess = (used + record).saturating_sub(n);
                     log.drop_front(excess);
-                    log.push(t, record - excess.saturating_sub(used), p, n);
+                    log.push(at, record - excess.saturating_sub(used), p, n);
                 }
                 let used = log.len();
                 let reset = log.front().map_or(t + p, |oldest| oldest + p);
@@ -268,8 +272,8 @@ impl State {
                     // none for a cost-0 elastic hit, whose record just trimmed a log that a
                     // smaller rate had left longer than n.
                     let must_expire = used + cost - n;
-                    // Saturating: after the clock stepped back, the log may hold an entry
-                    // that is out of the window but not at its front.
+                    // Saturating, though the log is in order (see the push above) and its
+                    // expired front is gone: the retry must never wrap.
                     must_expire
                         .checked_sub(1)
                         .map_or(0, |i| (log.get(i) + p).saturating_sub(t))
@@ -611,7 +615,8 @@ mod tests {
             let admitted = used.saturating_add(cost) <= n;
             if hit && (admitted || elastic) {
                 let record = cost.min(n) as usize;
-                log.extend(std::iter::repeat_n(t, record));
+                let at = log.back().map_or(t, |&newest| newest.max(t));
+                log.extend(std::iter::repeat_n(at, record));
                 let excess = log.len().saturating_sub(n as usize);
                 log.drain(..excess);
             }

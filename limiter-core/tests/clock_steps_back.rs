@@ -34,3 +34,32 @@ fn moving_window_with_an_out_of_order_log_gives_a_finite_retry() {
     assert!(!d.admitted);
     assert!(d.retry_after.unwrap() <= Duration::from_secs(10));
 }
+
+#[test]
+fn a_hit_logged_after_the_clock_stepped_back_does_not_shorten_the_log() {
+    // A log [1000 s], then a hit at 985 s after the clock stepped back: it is logged at
+    // 1000 s, the newest time the log holds, so the log lives until 1010 s. Logged at 985 s,
+    // the log would look expired from 995 s (and be reclaimed by the next insertions,
+    // forgetting the hit at 1000 s, which still counts).
+    let rate: Rate = "2 per 10 seconds".parse().unwrap();
+    for strategy in [Strategy::MovingWindow, Strategy::MovingWindowElastic] {
+        let store = MemoryStore::new(4);
+        let clock = ManualClock::new(Timestamp::from_secs(1_000));
+        let hit = [Hit::new("k", rate, strategy)];
+        assert!(store.decide_now(&hit, clock.now()).admitted);
+        clock.set(Timestamp::from_secs(985));
+        assert!(store.decide_now(&hit, clock.now()).admitted);
+        clock.set(Timestamp::from_secs(997));
+        // Other clients come and go: every insertion sweeps part of the small table.
+        for i in 0..8 {
+            let other = format!("other-{i}");
+            store.decide_now(&[Hit::new(&other, rate, strategy)], clock.now());
+            store.clear_now(&other);
+        }
+        let d = store.decide_now(&hit, clock.now());
+        assert!(!d.admitted, "{strategy}: {d:?}");
+        assert_eq!(d.stats[0].reset, Timestamp::from_secs(1_010), "{strategy}");
+        clock.set(Timestamp::from_secs(1_010));
+        assert!(store.decide_now(&hit, clock.now()).admitted, "{strategy}");
+    }
+}

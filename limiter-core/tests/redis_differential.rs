@@ -652,3 +652,41 @@ async fn an_elastic_denial_by_a_repeated_key_agrees_with_memory() {
         assert_eq!(b_now.stats[0].remaining, 4);
     }
 }
+
+/// After the clock stepped back, a moving window's hit is logged at the newest time its log
+/// holds, on both stores: the decisions agree, and the Redis key lives until that newest hit
+/// expires (its TTL dated by the hit at 985 s would drop the hit at 1000 s early).
+#[tokio::test]
+async fn a_moving_window_after_the_clock_stepped_back_agrees_with_memory() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = strict_store(&server.url())
+        .ttl_grace(Duration::from_secs(1))
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let rate: Rate = "2 per 10 seconds".parse().unwrap();
+    for strategy in [Strategy::MovingWindow, Strategy::MovingWindowElastic] {
+        let memory = MemoryStore::new(100);
+        let key = format!("L{{x}}:stepped:{strategy}");
+        let hit = [Hit::new(&key, rate, strategy)];
+        for secs in [1_000, 985] {
+            let now = Timestamp::from_secs(secs);
+            let got = store.decide(&hit, now).await.unwrap();
+            assert_eq!(got, memory.decide_now(&hit, now), "{strategy} at {secs}");
+            assert!(got.admitted, "{strategy} at {secs}");
+        }
+        // Dated by the hit at 1 000 s, seen from 985 s: 25 s, plus the grace.
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut admin).unwrap();
+        assert!(ttl > 25_000 && ttl <= 26_000, "{strategy}: {ttl} ms");
+        for secs in [997, 1_010] {
+            let now = Timestamp::from_secs(secs);
+            let got = store.decide(&hit, now).await.unwrap();
+            assert_eq!(got, memory.decide_now(&hit, now), "{strategy} at {secs}");
+            assert_eq!(got.admitted, secs == 1_010, "{strategy} at {secs}");
+        }
+    }
+}

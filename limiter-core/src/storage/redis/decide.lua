@@ -293,7 +293,14 @@ local function decide(key, s, n, p, cost, hit)
         redis.call('LTRIM', key, skip, -1)
       end
       local record = math.min(cost, n)
-      local stamp = int(t)
+      -- After the clock stepped back, hits are logged at the newest time the log holds
+      -- (State::decide): the list stays in order, and its last entry dates its expiry.
+      local stamp = t
+      if used > 0 then
+        local newest = tonumber(redis.call('LINDEX', key, -1))
+        if newest > stamp then stamp = newest end
+      end
+      stamp = int(stamp)
       local done = 0
       while done < record do
         local chunk = {}
