@@ -46,6 +46,26 @@ pub(crate) struct RouteView {
 }
 
 impl RouteView {
+    /// The epoch of the route table this worker reads now.
+    fn epoch(&self) -> u64 {
+        self.snapshot.borrow().0
+    }
+
+    /// The path of the static route whose entry is at `entry` in the table of `epoch`, if
+    /// this worker still reads that table. Addresses are only compared, never followed.
+    fn static_path_of(&self, epoch: u64, entry: usize) -> Option<Box<str>> {
+        let snapshot = self.snapshot.borrow();
+        if snapshot.0 != epoch {
+            return None;
+        }
+        let (path, _) = snapshot
+            .1
+            .static_paths
+            .iter()
+            .find(|(_, e)| std::ptr::addr_of!(**e) as usize == entry)?;
+        Some(path.clone())
+    }
+
     /// The route table, refreshed only when another worker changed it.
     pub(crate) fn routes(&self) -> Ref<'_, Routes> {
         let table = &self.limiter.inner.routes;
@@ -106,6 +126,10 @@ enum Learn {
     Static {
         method: usize,
         prior: RouteState,
+        /// The epoch of the table holding the route's entry, and where the entry is: enough
+        /// to find the path again should the inner service fail (see [`Post::failed`])
+        /// without copying it. None for a path not in the table of static paths yet.
+        entry: Option<(u64, usize)>,
     },
     Pattern {
         pattern: String,
@@ -123,6 +147,43 @@ pub(crate) struct Post {
 }
 
 impl Post {
+    /// The inner service failed with an error instead of a response. A route that decides
+    /// for itself never reached its wrapper then, and went uncharged: an inner middleware
+    /// (authentication, say) refused the request with an `Err`. There is no request left to
+    /// key a charge on, so this one stays uncharged; from now on the route is charged before
+    /// routing, as when a route answers without its wrapper (`learn_route`).
+    fn failed(self) {
+        let inner = &self.worker.limiter.inner;
+        match self.learn {
+            Learn::Static {
+                method,
+                prior: RouteState::Deferred,
+                entry: Some((epoch, entry)),
+            } => {
+                if let Some(path) = self.worker.routes.static_path_of(epoch, entry) {
+                    let kind = KeyKind::StaticPath;
+                    inner
+                        .routes
+                        .record(kind, &path, method, false, &inner.defaults);
+                }
+            }
+            Learn::Pattern {
+                ref pattern,
+                method,
+                prior: RouteState::Deferred,
+            } => {
+                let kind = KeyKind::Pattern;
+                inner
+                    .routes
+                    .record(kind, pattern, method, false, &inner.defaults);
+            }
+            _ => {}
+        }
+        if let Some(batch) = self.headers {
+            batch.give();
+        }
+    }
+
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
         let handled = res.request().extensions().contains::<Handled>();
         learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
@@ -143,7 +204,7 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, h
     let inner = &limiter.inner;
     let (kind, pattern, method, prior) = match learn {
         Learn::Nothing => return,
-        Learn::Static { method, prior } => (KeyKind::StaticPath, None, *method, *prior),
+        Learn::Static { method, prior, .. } => (KeyKind::StaticPath, None, *method, *prior),
         Learn::Pattern {
             pattern,
             method,
@@ -245,7 +306,12 @@ where
             Projection::Inner { fut, post } => {
                 let mut res = match fut.poll(cx) {
                     Poll::Ready(Ok(res)) => res,
-                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Ready(Err(error)) => {
+                        if let Some(post) = post.take() {
+                            post.failed();
+                        }
+                        return Poll::Ready(Err(error));
+                    }
                     Poll::Pending => return Poll::Pending,
                 };
                 if let Some(post) = post.take() {
@@ -297,7 +363,12 @@ where
                             Some(&entry.default_suffixes),
                         );
                     }
-                    (Learn::Static { method: m, prior }, charge)
+                    let learn = Learn::Static {
+                        method: m,
+                        prior,
+                        entry: Some((worker.routes.epoch(), std::ptr::addr_of!(*entry) as usize)),
+                    };
+                    (learn, charge)
                 }
                 None => pattern_route(inner, &req, &routes, method, &mut pooled),
             }
@@ -360,11 +431,16 @@ where
                 }
             };
             match decided(req, batch, decision, post) {
-                Decided::Pass(req, post) => {
-                    let mut res = service.call(req).await?;
-                    post.finish(&mut res);
-                    Ok(res.map_into_left_body())
-                }
+                Decided::Pass(req, post) => match service.call(req).await {
+                    Ok(mut res) => {
+                        post.finish(&mut res);
+                        Ok(res.map_into_left_body())
+                    }
+                    Err(error) => {
+                        post.failed();
+                        Err(error)
+                    }
+                },
                 Decided::Reject(response) => Ok(response),
             }
         }),
@@ -411,7 +487,11 @@ fn pattern_route(
             }
             let learn = match method {
                 None => Learn::Nothing,
-                Some(m) if pattern == path => Learn::Static { method: m, prior },
+                Some(m) if pattern == path => Learn::Static {
+                    method: m,
+                    prior,
+                    entry: None,
+                },
                 Some(m) => Learn::Pattern {
                     pattern,
                     method: m,

@@ -1636,6 +1636,66 @@ async fn ambiguous_routes_charged_before_routing_and_refunded_by_the_wrapper() {
     );
 }
 
+#[get("/guarded/{id}")]
+#[limit("10 per minute")]
+async fn behind_auth_pattern() -> &'static str {
+    "pattern"
+}
+
+/// An inner middleware that refuses requests without a token with an `Err`, as
+/// actix-web-httpauth does.
+async fn token_required(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !req.headers().contains_key("x-token") {
+        return Err(actix_web::error::ErrorUnauthorized("no token"));
+    }
+    next.call(req).await
+}
+
+#[actix_web::test]
+async fn requests_an_inner_middleware_fails_still_count_against_application_limits() {
+    for uri in ["/one", "/guarded/7"] {
+        let limiter = Limiter::builder()
+            .clock(clock())
+            .application_limits("3 per minute")
+            .build()
+            .unwrap();
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(token_required))
+                .wrap(limiter)
+                .service(one)
+                .service(behind_auth_pattern),
+        )
+        .await;
+        let call = |token: bool| {
+            let app = &app;
+            async move {
+                let mut req = get_from(uri, "10.0.0.1");
+                if token {
+                    req = req.insert_header(("x-token", "t"));
+                }
+                match app.call(req.to_request()).await {
+                    Ok(res) => res.status(),
+                    Err(error) => error.error_response().status(),
+                }
+            }
+        };
+        // The route decides for itself (its wrapper charges the application limit too)...
+        assert_eq!(call(true).await, StatusCode::OK, "{uri}");
+        // ...until a request fails before reaching it: that one goes uncharged (nothing is
+        // left to key it on), and the route is charged before routing from then on.
+        assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
+        // 3 per minute: the first request and the last two failures.
+        assert_eq!(call(false).await, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        assert_eq!(call(true).await, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+    }
+}
+
 /// User functions named like the parameters of the code `#[limit]` writes, and attributes on a
 /// decorated handler, keep their meaning.
 mod names_and_attributes {
