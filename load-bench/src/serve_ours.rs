@@ -39,8 +39,16 @@ pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Re
         Variant::RedisMoving => ("moving-window", redis),
         other => unreachable!("{other:?} is not this crate's"),
     };
+    // The Redis variants share the harness's server and alternate on the same client keys:
+    // under one prefix, each would find the other's state on every key (a list where a
+    // window's string should be), which costs a second script call per key and round.
+    let prefix = match variant {
+        Variant::RedisMoving => "LIMITER-MOVING",
+        _ => "LIMITER",
+    };
     Limiter::builder()
         .storage_uri(uri)
+        .key_prefix(prefix)
         .strategy(strategy)
         .application_limits(&application)
         .headers(match variant {
