@@ -2,6 +2,7 @@
 //! that do not decide for themselves, learns which routes do, and makes the [`Limiter`] the app
 //! data that `#[limit]` wrappers find.
 
+use std::borrow::Cow;
 use std::cell::{Ref, RefCell};
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
@@ -154,30 +155,27 @@ impl Post {
     /// routing, as when a route answers without its wrapper (`learn_route`).
     fn failed(self) {
         let inner = &self.worker.limiter.inner;
-        match self.learn {
+        let route = match &self.learn {
             Learn::Static {
                 method,
                 prior: RouteState::Deferred,
                 entry: Some((epoch, entry)),
-            } => {
-                if let Some(path) = self.worker.routes.static_path_of(epoch, entry) {
-                    let kind = KeyKind::StaticPath;
-                    inner
-                        .routes
-                        .record(kind, &path, method, false, &inner.defaults);
-                }
-            }
+            } => self
+                .worker
+                .routes
+                .static_path_of(*epoch, *entry)
+                .map(|path| (KeyKind::StaticPath, Cow::Owned(path.into_string()), *method)),
             Learn::Pattern {
-                ref pattern,
+                pattern,
                 method,
                 prior: RouteState::Deferred,
-            } => {
-                let kind = KeyKind::Pattern;
-                inner
-                    .routes
-                    .record(kind, pattern, method, false, &inner.defaults);
-            }
-            _ => {}
+            } => Some((KeyKind::Pattern, Cow::Borrowed(pattern.as_str()), *method)),
+            _ => None,
+        };
+        if let Some((kind, key, method)) = route {
+            inner
+                .routes
+                .record(kind, &key, method, false, &inner.defaults);
         }
         if let Some(batch) = self.headers {
             batch.give();
