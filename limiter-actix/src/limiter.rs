@@ -722,6 +722,23 @@ impl Inner {
         }
     }
 
+    /// The refusal of `hits` at `now` when it is known without charging anything: a peek on
+    /// the memory store, the block cache on Redis. Never with an elastic limit among them,
+    /// which must record the refused hit.
+    pub(crate) fn refused_uncharged(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
+        if hits.iter().any(|hit| hit.strategy.is_elastic()) {
+            return None;
+        }
+        let decision = match &self.store {
+            Store::Memory(memory) => memory.peek_now(hits, now),
+            #[cfg(feature = "redis")]
+            Store::Redis(redis) => redis.decide_locally(hits, now)?,
+            #[allow(unreachable_patterns)]
+            _ => return None,
+        };
+        (!decision.admitted).then_some(decision)
+    }
+
     /// The decision without a future: always on the memory store, on Redis only for a client
     /// its block cache knows is blocked.
     #[inline]

@@ -139,22 +139,39 @@ enum Learn {
     },
 }
 
+impl Learn {
+    /// What the table knew of the route before this request, if it has one.
+    fn prior(&self) -> Option<RouteState> {
+        match self {
+            Learn::Nothing => None,
+            Learn::Static { prior, .. } | Learn::Pattern { prior, .. } => Some(*prior),
+        }
+    }
+}
+
 /// Work left for after the inner service answered.
 pub(crate) struct Post {
     worker: Rc<Worker>,
     learn: Learn,
     /// With headers on: the charged batch, with what its headers show.
     headers: Option<Box<Batch>>,
+    /// On a [`RouteState::Fallible`] route: the application limits, keyed before routing
+    /// and charged only if the request fails before its wrapper.
+    pending: Option<Box<Batch>>,
 }
 
 impl Post {
-    /// The inner service failed with an error instead of a response. A route that decides
-    /// for itself never reached its wrapper then, and went uncharged: an inner middleware
-    /// (authentication, say) refused the request with an `Err`. There is no request left to
-    /// key a charge on, so this one stays uncharged; from now on the route is charged before
-    /// routing, as when a route answers without its wrapper (`learn_route`).
+    /// The inner service failed with an error instead of a response: on a route that decides
+    /// for itself, the request never reached its wrapper, and an inner middleware
+    /// (authentication, say) refused it with an `Err`. A [`RouteState::Fallible`] route
+    /// charges what it keyed before routing. A route not known to fail yet has nothing left to
+    /// key the request on, so this one stays uncharged, and the route becomes fallible.
     fn failed(self) {
-        let inner = &self.worker.limiter.inner;
+        let limiter = &self.worker.limiter;
+        let inner = &limiter.inner;
+        if let Some(batch) = self.pending {
+            charge_batch(limiter, batch, inner.clock.now());
+        }
         let route = match &self.learn {
             Learn::Static {
                 method,
@@ -175,7 +192,7 @@ impl Post {
         if let Some((kind, key, method)) = route {
             inner
                 .routes
-                .record(kind, &key, method, false, &inner.defaults);
+                .record_failure(kind, &key, method, &inner.defaults);
         }
         if let Some(batch) = self.headers {
             batch.give();
@@ -185,6 +202,10 @@ impl Post {
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
         let handled = res.request().extensions().contains::<Handled>();
         learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
+        if let Some(batch) = self.pending {
+            // The wrapper decided (or `learn_route` charged a response without it).
+            batch.give();
+        }
         let inner = &self.worker.limiter.inner;
         if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
@@ -214,7 +235,7 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, h
         return;
     }
     let key = pattern.unwrap_or_else(|| routing_path(req));
-    if prior == RouteState::Deferred {
+    if matches!(prior, RouteState::Deferred | RouteState::Fallible) {
         charge_late(limiter, req, key);
     }
     inner
@@ -236,7 +257,13 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
         &mut batch,
         Some(&default_suffixes(pattern, &inner.defaults)),
     );
-    let now = inner.clock.now();
+    charge_batch(limiter, batch, inner.clock.now());
+}
+
+/// Charges `batch` after its request was let through: on the memory store at once, on Redis
+/// in a task of its own (the response does not wait for it).
+fn charge_batch(limiter: &Limiter, batch: Box<Batch>, now: limiter_core::Timestamp) {
+    let inner = &limiter.inner;
     if batch
         .with_hits(|hits| inner.decide_sync(hits, now))
         .is_some()
@@ -247,7 +274,7 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
     let limiter = limiter.clone();
     actix_web::rt::spawn(async move {
         if let Err(error) = limiter.inner.decide_remote(&batch.hits(), now).await {
-            tracing::warn!(%error, "late charge of an ambiguous route failed");
+            tracing::warn!(%error, "late charge of a request let through uncharged failed");
         }
         batch.give();
     });
@@ -257,7 +284,9 @@ impl RouteState {
     fn observe_changes(self, handled: bool) -> bool {
         !matches!(
             (self, handled),
-            (RouteState::Deferred, true) | (RouteState::Plain, false) | (RouteState::Ambiguous, _)
+            (RouteState::Deferred | RouteState::Fallible, true)
+                | (RouteState::Plain, false)
+                | (RouteState::Ambiguous, _)
         )
     }
 }
@@ -355,7 +384,9 @@ where
                     let prior = entry.states[m];
                     let charge = prior != RouteState::Deferred
                         && inner.client_key(req.request(), batch_of(&mut pooled));
-                    if charge {
+                    if charge && prior == RouteState::Fallible {
+                        inner.push_application(batch_of(&mut pooled));
+                    } else if charge {
                         inner.push_app_and_defaults(
                             batch_of(&mut pooled),
                             Some(&entry.default_suffixes),
@@ -371,10 +402,11 @@ where
                 None => pattern_route(inner, &req, &routes, method, &mut pooled),
             }
         };
-        let post = Post {
+        let mut post = Post {
             worker: Rc::clone(worker),
             learn,
             headers: None,
+            pending: None,
         };
         let batch = match pooled {
             Some(batch) if charge && !batch.is_empty() => batch,
@@ -388,6 +420,22 @@ where
                 };
             }
         };
+        if post.learn.prior() == Some(RouteState::Fallible) {
+            // The wrapper decides, unless the client is already refused.
+            let refused = batch.with_hits(|hits| inner.refused_uncharged(hits, inner.clock.now()));
+            return match refused {
+                Some(decision) => LimiterFuture::Done {
+                    response: Some(refuse(req, batch, &decision, &post)),
+                },
+                None => {
+                    post.pending = Some(batch);
+                    LimiterFuture::Inner {
+                        fut: self.service.call(req),
+                        post: Some(post),
+                    }
+                }
+            };
+        }
         let decision = batch.with_hits(|hits| inner.decide_sync(hits, inner.clock.now()));
         match decision {
             Some(decision) => match decided(req, batch, decision, post) {
@@ -472,7 +520,9 @@ fn pattern_route(
             };
             let charge =
                 prior != RouteState::Deferred && inner.client_key(req.request(), batch_of(pooled));
-            if charge {
+            if charge && prior == RouteState::Fallible {
+                inner.push_application(batch_of(pooled));
+            } else if charge {
                 let fresh;
                 let suffixes = match entry {
                     Some(entry) => &entry.default_suffixes,
@@ -520,10 +570,7 @@ fn decided<B>(
 ) -> Decided<B> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
-        let response = inner.rejection(req.request(), &batch, &decision, None, None);
-        batch.give();
-        let (req, _) = req.into_parts();
-        return Decided::Reject(ServiceResponse::new(req, response).map_into_right_body());
+        return Decided::Reject(refuse(req, batch, &decision, &post));
     }
     req.add_data_container(Rc::clone(&post.worker.charged));
     if inner.headers == Headers::Off {
@@ -533,4 +580,18 @@ fn decided<B>(
         post.headers = Some(batch);
     }
     Decided::Pass(req, post)
+}
+
+/// The 429 (or the configured answer) for a request refused before routing.
+fn refuse<B>(
+    req: ServiceRequest,
+    batch: Box<Batch>,
+    decision: &Decision,
+    post: &Post,
+) -> ServiceResponse<EitherBody<B>> {
+    let inner = &post.worker.limiter.inner;
+    let response = inner.rejection(req.request(), &batch, decision, None, None);
+    batch.give();
+    let (req, _) = req.into_parts();
+    ServiceResponse::new(req, response).map_into_right_body()
 }

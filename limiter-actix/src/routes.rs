@@ -57,6 +57,12 @@ pub(crate) enum RouteState {
     Plain,
     /// Seen with a wrapper: let the wrapper decide everything in one call.
     Deferred,
+    /// Seen with a wrapper, and seen failing before it (an inner middleware answered `Err`):
+    /// the wrapper still decides, but the request is keyed before routing, refused there if
+    /// the client is already over its application limits, and charged those limits if it
+    /// fails again. (The default limits are the wrapper's to apply: they may not be the
+    /// route's.)
+    Fallible,
     /// Seen both ways (overlapping patterns, guards): charge before routing, wrappers refund.
     Ambiguous,
 }
@@ -70,8 +76,17 @@ impl RouteState {
         };
         match self {
             RouteState::Unknown => seen,
+            RouteState::Fallible if handled => RouteState::Fallible,
             same if same == seen => same,
             _ => RouteState::Ambiguous,
+        }
+    }
+
+    /// After a request failed before reaching the route's handler.
+    fn observe_failure(self) -> RouteState {
+        match self {
+            RouteState::Deferred => RouteState::Fallible,
+            other => other,
         }
     }
 }
@@ -122,7 +137,7 @@ impl RouteTable {
         (self.epoch(), current.clone())
     }
 
-    /// Records one observation; returns the route's new state.
+    /// Records one response, with or without the wrapper's mark; returns the route's new state.
     pub(crate) fn record(
         &self,
         kind: KeyKind,
@@ -131,13 +146,35 @@ impl RouteTable {
         handled: bool,
         defaults: &[Rate],
     ) -> RouteState {
+        self.update(kind, key, method, defaults, |state| state.observe(handled))
+    }
+
+    /// Records a request that failed (an `Err`) before reaching the route's handler.
+    pub(crate) fn record_failure(
+        &self,
+        kind: KeyKind,
+        key: &str,
+        method: usize,
+        defaults: &[Rate],
+    ) {
+        self.update(kind, key, method, defaults, RouteState::observe_failure);
+    }
+
+    fn update(
+        &self,
+        kind: KeyKind,
+        key: &str,
+        method: usize,
+        defaults: &[Rate],
+        observe: impl FnOnce(RouteState) -> RouteState,
+    ) -> RouteState {
         let mut current = self.current.lock();
         let map = |routes: &Routes| match kind {
             KeyKind::StaticPath => routes.static_paths.get(key).map(|e| e.states[method]),
             KeyKind::Pattern => routes.patterns.get(key).map(|e| e.states[method]),
         };
         let before = map(&current).unwrap_or_default();
-        let after = before.observe(handled);
+        let after = observe(before);
         if after == before {
             return after;
         }
@@ -175,6 +212,10 @@ mod tests {
         assert_eq!(RouteState::Plain.observe(true), RouteState::Ambiguous);
         assert_eq!(RouteState::Deferred.observe(false), RouteState::Ambiguous);
         assert_eq!(RouteState::Ambiguous.observe(true), RouteState::Ambiguous);
+        assert_eq!(RouteState::Deferred.observe_failure(), RouteState::Fallible);
+        assert_eq!(RouteState::Fallible.observe(true), RouteState::Fallible);
+        assert_eq!(RouteState::Fallible.observe(false), RouteState::Ambiguous);
+        assert_eq!(RouteState::Plain.observe_failure(), RouteState::Plain);
     }
 
     #[test]

@@ -1657,15 +1657,16 @@ async fn token_required(
 #[actix_web::test]
 async fn requests_an_inner_middleware_fails_still_count_against_application_limits() {
     for uri in ["/one", "/guarded/7"] {
+        let clock = clock();
         let limiter = Limiter::builder()
-            .clock(clock())
+            .clock(clock.clone())
             .application_limits("3 per minute")
             .build()
             .unwrap();
         let app = test::init_service(
             App::new()
                 .wrap(actix_web::middleware::from_fn(token_required))
-                .wrap(limiter)
+                .wrap(limiter.clone())
                 .service(one)
                 .service(behind_auth_pattern),
         )
@@ -1683,16 +1684,60 @@ async fn requests_an_inner_middleware_fails_still_count_against_application_limi
                 }
             }
         };
-        // The route decides for itself (its wrapper charges the application limit too)...
+        let left = || remaining_at(&limiter, &clock, "10.0.0.1", "global", "3 per minute");
+        // The route decides for itself: its wrapper charges the application limit too.
         assert_eq!(call(true).await, StatusCode::OK, "{uri}");
-        // ...until a request fails before reaching it: that one goes uncharged (nothing is
-        // left to key it on), and the route is charged before routing from then on.
+        assert_eq!(left(), 2, "{uri}");
+        // A request fails before reaching the wrapper. That one goes uncharged (nothing is
+        // left to key it on); from then on the request is keyed before routing.
         assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(left(), 2, "{uri}");
+        // A request that reaches the wrapper is still charged once, by the wrapper.
+        assert_eq!(call(true).await, StatusCode::OK, "{uri}");
+        assert_eq!(left(), 1, "{uri}");
+        // A failure is charged the application limit.
         assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
-        assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
-        // 3 per minute: the first request and the last two failures.
+        assert_eq!(left(), 0, "{uri}");
+        // Over the limit, the client is refused before the inner middleware runs.
         assert_eq!(call(false).await, StatusCode::TOO_MANY_REQUESTS, "{uri}");
         assert_eq!(call(true).await, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+    }
+}
+
+#[actix_web::test]
+async fn failures_before_a_decorated_handler_are_not_charged_its_default_limits() {
+    // `/one` has its own limit, so the default limits are not its: failures before its
+    // wrapper count against the application limits only, and never refuse the route.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .application_limits("100 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(token_required))
+            .wrap(limiter)
+            .service(one),
+    )
+    .await;
+    let call = |token: bool| {
+        let app = &app;
+        async move {
+            let mut req = get_from("/one", "10.0.0.1");
+            if token {
+                req = req.insert_header(("x-token", "t"));
+            }
+            match app.call(req.to_request()).await {
+                Ok(res) => res.status(),
+                Err(error) => error.error_response().status(),
+            }
+        }
+    };
+    assert_eq!(call(true).await, StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(call(false).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(call(true).await, StatusCode::OK);
     }
 }
 

@@ -382,3 +382,82 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
         .unwrap_err();
     assert!(err.to_string().contains("key_prefix"), "{err}");
 }
+
+/// Refuses requests without a token with an `Err`, as actix-web-httpauth does.
+async fn token_required(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !req.headers().contains_key("x-token") {
+        return Err(actix_web::error::ErrorUnauthorized("no token"));
+    }
+    next.call(req).await
+}
+
+#[actix_web::test]
+async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted_request() {
+    use actix_web::dev::Service;
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock)
+        .application_limits("100 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(token_required))
+            .wrap(limiter)
+            .service(shared),
+    )
+    .await;
+    let scripts = || {
+        common::command_calls(&mut server.admin())
+            .into_iter()
+            .filter(|(name, _)| name == "evalsha" || name == "eval")
+            .map(|(_, calls)| calls)
+            .sum::<u64>()
+    };
+    let call = |token: bool| {
+        let app = &app;
+        async move {
+            let mut req = get_req("/shared");
+            if token {
+                req = req.insert_header(("x-token", "t"));
+            }
+            match app.call(req.to_request()).await {
+                Ok(res) => res.status(),
+                Err(error) => error.error_response().status(),
+            }
+        }
+    };
+    // A failure is charged in a task of its own: wait for it.
+    let settle = |calls: u64| async move {
+        for _ in 0..250 {
+            if scripts() >= calls {
+                return;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the failure's charge never reached Redis");
+    };
+    assert_eq!(call(true).await, StatusCode::OK);
+    // (The first call also loaded the script: EVALSHA, NOSCRIPT, EVAL.)
+    let mut calls = scripts();
+    // The first failure is not counted; the route is keyed before routing from then on.
+    assert_eq!(call(false).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(scripts(), calls);
+    for _ in 0..3 {
+        // Admitted requests: the wrapper's one call, nothing before routing.
+        assert_eq!(call(true).await, StatusCode::OK);
+        calls += 1;
+        assert_eq!(scripts(), calls);
+        // Failures: one call each, to charge them.
+        assert_eq!(call(false).await, StatusCode::UNAUTHORIZED);
+        calls += 1;
+        settle(calls).await;
+        assert_eq!(scripts(), calls);
+    }
+}
