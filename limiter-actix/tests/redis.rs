@@ -461,3 +461,65 @@ async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted
         assert_eq!(scripts(), calls);
     }
 }
+
+#[actix_web::test]
+async fn a_client_over_its_limit_on_a_failing_route_is_refused_from_the_block_cache() {
+    use actix_web::dev::Service;
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock)
+        .application_limits("2 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(token_required))
+            .wrap(limiter.clone())
+            .service(shared),
+    )
+    .await;
+    let scripts = || {
+        common::command_calls(&mut server.admin())
+            .into_iter()
+            .filter(|(name, _)| name == "evalsha" || name == "eval")
+            .map(|(_, calls)| calls)
+            .sum::<u64>()
+    };
+    let call = |token: bool| {
+        let app = &app;
+        async move {
+            let mut req = get_req("/shared");
+            if token {
+                req = req.insert_header(("x-token", "t"));
+            }
+            match app.call(req.to_request()).await {
+                Ok(res) => res.status(),
+                Err(error) => error.error_response().status(),
+            }
+        }
+    };
+    assert_eq!(call(true).await, StatusCode::OK); // the application limit: 1 of 2
+    assert_eq!(call(false).await, StatusCode::UNAUTHORIZED); // uncounted: the route learns
+    assert_eq!(call(false).await, StatusCode::UNAUTHORIZED); // charged: 2 of 2
+                                                             // Charged too, and denied: Redis' answer goes to the block cache. (The charge runs in a
+                                                             // task of its own; give it time.)
+    assert_eq!(call(false).await, StatusCode::UNAUTHORIZED);
+    let Store::Redis(redis) = limiter.store() else {
+        panic!("a Redis store")
+    };
+    for _ in 0..250 {
+        if redis.block_cache_len() > 0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(redis.block_cache_len(), 1);
+    let asked = scripts();
+    // From now on the client is refused before routing, without asking Redis.
+    assert_eq!(call(false).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call(true).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(scripts(), asked);
+}
