@@ -373,7 +373,8 @@ where
             };
         }
         let method = method_index(req.method());
-        // Taken only for a request this middleware charges: a decorated route never needs one.
+        // Taken only for a request this middleware charges (or, on a fallible route, keys for a
+        // charge should it fail): a route known to decide for itself never needs one.
         let mut pooled: Option<Box<Batch>> = None;
         // Find the route and, unless it decides for itself, build the charge.
         let (learn, charge) = {
@@ -384,13 +385,9 @@ where
                     let prior = entry.states[m];
                     let charge = prior != RouteState::Deferred
                         && inner.client_key(req.request(), batch_of(&mut pooled));
-                    if charge && prior == RouteState::Fallible {
-                        inner.push_application(batch_of(&mut pooled));
-                    } else if charge {
-                        inner.push_app_and_defaults(
-                            batch_of(&mut pooled),
-                            Some(&entry.default_suffixes),
-                        );
+                    if charge {
+                        let batch = batch_of(&mut pooled);
+                        push_before_routing(inner, batch, prior, &entry.default_suffixes);
                     }
                     let learn = Learn::Static {
                         method: m,
@@ -520,9 +517,7 @@ fn pattern_route(
             };
             let charge =
                 prior != RouteState::Deferred && inner.client_key(req.request(), batch_of(pooled));
-            if charge && prior == RouteState::Fallible {
-                inner.push_application(batch_of(pooled));
-            } else if charge {
+            if charge {
                 let fresh;
                 let suffixes = match entry {
                     Some(entry) => &entry.default_suffixes,
@@ -531,7 +526,7 @@ fn pattern_route(
                         &fresh
                     }
                 };
-                inner.push_app_and_defaults(batch_of(pooled), Some(suffixes));
+                push_before_routing(inner, batch_of(pooled), prior, suffixes);
             }
             let learn = match method {
                 None => Learn::Nothing,
@@ -548,6 +543,22 @@ fn pattern_route(
             };
             (learn, charge)
         }
+    }
+}
+
+/// The limits a request is keyed with before routing: the application and default limits,
+/// or on a [`RouteState::Fallible`] route the application limits alone (its wrapper applies
+/// the default limits if the route has them).
+fn push_before_routing(
+    inner: &Inner,
+    batch: &mut Batch,
+    prior: RouteState,
+    default_suffixes: &[Box<str>],
+) {
+    if prior == RouteState::Fallible {
+        inner.push_application(batch);
+    } else {
+        inner.push_app_and_defaults(batch, Some(default_suffixes));
     }
 }
 
