@@ -195,6 +195,13 @@ impl RouteTable {
                 "route seen with and without a #[limit]/#[exempt] wrapper; charging it before routing from now on"
             );
         }
+        if after == RouteState::Fallible {
+            tracing::debug!(
+                route = key,
+                method = METHOD_NAMES[method],
+                "a request failed before the route's #[limit]/#[exempt] wrapper (an inner middleware's Err); keying the route before routing from now on"
+            );
+        }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         after
     }
