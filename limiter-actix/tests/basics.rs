@@ -8,6 +8,9 @@ use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder};
+mod auth;
+
+use auth::{status_with_token, token_required};
 use limiter_actix::{
     exempt, limit, Breach, Headers, Limiter, ManualClock, ProxyHeader, RetryAfter, Timestamp,
 };
@@ -1642,18 +1645,6 @@ async fn behind_auth_pattern() -> &'static str {
     "pattern"
 }
 
-/// An inner middleware that refuses requests without a token with an `Err`, as
-/// actix-web-httpauth does.
-async fn token_required(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !req.headers().contains_key("x-token") {
-        return Err(actix_web::error::ErrorUnauthorized("no token"));
-    }
-    next.call(req).await
-}
-
 #[actix_web::test]
 async fn requests_an_inner_middleware_fails_still_count_against_application_limits() {
     for uri in ["/one", "/guarded/7"] {
@@ -1671,19 +1662,7 @@ async fn requests_an_inner_middleware_fails_still_count_against_application_limi
                 .service(behind_auth_pattern),
         )
         .await;
-        let call = |token: bool| {
-            let app = &app;
-            async move {
-                let mut req = get_from(uri, "10.0.0.1");
-                if token {
-                    req = req.insert_header(("x-token", "t"));
-                }
-                match app.call(req.to_request()).await {
-                    Ok(res) => res.status(),
-                    Err(error) => error.error_response().status(),
-                }
-            }
-        };
+        let call = |token: bool| status_with_token(&app, get_from(uri, "10.0.0.1"), token);
         let left = || remaining_at(&limiter, &clock, "10.0.0.1", "global", "3 per minute");
         // The route decides for itself: its wrapper charges the application limit too.
         assert_eq!(call(true).await, StatusCode::OK, "{uri}");
@@ -1721,19 +1700,7 @@ async fn failures_before_a_decorated_handler_are_not_charged_its_default_limits(
             .service(one),
     )
     .await;
-    let call = |token: bool| {
-        let app = &app;
-        async move {
-            let mut req = get_from("/one", "10.0.0.1");
-            if token {
-                req = req.insert_header(("x-token", "t"));
-            }
-            match app.call(req.to_request()).await {
-                Ok(res) => res.status(),
-                Err(error) => error.error_response().status(),
-            }
-        }
-    };
+    let call = |token: bool| status_with_token(&app, get_from("/one", "10.0.0.1"), token);
     assert_eq!(call(true).await, StatusCode::OK);
     for _ in 0..3 {
         assert_eq!(call(false).await, StatusCode::UNAUTHORIZED);

@@ -3,6 +3,7 @@
 //! Tests that need a server start their own (limiter-core's helper) and never touch another.
 #![cfg(feature = "redis")]
 
+mod auth;
 #[path = "../../limiter-core/tests/common/mod.rs"]
 mod common;
 
@@ -13,6 +14,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, web, App};
+use auth::{status_with_token, token_required};
 use common::{all_keys, free_port, redis_available, RedisServer};
 use limiter_actix::core::Store;
 use limiter_actix::{limit, Headers, Limiter, ManualClock, Timestamp};
@@ -61,6 +63,15 @@ fn builder(uri: &str, clock: &ManualClock) -> limiter_actix::LimiterBuilder {
         .storage_uri(uri)
         .clock(clock.clone())
         .headers(Headers::XRateLimit)
+}
+
+/// Script calls (`EVALSHA`, `EVAL`) `server` has run so far.
+fn script_calls(server: &RedisServer) -> u64 {
+    common::command_calls(&mut server.admin())
+        .into_iter()
+        .filter(|(name, _)| name == "evalsha" || name == "eval")
+        .map(|(_, calls)| calls)
+        .sum()
 }
 
 fn is_degraded(limiter: &Limiter) -> bool {
@@ -303,13 +314,7 @@ async fn a_blocked_client_is_refused_without_asking_redis() {
     let clock = ManualClock::new(Timestamp::from_secs(START));
     let limiter = builder(&server.url(), &clock).build().unwrap();
     let app = test::init_service(App::new().wrap(limiter).service(shared)).await;
-    let scripts = || {
-        common::command_calls(&mut server.admin())
-            .into_iter()
-            .filter(|(name, _)| name == "evalsha" || name == "eval")
-            .map(|(_, calls)| calls)
-            .sum::<u64>()
-    };
+    let scripts = || script_calls(&server);
     for _ in 0..5 {
         let res = test::call_service(&app, get_req("/shared").to_request()).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -383,20 +388,8 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
     assert!(err.to_string().contains("key_prefix"), "{err}");
 }
 
-/// Refuses requests without a token with an `Err`, as actix-web-httpauth does.
-async fn token_required(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !req.headers().contains_key("x-token") {
-        return Err(actix_web::error::ErrorUnauthorized("no token"));
-    }
-    next.call(req).await
-}
-
 #[actix_web::test]
 async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted_request() {
-    use actix_web::dev::Service;
     if !redis_available() {
         return;
     }
@@ -413,26 +406,8 @@ async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted
             .service(shared),
     )
     .await;
-    let scripts = || {
-        common::command_calls(&mut server.admin())
-            .into_iter()
-            .filter(|(name, _)| name == "evalsha" || name == "eval")
-            .map(|(_, calls)| calls)
-            .sum::<u64>()
-    };
-    let call = |token: bool| {
-        let app = &app;
-        async move {
-            let mut req = get_req("/shared");
-            if token {
-                req = req.insert_header(("x-token", "t"));
-            }
-            match app.call(req.to_request()).await {
-                Ok(res) => res.status(),
-                Err(error) => error.error_response().status(),
-            }
-        }
-    };
+    let scripts = || script_calls(&server);
+    let call = |token: bool| status_with_token(&app, get_req("/shared"), token);
     // A failure is charged in a task of its own: wait for it.
     let settle = |calls: u64| async move {
         for _ in 0..250 {
@@ -464,7 +439,6 @@ async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted
 
 #[actix_web::test]
 async fn a_client_over_its_limit_on_a_failing_route_is_refused_from_the_block_cache() {
-    use actix_web::dev::Service;
     if !redis_available() {
         return;
     }
@@ -481,26 +455,8 @@ async fn a_client_over_its_limit_on_a_failing_route_is_refused_from_the_block_ca
             .service(shared),
     )
     .await;
-    let scripts = || {
-        common::command_calls(&mut server.admin())
-            .into_iter()
-            .filter(|(name, _)| name == "evalsha" || name == "eval")
-            .map(|(_, calls)| calls)
-            .sum::<u64>()
-    };
-    let call = |token: bool| {
-        let app = &app;
-        async move {
-            let mut req = get_req("/shared");
-            if token {
-                req = req.insert_header(("x-token", "t"));
-            }
-            match app.call(req.to_request()).await {
-                Ok(res) => res.status(),
-                Err(error) => error.error_response().status(),
-            }
-        }
-    };
+    let scripts = || script_calls(&server);
+    let call = |token: bool| status_with_token(&app, get_req("/shared"), token);
     assert_eq!(call(true).await, StatusCode::OK); // the application limit: 1 of 2
     assert_eq!(call(false).await, StatusCode::UNAUTHORIZED); // uncounted: the route learns
     assert_eq!(call(false).await, StatusCode::UNAUTHORIZED); // charged: 2 of 2

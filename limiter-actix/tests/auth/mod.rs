@@ -1,0 +1,36 @@
+//! An authentication middleware for tests: it refuses a request without an `x-token` header
+//! with an `Err`, as actix-web-httpauth does, before the handler's `#[limit]` wrapper runs.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::test::TestRequest;
+
+/// The middleware, for `actix_web::middleware::from_fn`.
+pub async fn token_required(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if !req.headers().contains_key("x-token") {
+        return Err(actix_web::error::ErrorUnauthorized("no token"));
+    }
+    next.call(req).await
+}
+
+/// The status `app` answers `req` with, a token added or not; an `Err` counts as the
+/// response actix would make of it.
+pub async fn status_with_token<S, B>(app: &S, req: TestRequest, token: bool) -> StatusCode
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let req = if token {
+        req.insert_header(("x-token", "t"))
+    } else {
+        req
+    };
+    match app.call(req.to_request()).await {
+        Ok(res) => res.status(),
+        Err(error) => error.error_response().status(),
+    }
+}
