@@ -935,14 +935,19 @@ fn only_errors(res: &HttpResponse) -> bool {
     res.status().is_client_error() || res.status().is_server_error()
 }
 
-#[get("/login/{outcome}")]
-#[limit("2 per minute", deduct_when = only_errors)]
-async fn login(path: web::Path<String>) -> HttpResponse {
-    if path.as_str() == "good" {
+/// A login's answer: 200 for `good`, 401 otherwise.
+fn login_outcome(outcome: &str) -> HttpResponse {
+    if outcome == "good" {
         HttpResponse::Ok().finish()
     } else {
         HttpResponse::Unauthorized().finish()
     }
+}
+
+#[get("/login/{outcome}")]
+#[limit("2 per minute", deduct_when = only_errors)]
+async fn login(path: web::Path<String>) -> HttpResponse {
+    login_outcome(&path)
 }
 
 #[actix_web::test]
@@ -964,11 +969,7 @@ async fn deduct_when_charges_only_matching_responses() {
 #[limit("10 per second", strategy = "sliding-window-counter", cost = 10, deduct_when = only_errors)]
 async fn slow_login(path: web::Path<String>, clock: web::Data<ManualClock>) -> HttpResponse {
     clock.advance(Duration::from_millis(100));
-    if path.as_str() == "good" {
-        HttpResponse::Ok().finish()
-    } else {
-        HttpResponse::Unauthorized().finish()
-    }
+    login_outcome(&path)
 }
 
 #[actix_web::test]
