@@ -774,6 +774,17 @@ impl Inner {
         self.store.decide(hits, now).await
     }
 
+    /// Gives back `refunds`, charged moments ago, and decides `hits`: on Redis in one script
+    /// call where a refund then a decision would be two round trips.
+    pub(crate) async fn refund_and_decide(
+        &self,
+        refunds: &[Hit<'_>],
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        self.store.refund_and_decide(refunds, hits, now).await
+    }
+
     /// Gives back what `hits` took in a decision made at `charged_at` (a sliding window
     /// counter finds the charge's bucket by it); a failure is logged (the charge then stands).
     pub(crate) async fn refund(&self, hits: &[Hit<'_>], charged_at: Timestamp) {

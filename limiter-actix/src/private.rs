@@ -520,13 +520,12 @@ where
     if let Some(batch) = collected {
         // `run` checked the switch and the filter, found limits to decide, and had no answer
         // without the store.
-        return decide_and_handle(inner, route, req, payload, handler, batch, true).await;
+        return decide_and_handle(inner, route, req, payload, handler, batch, Ask::Remote).await;
     }
-    if charged {
-        // The middleware did not know this route yet (or found it ambiguous) and charged it
-        // as a plain one: give that back, then decide what really applies, in one call.
-        refund_middleware_charge(inner, &req).await;
-    }
+    // The middleware did not know this route yet (or found it ambiguous) and charged it as a
+    // plain one: that charge is given back as what really applies is decided, in one call.
+    // (It charged only an enabled limiter's unfiltered requests.)
+    let refunds = charged.then(|| middleware_charge(inner, &req));
     if !inner.enabled || inner.filtered(&req) {
         return handler(req.clone(), payload).await;
     }
@@ -534,14 +533,28 @@ where
     collect(route, inner, &req, &mut batch);
     if batch.is_empty() {
         batch.give();
+        if let Some(refunds) = refunds {
+            inner.refund(&refunds.hits(), inner.clock.now()).await;
+            refunds.give();
+        }
         return handler(req.clone(), payload).await;
     }
-    decide_and_handle(inner, route, req, payload, handler, batch, false).await
+    let ask = refunds.map_or(Ask::Store, Ask::Swap);
+    decide_and_handle(inner, route, req, payload, handler, batch, ask).await
 }
 
-/// Decides `batch` on the store, then runs the handler if admitted (refunding the
-/// `deduct_when` limits its response does not match) and adds the headers. `asked_locally`:
-/// `decide_sync` already had no answer for `batch`.
+/// How [`decide_and_handle`] asks the store.
+enum Ask {
+    /// Any way: `decide_sync` was not tried yet.
+    Store,
+    /// Remotely: `decide_sync` already had no answer.
+    Remote,
+    /// Giving back the middleware's charge (this batch) in the same call.
+    Swap(Box<Batch>),
+}
+
+/// Decides `batch` on the store, asked as `ask` says, then runs the handler if admitted
+/// (refunding the `deduct_when` limits its response does not match) and adds the headers.
 async fn decide_and_handle<F, Fut>(
     inner: &Inner,
     route: &'static Route,
@@ -549,7 +562,7 @@ async fn decide_and_handle<F, Fut>(
     payload: DevPayload,
     handler: F,
     batch: Box<Batch>,
-    asked_locally: bool,
+    ask: Ask,
 ) -> HttpResponse
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
@@ -557,10 +570,16 @@ where
 {
     // Kept to date the refunds of `deduct_when`, which may come in a later bucket.
     let decided_at = inner.clock.now();
-    let decision = if asked_locally {
-        inner.decide_remote(&batch.hits(), decided_at).await
-    } else {
-        inner.decide(&batch.hits(), decided_at).await
+    let decision = match ask {
+        Ask::Store => inner.decide(&batch.hits(), decided_at).await,
+        Ask::Remote => inner.decide_remote(&batch.hits(), decided_at).await,
+        Ask::Swap(refunds) => {
+            let decision = inner
+                .refund_and_decide(&refunds.hits(), &batch.hits(), decided_at)
+                .await;
+            refunds.give();
+            decision
+        }
     };
     let mut decision = match decision {
         Ok(decision) => decision,
@@ -714,8 +733,10 @@ fn collect(route: &Route, inner: &Inner, req: &HttpRequest, batch: &mut Batch) {
     }
 }
 
-/// Gives back what the middleware charged before routing (see `Charged`).
-async fn refund_middleware_charge(inner: &Inner, req: &HttpRequest) {
+/// What the middleware charged `req` before routing (see `Charged`), to give back. Its
+/// decision was made moments ago: dated now, the refund finds its bucket unless a decision
+/// on the same key rolled it meanwhile.
+fn middleware_charge(inner: &Inner, req: &HttpRequest) -> Box<Batch> {
     let mut batch = Batch::take();
     if inner.client_key(req, &mut batch) {
         let suffixes = req
@@ -723,11 +744,8 @@ async fn refund_middleware_charge(inner: &Inner, req: &HttpRequest) {
             .match_pattern(routing_path(req))
             .map(|pattern| default_suffixes(&pattern, &inner.defaults));
         inner.push_app_and_defaults(&mut batch, suffixes.as_deref());
-        // The middleware's decision was made moments ago, before routing: dated now, the
-        // refund finds its bucket unless a decision on the same key rolled it meanwhile.
-        inner.refund(&batch.hits(), inner.clock.now()).await;
     }
-    batch.give();
+    batch
 }
 
 fn missing_limiter(route: &Route) -> HttpResponse {

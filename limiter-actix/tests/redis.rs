@@ -388,6 +388,72 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
     assert!(err.to_string().contains("key_prefix"), "{err}");
 }
 
+#[limit("3 per minute")]
+async fn versioned() -> &'static str {
+    "versioned"
+}
+
+#[actix_web::test]
+async fn a_decorated_request_on_an_ambiguous_route_costs_two_scripts() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock)
+        .default_limits("5 per minute")
+        .build()
+        .unwrap();
+    // Same method and pattern, told apart by a guard: one decorated, one plain.
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(
+                web::resource("/amb")
+                    .guard(actix_web::guard::Header("x-version", "2"))
+                    .route(web::get().to(versioned)),
+            )
+            .route("/amb", web::get().to(plain)),
+    )
+    .await;
+    let call = |v2: bool| {
+        let app = &app;
+        async move {
+            let mut req = get_req("/amb");
+            if v2 {
+                req = req.insert_header(("x-version", "2"));
+            }
+            let res = test::call_service(app, req.to_request()).await;
+            (res.status(), body(res).await)
+        }
+    };
+    let ok = |text: &str| (StatusCode::OK, text.to_string());
+    let refused = (StatusCode::TOO_MANY_REQUESTS, "3 per 1 minute".to_string());
+    assert_eq!(call(true).await, ok("versioned"));
+    assert_eq!(call(true).await, ok("versioned"));
+    // The plain handler answers: the pattern is ambiguous from now on, and every request on
+    // it is charged before routing. The third decorated request also loads the scripts.
+    assert_eq!(call(false).await, ok("plain"));
+    assert_eq!(call(true).await, ok("versioned"));
+    // A decorated request: the charge before routing, then one call that gives it back and
+    // decides the route's own limit (a refund and a decision were two).
+    let calls = script_calls(&server);
+    assert_eq!(call(true).await, refused);
+    assert_eq!(script_calls(&server), calls + 2);
+    // Once the block cache knows the route's limit is spent, that call only gives back.
+    assert_eq!(call(true).await, refused);
+    assert_eq!(script_calls(&server), calls + 4);
+    // Every charge made before a decorated request was given back: the plain handler still
+    // has 4 of its 5 default hits.
+    for _ in 0..4 {
+        assert_eq!(call(false).await, ok("plain"));
+    }
+    assert_eq!(
+        call(false).await,
+        (StatusCode::TOO_MANY_REQUESTS, "5 per 1 minute".to_string())
+    );
+}
+
 #[actix_web::test]
 async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted_request() {
     if !redis_available() {

@@ -109,7 +109,7 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
     assert!(slots.len() >= 3, "{slots:?}");
 
     let mut steps = 0;
-    let (mut cross_slot, mut cross_denied) = (0, 0);
+    let (mut cross_slot, mut cross_denied, mut swaps) = (0, 0, 0);
     for seed in 1..=24u64 {
         let mut rng = Rng::new(seed);
         let memory = MemoryStore::new(10_000);
@@ -137,6 +137,8 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
                 (format!("LIMITER{{{client}}}:c{seed}-{i}:{rate}"), rate)
             })
             .collect();
+        // The last admitted batch, which a step may trade for its own (refund and decide).
+        let mut last: Option<Vec<Hit<'_>>> = None;
         for step in 0..80 {
             steps += 1;
             let size = 1 + rng.below(4) as usize;
@@ -152,9 +154,31 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
                 .map(|h| h.key.split('}').next().unwrap())
                 .collect();
             let now = clock.now();
-            let expected = memory.decide_now(&batch, now);
-            let got = store.decide(&batch, now).await.expect("decide");
-            assert_eq!(got, expected, "seed {seed} step {step}: {batch:?}");
+            let got = match last.take().filter(|_| rng.chance(25)) {
+                Some(earlier) => {
+                    memory.refund_now(&earlier, now);
+                    let expected = memory.decide_now(&batch, now);
+                    let got = store
+                        .refund_and_decide(&earlier, &batch, now)
+                        .await
+                        .expect("refund and decide");
+                    assert_eq!(
+                        got, expected,
+                        "seed {seed} step {step}: {earlier:?} for {batch:?}"
+                    );
+                    swaps += 1;
+                    got
+                }
+                None => {
+                    let expected = memory.decide_now(&batch, now);
+                    let got = store.decide(&batch, now).await.expect("decide");
+                    assert_eq!(got, expected, "seed {seed} step {step}: {batch:?}");
+                    got
+                }
+            };
+            if got.admitted {
+                last = Some(batch.clone());
+            }
             if tags.len() > 1 {
                 cross_slot += 1;
                 cross_denied += u64::from(!got.admitted);
@@ -162,8 +186,11 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
             clock.advance(Duration::from_micros(rng.below(600_000)));
         }
     }
-    println!("cluster agreed with memory on {steps} steps, {cross_slot} across slots ({cross_denied} denied)");
-    assert!(cross_slot > 100 && cross_denied > 20);
+    println!(
+        "cluster agreed with memory on {steps} steps, {cross_slot} across slots \
+         ({cross_denied} denied), {swaps} refunds and decisions together"
+    );
+    assert!(cross_slot > 100 && cross_denied > 20 && swaps > 100);
 
     // Keys sit on every primary; reset() deletes them everywhere.
     let counts: Vec<usize> = nodes

@@ -82,6 +82,78 @@ async fn n_requests_with_four_limits_cost_n_script_calls() {
     assert!(other.is_empty(), "{other:?}");
 }
 
+/// Trading a charge for another batch, as the actix wrapper trades what the middleware
+/// charged before routing for the route's own limits, is one script call, not a refund and
+/// a decision; once the block cache knows the new batch is denied, only the refund travels.
+#[tokio::test]
+async fn a_refund_and_a_decision_together_cost_one_script_call() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = strict_store(&server.url()).build().unwrap();
+    let rate = |text: &str| parse_rates(text).unwrap()[0];
+    let (app_rate, default_rate, route_rate) = (
+        rate("10 per minute"),
+        rate("5 per minute"),
+        rate("2 per minute"),
+    );
+    let [app, default, route] = [
+        (app_rate, "app"),
+        (default_rate, "default"),
+        (route_rate, "/r"),
+    ]
+    .map(|(r, scope)| counter_key("LIMITER", "10.0.0.9", scope, &r));
+    let fixed = |key, r| Hit::new(key, r, Strategy::FixedWindow);
+    let before_routing = [fixed(&app, app_rate), fixed(&default, default_rate)];
+    let route_limits = [fixed(&route, route_rate), fixed(&app, app_rate)];
+    let now = Timestamp::from_secs(1_700_000_000);
+
+    // The first call of each script loads it (NOSCRIPT, then EVAL): a decision takes the
+    // fixed-window script, the rest the general one. Count once both are loaded.
+    assert!(store.decide(&before_routing, now).await.unwrap().admitted);
+    store.refund(&before_routing, now).await.unwrap();
+    let mut admin = server.admin();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .exec(&mut admin)
+        .unwrap();
+    let script_calls = |admin: &mut redis::Connection| {
+        let calls = command_calls(admin);
+        calls_of(&calls, "evalsha") + calls_of(&calls, "eval")
+    };
+
+    let mut verdicts = Vec::new();
+    for _ in 0..4 {
+        assert!(store.decide(&before_routing, now).await.unwrap().admitted);
+        let decision = store
+            .refund_and_decide(&before_routing, &route_limits, now)
+            .await
+            .unwrap();
+        let remaining: Vec<u64> = decision.stats.iter().map(|s| s.remaining).collect();
+        verdicts.push((decision.admitted, remaining));
+    }
+    assert_eq!(
+        verdicts,
+        [
+            (true, vec![1, 9]),
+            (true, vec![0, 8]),
+            // Denied by the route's limit: the application limit is not charged.
+            (false, vec![0, 8]),
+            // From the block cache, which shows a limit it did not ask as unused.
+            (false, vec![0, 10]),
+        ]
+    );
+    // Two calls per request (the charge, then the trade), but the last trade's decision came
+    // from the block cache: one call, its refund.
+    assert_eq!(script_calls(&mut admin), 4 + 3 + 1);
+    // Every charge made before routing was given back: the default limit is untouched, and
+    // the application limit holds the two admitted requests.
+    let left = store.peek(&before_routing, now).await.unwrap();
+    let left: Vec<u64> = left.stats.iter().map(|s| s.remaining).collect();
+    assert_eq!(left, [8, 5]);
+}
+
 /// Decision latency on the test's own server: `cargo test -p limiter-core --features redis
 /// --release --test redis_round_trips -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

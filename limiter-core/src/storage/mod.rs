@@ -123,6 +123,37 @@ pub trait Storage: Send + Sync {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send;
 
+    /// Gives back `refunds`, charged by an admitted decision moments ago (in the same windows
+    /// as `now`), then decides `hits`, as [`Storage::refund`] then [`Storage::decide`]
+    /// would. A store that can does both in one operation: Redis in one script call, where
+    /// the two would be two round trips.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Storage, Strategy, Timestamp};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::default();
+    /// let rate = Rate::parse("1 per minute").unwrap();
+    /// let now = Timestamp::from_secs(60);
+    /// let before_routing = [Hit::new("LIMITER/client/default", rate, Strategy::FixedWindow)];
+    /// assert!(store.decide(&before_routing, now).await.unwrap().admitted);
+    /// // The route turned out to have a limit of its own: trade the charge for it.
+    /// let route = [Hit::new("LIMITER/client/route", rate, Strategy::FixedWindow)];
+    /// assert!(store.refund_and_decide(&before_routing, &route, now).await.unwrap().admitted);
+    /// assert!(store.decide(&before_routing, now).await.unwrap().admitted);
+    /// # });
+    /// ```
+    fn refund_and_decide(
+        &self,
+        refunds: &[Hit<'_>],
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
+        async move {
+            self.refund(refunds, now).await?;
+            self.decide(hits, now).await
+        }
+    }
+
     /// What [`Storage::decide`] would say, without charging anything.
     fn peek(
         &self,
@@ -211,6 +242,22 @@ impl Storage for Store {
             Store::Memory(m) => m.refund(hits, now).await,
             #[cfg(feature = "redis")]
             Store::Redis(r) => Box::pin(r.refund(hits, now)).await,
+        }
+    }
+
+    async fn refund_and_decide(
+        &self,
+        refunds: &[Hit<'_>],
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        match self {
+            Store::Memory(m) => {
+                m.refund_now(refunds, now);
+                Ok(m.decide_now(hits, now))
+            }
+            #[cfg(feature = "redis")]
+            Store::Redis(r) => Box::pin(r.refund_and_decide(refunds, hits, now)).await,
         }
     }
 

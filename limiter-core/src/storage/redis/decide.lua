@@ -14,6 +14,9 @@
 --            deny:   the batch is already denied elsewhere (another cluster slot): peek
 --                    every limit, and let the elastic limits that deny it record the hit
 --            refund: give back each limit's cost, then report peeked stats (not written)
+--            swap:R  give back the first R limits' costs, then decide the others as "decide"
+--                    does (a charge made before routing traded for the route's own
+--                    limits); only the decided limits are reported
 -- ARGV[2]  now in microseconds, or "" to read the server's TIME
 -- ARGV[3]  grace in milliseconds added to every TTL (TTLs only collect garbage)
 -- ARGV[4 + 4(i-1) ..] per limit: strategy code, amount n, period p (µs), cost
@@ -506,6 +509,14 @@ local function after_denial(from)
   end
 end
 
+-- The first limit decided and reported: after the refunded ones in a swap.
+local first = 1
+if string.sub(mode, 1, 5) == 'swap:' then
+  first = string.sub(mode, 6) + 1
+  for i = 1, first - 1 do refund(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)) end
+  mode = 'decide'
+end
+
 if mode == 'refund' then
   for i = 1, count do refund(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)) end
   -- Only the refunds are written: the time may be the refunded decision's, and a peek at a
@@ -516,15 +527,15 @@ elseif mode == 'peek' then
   for i = 1, count do run(i, false) end
 elseif mode == 'deny' then
   after_denial(1)
-elseif count == 1 then
-  run(1, true)
+elseif count == first then
+  run(first, true)
 else
   -- The memory store's batch: charge in order, remembering each state; on the first denial
   -- roll the earlier charges back (newest first: a key may be named twice) and report them
   -- as peeked, then treat the rest as after a denial.
   local snapshots = {}
   local denied = nil
-  for i = 1, count do
+  for i = first, count do
     local s = arg(i, 1)
     local st = load(KEYS[i], s)
     -- State::snapshot: a log (or nothing) met by the log's own strategies is undone by a
@@ -544,7 +555,7 @@ else
     end
   end
   if denied then
-    for j = denied - 1, 1, -1 do
+    for j = denied - 1, first, -1 do
       local key = KEYS[j]
       if snapshots[j] then
         -- Restored, and written back over whatever the charge wrote. A list the charge
@@ -558,7 +569,7 @@ else
         refund(key, arg(j, 1), arg(j, 2), arg(j, 3), arg(j, 4))
       end
     end
-    for j = 1, denied - 1 do run(j, false) end
+    for j = first, denied - 1 do run(j, false) end
     -- A key named earlier in the batch may have denied this limit: undone, that charge
     -- leaves it passing, and its verdict stays the denial the batch was given.
     local verdict = { admitted[denied], remaining[denied], reset[denied], retry[denied] }
@@ -574,9 +585,9 @@ if mode ~= 'peek' and mode ~= 'refund' then
 end
 
 local out = {}
-for i = 1, count do
+for i = first, count do
   local a = '0'
   if admitted[i] then a = '1' end
-  out[i] = a .. ' ' .. int(remaining[i]) .. ' ' .. int(reset[i]) .. ' ' .. int(retry[i])
+  out[i - first + 1] = a .. ' ' .. int(remaining[i]) .. ' ' .. int(reset[i]) .. ' ' .. int(retry[i])
 end
 return table.concat(out, ' ')

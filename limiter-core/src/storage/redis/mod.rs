@@ -41,7 +41,12 @@
 //! charges made meanwhile by other processes only lengthen a block (which Redis reports when
 //! asked again). What it cannot see: a `clear`/`reset` or a refund done by *another* process
 //! (or by hand in Redis) takes effect here only when the entry expires. This store's own
-//! [`Storage::clear`], [`Storage::reset`] and [`Storage::refund`] drop the entries they touch.
+//! [`Storage::clear`], [`Storage::reset`], [`Storage::refund`] and the refund of
+//! [`Storage::refund_and_decide`] drop the entries they touch.
+//!
+//! [`Storage::refund_and_decide`] is one call of the general script too (its `swap` mode):
+//! what a refund then a decision would do, in one round trip, when both batches are in one
+//! slot. On a Cluster with more slots they are a refund, then a decision.
 //!
 //! Elastic strategies (`fixed-window-elastic-expiry`, `moving-window-elastic`) must record
 //! every rejected hit on the server (that is what keeps a hammering client blocked), so they
@@ -465,26 +470,34 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Option<u64>,
     ) -> Result<StatsList, StorageError> {
-        let value = self
-            .run_script(hits, &self.inner.general, |cmd| {
-                cmd.arg(mode);
-                match now {
-                    Some(micros) => cmd.arg(micros),
-                    None => cmd.arg(""),
-                };
-                cmd.arg(self.inner.grace_ms);
-                for hit in hits {
-                    let n = hit.rate.amount();
-                    cmd.arg(strategy_code(hit.strategy))
-                        .arg(n)
-                        .arg(hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS))
-                        // Every cost above the amount decides alike (it can never pass), and a
-                        // capped cost keeps the script's products exact.
-                        .arg(hit.cost.min(n.saturating_add(1)));
-                }
-            })
-            .await?;
-        parse_stats(&value, hits)
+        parse_stats(&self.call_general(mode, hits, now).await?, hits)
+    }
+
+    /// The general script's reply to `mode` over `hits`.
+    async fn call_general(
+        &self,
+        mode: &str,
+        hits: &[Hit<'_>],
+        now: Option<u64>,
+    ) -> Result<Value, StorageError> {
+        self.run_script(hits, &self.inner.general, |cmd| {
+            cmd.arg(mode);
+            match now {
+                Some(micros) => cmd.arg(micros),
+                None => cmd.arg(""),
+            };
+            cmd.arg(self.inner.grace_ms);
+            for hit in hits {
+                let n = hit.rate.amount();
+                cmd.arg(strategy_code(hit.strategy))
+                    .arg(n)
+                    .arg(hit.rate.period_micros().min(MAX_SCRIPT_PERIOD_MICROS))
+                    // Every cost above the amount decides alike (it can never pass), and a
+                    // capped cost keeps the script's products exact.
+                    .arg(hit.cost.min(n.saturating_add(1)));
+            }
+        })
+        .await
     }
 
     /// A fast mode's script (see `fast`): the batch's arithmetic done here, the script only
@@ -680,6 +693,40 @@ impl RedisStore {
         }
     }
 
+    /// [`Storage::refund_and_decide`] once the block cache had no answer: one script call
+    /// (`swap`), or a refund then a decision when the keys span several cluster slots.
+    async fn refund_and_decide_inner(
+        &self,
+        refunds: &[Hit<'_>],
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        let all: SmallVec<[Hit<'_>; 8]> = refunds.iter().chain(hits).copied().collect();
+        if self.slot_groups(&all).is_some() {
+            self.refund_inner(refunds, now).await?;
+            return self.decide_inner(hits, now).await;
+        }
+        let mut mode = String::from("swap:");
+        mode.push_str(itoa::Buffer::new().format(refunds.len()));
+        let swap = || async {
+            let value = self.call_general(&mode, &all, self.now_arg(now)).await?;
+            parse_stats(&value, hits)
+        };
+        match self.guarded(swap).await {
+            Ok(stats) => {
+                let decision = Decision::from_stats(stats);
+                self.remember(hits, &decision, now);
+                Ok(decision)
+            }
+            Err(e) => {
+                if self.inner.options.on_failure == FailurePolicy::FallbackToMemory {
+                    self.inner.fallback.refund_now(refunds, now);
+                }
+                self.degraded_decision(hits, now, e, false)
+            }
+        }
+    }
+
     async fn peek_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
         match self.guarded(|| self.redis_each("peek", hits, now)).await {
             Ok(stats) => Ok(Decision::from_stats(stats)),
@@ -772,6 +819,34 @@ impl Storage for RedisStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StorageError>> + Send {
         self.refund_inner(hits, now)
+    }
+
+    /// One script call for both (a refund then a decision when the keys span several
+    /// cluster slots); only the refund when the block cache already denies `hits`.
+    async fn refund_and_decide(
+        &self,
+        refunds: &[Hit<'_>],
+        hits: &[Hit<'_>],
+        now: Timestamp,
+    ) -> Result<Decision, StorageError> {
+        if refunds.is_empty() || hits.is_empty() {
+            self.refund_inner(refunds, now).await?;
+            return self.decide(hits, now).await;
+        }
+        // A refund can make room for a request that was denied.
+        if let Some(cache) = &self.inner.blocks {
+            for hit in refunds {
+                cache.remove(hit.key);
+            }
+        }
+        if let Some(decision) = self.decide_locally(hits, now) {
+            // The denial stands whether or not the refund gets through.
+            if let Err(error) = self.refund_inner(refunds, now).await {
+                tracing::warn!(%error, "rate limit refund failed; the charge stands");
+            }
+            return Ok(decision);
+        }
+        Box::pin(self.refund_and_decide_inner(refunds, hits, now)).await
     }
 
     fn peek(
