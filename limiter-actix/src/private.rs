@@ -524,13 +524,11 @@ where
     }
     // The middleware did not know this route yet (or found it ambiguous) and charged it as a
     // plain one: that charge is given back as what really applies is decided, in one call.
-    // (It charged only an enabled limiter's unfiltered requests.)
     let refunds = charged.then(|| middleware_charge(inner, &req));
-    if !inner.enabled || inner.filtered(&req) {
-        return handler(req.clone(), payload).await;
-    }
     let mut batch = Batch::take();
-    collect(route, inner, &req, &mut batch);
+    if inner.enabled && !inner.filtered(&req) {
+        collect(route, inner, &req, &mut batch);
+    }
     if batch.is_empty() {
         batch.give();
         if let Some(refunds) = refunds {
