@@ -131,6 +131,33 @@ async fn fallback_to_memory_rides_out_every_fault() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_and_a_decision_together_follow_the_policy_while_redis_is_down() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let fallback = store(&server, FailurePolicy::FallbackToMemory);
+    let closed = store(&server, FailurePolicy::FailClosed);
+    let hits = hit("3 per minute");
+    server.kill();
+    // The fallback counts afresh: three admitted, then the limit is spent.
+    for _ in 0..3 {
+        assert!(timed(&fallback, &hits).await.unwrap().admitted);
+    }
+    assert!(!timed(&fallback, &hits).await.unwrap().admitted);
+    // Trading a charge for the same limit gives it back on the fallback first.
+    let start = Instant::now();
+    let traded = fallback.refund_and_decide(&hits, &hits, NOW).await.unwrap();
+    assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+    assert!(traded.admitted);
+    assert_eq!(traded.stats[0].remaining, 0);
+    // Failing closed: an error, within the deadline.
+    let start = Instant::now();
+    assert!(closed.refund_and_decide(&hits, &hits, NOW).await.is_err());
+    assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_open_admits_while_redis_is_down() {
     if !redis_available() {
         return;
