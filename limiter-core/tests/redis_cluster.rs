@@ -8,7 +8,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{admin, all_keys, redis_available, strict_store, wait_until, RedisServer, Rng};
+use common::{
+    admin, all_keys, redis_available, strict_store, trade_like_memory, wait_until, RedisServer, Rng,
+};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
@@ -156,16 +158,9 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
             let now = clock.now();
             let got = match last.take().filter(|_| rng.chance(25)) {
                 Some(earlier) => {
-                    memory.refund_now(&earlier, now);
-                    let expected = memory.decide_now(&batch, now);
-                    let got = store
-                        .refund_and_decide(&earlier, &batch, now)
-                        .await
-                        .expect("refund and decide");
-                    assert_eq!(
-                        got, expected,
-                        "seed {seed} step {step}: {earlier:?} for {batch:?}"
-                    );
+                    let context = format!("seed {seed} step {step}");
+                    let got =
+                        trade_like_memory(&store, &memory, &earlier, &batch, now, &context).await;
                     swaps += 1;
                     got
                 }

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{calls_of, command_calls, redis_available, strict_store, RedisServer, Rng};
+use common::{
+    calls_of, command_calls, redis_available, strict_store, trade_like_memory, RedisServer, Rng,
+};
 use limiter_core::storage::redis::{RedisStore, SCRIPT};
 use limiter_core::storage::{Decision, StatsList};
 use limiter_core::{Hit, LimitStats, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};
@@ -113,13 +115,8 @@ async fn redis_and_memory_agree_on_random_traces() {
                 // the charge made before routing for the route's own limits.
                 3 | 4 if !history.is_empty() => {
                     let (earlier, _) = history.pop().expect("a batch to give back");
-                    memory.refund_now(&earlier, now);
-                    let expected = memory.decide_now(&batch, now);
-                    let got = store
-                        .refund_and_decide(&earlier, &batch, now)
-                        .await
-                        .expect("refund and decide");
-                    assert_eq!(got, expected, "swap for {earlier:?}, {}", context());
+                    let got =
+                        trade_like_memory(&store, &memory, &earlier, &batch, now, &context()).await;
                     if got.admitted {
                         history.push((batch.clone(), now));
                     }

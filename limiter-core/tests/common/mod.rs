@@ -259,3 +259,24 @@ pub fn strict_store(uri: &str) -> limiter_core::storage::redis::RedisStoreBuilde
         .deadline(Duration::from_secs(5))
         .on_failure(limiter_core::storage::redis::FailurePolicy::FailClosed)
 }
+
+/// `store.refund_and_decide(earlier, batch, now)`, asserted equal to what the memory store
+/// says after giving `earlier` back and deciding `batch` (`memory` is left in that state).
+pub async fn trade_like_memory(
+    store: &limiter_core::storage::redis::RedisStore,
+    memory: &limiter_core::MemoryStore,
+    earlier: &[limiter_core::Hit<'_>],
+    batch: &[limiter_core::Hit<'_>],
+    now: limiter_core::Timestamp,
+    context: &str,
+) -> limiter_core::Decision {
+    use limiter_core::Storage;
+    memory.refund_now(earlier, now);
+    let expected = memory.decide_now(batch, now);
+    let got = store
+        .refund_and_decide(earlier, batch, now)
+        .await
+        .expect("refund and decide");
+    assert_eq!(got, expected, "{earlier:?} traded for {batch:?}, {context}");
+    got
+}
