@@ -9,6 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder};
 mod auth;
+mod guarded;
 
 use auth::{status_with_token, token_required};
 use limiter_actix::{
@@ -1598,28 +1599,8 @@ async fn ambiguous_routes_charged_before_routing_and_refunded_by_the_wrapper() {
         .build()
         .unwrap();
     // Same method and pattern, told apart by a guard: one decorated, one plain.
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter)
-            .service(
-                web::resource("/amb")
-                    .guard(actix_web::guard::Header("x-version", "2"))
-                    .route(web::get().to(guarded)),
-            )
-            .route("/amb", web::get().to(|| async { "plain" })),
-    )
-    .await;
-    let call = |v2: bool| {
-        let app = &app;
-        async move {
-            let mut req = get_from("/amb", "10.0.0.1");
-            if v2 {
-                req = req.insert_header(("x-version", "2"));
-            }
-            let res = test::call_service(app, req.to_request()).await;
-            (res.status(), body(res).await)
-        }
-    };
+    let app = guarded::guarded_pair(limiter, guarded).await;
+    let call = |v2: bool| guarded::call(&app, get_from("/amb", "10.0.0.1"), v2);
     assert_eq!(call(true).await, (StatusCode::OK, "guarded".into()));
     assert_eq!(call(true).await, (StatusCode::OK, "guarded".into()));
     // The plain route: the pattern is now ambiguous.

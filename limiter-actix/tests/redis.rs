@@ -6,6 +6,7 @@
 mod auth;
 #[path = "../../limiter-core/tests/common/mod.rs"]
 mod common;
+mod guarded;
 
 use std::time::Duration;
 
@@ -405,28 +406,8 @@ async fn a_decorated_request_on_an_ambiguous_route_costs_two_scripts() {
         .build()
         .unwrap();
     // Same method and pattern, told apart by a guard: one decorated, one plain.
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter)
-            .service(
-                web::resource("/amb")
-                    .guard(actix_web::guard::Header("x-version", "2"))
-                    .route(web::get().to(versioned)),
-            )
-            .route("/amb", web::get().to(plain)),
-    )
-    .await;
-    let call = |v2: bool| {
-        let app = &app;
-        async move {
-            let mut req = get_req("/amb");
-            if v2 {
-                req = req.insert_header(("x-version", "2"));
-            }
-            let res = test::call_service(app, req.to_request()).await;
-            (res.status(), body(res).await)
-        }
-    };
+    let app = guarded::guarded_pair(limiter, versioned).await;
+    let call = |v2: bool| guarded::call(&app, get_req("/amb"), v2);
     let ok = |text: &str| (StatusCode::OK, text.to_string());
     let refused = (StatusCode::TOO_MANY_REQUESTS, "3 per 1 minute".to_string());
     assert_eq!(call(true).await, ok("versioned"));
