@@ -164,14 +164,16 @@ impl Post {
     /// The inner service failed with an error instead of a response: on a route that decides
     /// for itself, the request never reached its wrapper, and an inner middleware
     /// (authentication, say) refused it with an `Err`. A [`RouteState::Fallible`] route
-    /// charges what it keyed before routing. A route not known to fail yet has nothing left to
-    /// key the request on, so this one stays uncharged, and the route becomes fallible.
-    fn failed(self) {
+    /// charges what it keyed before routing: the returned call to the store (Redis), which
+    /// the error waits for, so that the client's next request already finds it counted. A
+    /// route not known to fail yet has nothing left to key the request on, so this one stays
+    /// uncharged, and the route becomes fallible.
+    fn failed(self) -> Option<Charge> {
         let limiter = &self.worker.limiter;
         let inner = &limiter.inner;
-        if let Some(batch) = self.pending {
-            charge_batch(limiter, batch, inner.clock.now());
-        }
+        let charge = self
+            .pending
+            .and_then(|batch| charge_batch(limiter, batch, inner.clock.now()));
         let route = match &self.learn {
             Learn::Static {
                 method,
@@ -197,6 +199,7 @@ impl Post {
         if let Some(batch) = self.headers {
             batch.give();
         }
+        charge
     }
 
     fn finish<B>(self, res: &mut ServiceResponse<B>) {
@@ -257,27 +260,37 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
         &mut batch,
         Some(&default_suffixes(pattern, &inner.defaults)),
     );
-    charge_batch(limiter, batch, inner.clock.now());
+    if let Some(charge) = charge_batch(limiter, batch, inner.clock.now()) {
+        // The response is ready: it does not wait for the charge.
+        actix_web::rt::spawn(charge);
+    }
 }
 
-/// Charges `batch` after its request was let through: on the memory store at once, on Redis
-/// in a task of its own (the response does not wait for it).
-fn charge_batch(limiter: &Limiter, batch: Box<Batch>, now: limiter_core::Timestamp) {
+/// A charge on a store that answers asynchronously (Redis), still to be awaited.
+pub(crate) type Charge = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Charges `batch`, whose request was let through uncharged: on the memory store at once,
+/// on Redis by the returned call.
+fn charge_batch(
+    limiter: &Limiter,
+    batch: Box<Batch>,
+    now: limiter_core::Timestamp,
+) -> Option<Charge> {
     let inner = &limiter.inner;
     if batch
         .with_hits(|hits| inner.decide_sync(hits, now))
         .is_some()
     {
         batch.give();
-        return;
+        return None;
     }
     let limiter = limiter.clone();
-    actix_web::rt::spawn(async move {
+    Some(Box::pin(async move {
         if let Err(error) = limiter.inner.decide_remote(&batch.hits(), now).await {
             tracing::warn!(%error, "late charge of a request let through uncharged failed");
         }
         batch.give();
-    });
+    }))
 }
 
 impl RouteState {
@@ -314,6 +327,8 @@ mod future {
             Inner { #[pin] fut: S::Future, post: Option<Post> },
             /// Deciding on a store that answers asynchronously.
             Boxed { fut: BoxedResponse<B> },
+            /// The inner service failed; its error waits for the failure's charge.
+            Failing { charge: Charge, error: Option<Error> },
         }
     }
 }
@@ -324,30 +339,43 @@ where
 {
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            Projection::Done { response } => match response.take() {
-                Some(response) => Poll::Ready(Ok(response)),
-                None => Poll::Pending,
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (charge, error) = match self.as_mut().project() {
+            Projection::Done { response } => {
+                return match response.take() {
+                    Some(response) => Poll::Ready(Ok(response)),
+                    None => Poll::Pending,
+                }
+            }
+            Projection::Inner { fut, post } => match fut.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(mut res)) => {
+                    if let Some(post) = post.take() {
+                        post.finish(&mut res);
+                    }
+                    return Poll::Ready(Ok(res.map_into_left_body()));
+                }
+                Poll::Ready(Err(error)) => match post.take().and_then(Post::failed) {
+                    Some(charge) => (charge, error),
+                    None => return Poll::Ready(Err(error)),
+                },
             },
-            Projection::Inner { fut, post } => {
-                let mut res = match fut.poll(cx) {
-                    Poll::Ready(Ok(res)) => res,
-                    Poll::Ready(Err(error)) => {
-                        if let Some(post) = post.take() {
-                            post.failed();
-                        }
+            Projection::Boxed { fut } => return fut.as_mut().poll(cx),
+            Projection::Failing { charge, error } => {
+                // (Once the error is out, the finished charge is not polled again.)
+                if error.is_some() && charge.as_mut().poll(cx).is_ready() {
+                    if let Some(error) = error.take() {
                         return Poll::Ready(Err(error));
                     }
-                    Poll::Pending => return Poll::Pending,
-                };
-                if let Some(post) = post.take() {
-                    post.finish(&mut res);
                 }
-                Poll::Ready(Ok(res.map_into_left_body()))
+                return Poll::Pending;
             }
-            Projection::Boxed { fut } => fut.as_mut().poll(cx),
-        }
+        };
+        self.set(LimiterFuture::Failing {
+            charge,
+            error: Some(error),
+        });
+        self.poll(cx)
     }
 }
 
@@ -480,7 +508,9 @@ where
                         Ok(res.map_into_left_body())
                     }
                     Err(error) => {
-                        post.failed();
+                        if let Some(charge) = post.failed() {
+                            charge.await;
+                        }
                         Err(error)
                     }
                 },
