@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Extensions, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::rt::task::JoinHandle;
 use actix_web::{Error, HttpMessage};
 use limiter_core::Decision;
 use pin_project_lite::pin_project;
@@ -165,7 +166,8 @@ impl Post {
     /// for itself, the request never reached its wrapper, and an inner middleware
     /// (authentication, say) refused it with an `Err`. A [`RouteState::Fallible`] route
     /// charges what it keyed before routing: the returned call to the store (Redis), which
-    /// the error waits for, so that the client's next request already finds it counted. A
+    /// the error waits for (in a task of its own), so that the client's next request
+    /// already finds it counted. A
     /// route not known to fail yet has nothing left to key the request on, so this one stays
     /// uncharged, and the route becomes fallible.
     fn failed(self) -> Option<Charge> {
@@ -327,8 +329,9 @@ mod future {
             Inner { #[pin] fut: S::Future, post: Option<Post> },
             /// Deciding on a store that answers asynchronously.
             Boxed { fut: BoxedResponse<B> },
-            /// The inner service failed; its error waits for the failure's charge.
-            Failing { charge: Charge, error: Option<Error> },
+            /// The inner service failed; its error waits for the failure's charge, which
+            /// runs in a task of its own so that it completes even if this future is dropped.
+            Failing { charge: JoinHandle<()>, error: Option<Error> },
         }
     }
 }
@@ -356,14 +359,14 @@ where
                     return Poll::Ready(Ok(res.map_into_left_body()));
                 }
                 Poll::Ready(Err(error)) => match post.take().and_then(Post::failed) {
-                    Some(charge) => (charge, error),
+                    Some(charge) => (actix_web::rt::spawn(charge), error),
                     None => return Poll::Ready(Err(error)),
                 },
             },
             Projection::Boxed { fut } => return fut.as_mut().poll(cx),
             Projection::Failing { charge, error } => {
                 // (Once the error is out, the finished charge is not polled again.)
-                if error.is_some() && charge.as_mut().poll(cx).is_ready() {
+                if error.is_some() && Pin::new(charge).poll(cx).is_ready() {
                     if let Some(error) = error.take() {
                         return Poll::Ready(Err(error));
                     }
@@ -509,7 +512,8 @@ where
                     }
                     Err(error) => {
                         if let Some(charge) = post.failed() {
-                            charge.await;
+                            // In a task of its own: it completes even if this one is dropped.
+                            let _ = actix_web::rt::spawn(charge).await;
                         }
                         Err(error)
                     }

@@ -11,7 +11,7 @@ use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder
 mod auth;
 mod guarded;
 
-use auth::{status_with_token, token_required};
+use auth::{app_behind_auth, status_with_token};
 use limiter_actix::{
     exempt, limit, Breach, Headers, Limiter, ManualClock, ProxyHeader, RetryAfter, Timestamp,
 };
@@ -1636,14 +1636,7 @@ async fn requests_an_inner_middleware_fails_still_count_against_application_limi
             .application_limits("3 per minute")
             .build()
             .unwrap();
-        let app = test::init_service(
-            App::new()
-                .wrap(actix_web::middleware::from_fn(token_required))
-                .wrap(limiter.clone())
-                .service(one)
-                .service(behind_auth_pattern),
-        )
-        .await;
+        let app = app_behind_auth(limiter.clone(), (one, behind_auth_pattern)).await;
         let call = |token: bool| status_with_token(&app, get_from(uri, "10.0.0.1"), token);
         let left = || remaining_at(&limiter, &clock, "10.0.0.1", "global", "3 per minute");
         // The route decides for itself: its wrapper charges the application limit too.
@@ -1675,13 +1668,7 @@ async fn failures_before_a_decorated_handler_are_not_charged_its_default_limits(
         .application_limits("100 per minute")
         .build()
         .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(actix_web::middleware::from_fn(token_required))
-            .wrap(limiter)
-            .service(one),
-    )
-    .await;
+    let app = app_behind_auth(limiter, one).await;
     let call = |token: bool| status_with_token(&app, get_from("/one", "10.0.0.1"), token);
     assert_eq!(call(true).await, StatusCode::OK);
     for _ in 0..3 {

@@ -8,14 +8,15 @@ mod auth;
 mod common;
 mod guarded;
 
+use std::future::Future;
 use std::time::Duration;
 
 use actix_web::body::{to_bytes, MessageBody};
-use actix_web::dev::ServiceResponse;
+use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::{get, web, App};
-use auth::{status_with_token, token_required};
+use auth::{app_behind_auth, status_with_token};
 use common::{all_keys, free_port, redis_available, RedisServer};
 use limiter_actix::core::Store;
 use limiter_actix::{limit, Headers, Limiter, ManualClock, Timestamp};
@@ -389,6 +390,49 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
     assert!(err.to_string().contains("key_prefix"), "{err}");
 }
 
+#[actix_web::test]
+async fn a_failure_whose_response_is_dropped_is_still_charged() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock)
+        .application_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = app_behind_auth(limiter.clone(), shared).await;
+    assert_eq!(
+        status_with_token(&app, get_req("/shared"), true).await,
+        StatusCode::OK
+    );
+    // Uncounted: the route learns that it fails.
+    assert_eq!(
+        status_with_token(&app, get_req("/shared"), false).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A failure whose client goes away while its charge is in flight: the response future is
+    // polled once, then dropped (as when actix drops a connection).
+    let mut pending = Box::pin(app.call(get_req("/shared").to_request()));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        pending.as_mut().poll(&mut cx).is_pending(),
+        "the failure's charge should still be in flight"
+    );
+    drop(pending);
+    // The charge completes anyway, and its denial reaches the block cache.
+    let Store::Redis(redis) = limiter.store() else {
+        panic!("a Redis store")
+    };
+    for _ in 0..250 {
+        if redis.block_cache_len() > 0 {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(redis.block_cache_len(), 1);
+}
+
 #[limit("3 per minute")]
 async fn versioned() -> &'static str {
     "versioned"
@@ -446,13 +490,7 @@ async fn a_route_behind_a_failing_middleware_still_costs_one_script_per_admitted
         .application_limits("100 per minute")
         .build()
         .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(actix_web::middleware::from_fn(token_required))
-            .wrap(limiter)
-            .service(shared),
-    )
-    .await;
+    let app = app_behind_auth(limiter, shared).await;
     let scripts = || script_calls(&server);
     let call = |token: bool| status_with_token(&app, get_req("/shared"), token);
     assert_eq!(call(true).await, StatusCode::OK);
@@ -484,13 +522,7 @@ async fn a_client_over_its_limit_on_a_failing_route_is_refused_from_the_block_ca
         .application_limits("2 per minute")
         .build()
         .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(actix_web::middleware::from_fn(token_required))
-            .wrap(limiter.clone())
-            .service(shared),
-    )
-    .await;
+    let app = app_behind_auth(limiter.clone(), shared).await;
     let scripts = || script_calls(&server);
     let call = |token: bool| status_with_token(&app, get_req("/shared"), token);
     assert_eq!(call(true).await, StatusCode::OK); // the application limit: 1 of 2

@@ -2,10 +2,12 @@
 //! with an `Err`, as actix-web-httpauth does, before the handler's `#[limit]` wrapper runs.
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::dev::{HttpServiceFactory, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::test::TestRequest;
+use actix_web::test::{self, TestRequest};
+use actix_web::App;
+use limiter_actix::Limiter;
 
 /// The middleware, for `actix_web::middleware::from_fn`.
 pub async fn token_required(
@@ -33,4 +35,26 @@ where
         Ok(res) => res.status(),
         Err(error) => error.error_response().status(),
     }
+}
+
+/// An app of `services` behind `limiter`, with [`token_required`] between them: the
+/// `Limiter` runs first, then the authentication, then the handlers' wrappers.
+pub async fn app_behind_auth<F>(
+    limiter: Limiter,
+    services: F,
+) -> impl Service<
+    actix_http::Request,
+    Response = ServiceResponse<impl MessageBody>,
+    Error = actix_web::Error,
+>
+where
+    F: HttpServiceFactory + 'static,
+{
+    test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::from_fn(token_required))
+            .wrap(limiter)
+            .service(services),
+    )
+    .await
 }
