@@ -63,7 +63,8 @@ pub(crate) enum RouteState {
     /// fails again. (The default limits are the wrapper's to apply: they may not be the
     /// route's.)
     Fallible,
-    /// Seen both ways (overlapping patterns, guards): charge before routing, wrappers refund.
+    /// Seen both ways (overlapping patterns, guards): charge before routing; a wrapper that
+    /// runs gives that charge back as it decides, in the same store call.
     Ambiguous,
 }
 
