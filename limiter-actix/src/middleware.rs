@@ -167,9 +167,8 @@ impl Post {
     /// (authentication, say) refused it with an `Err`. A [`RouteState::Fallible`] route
     /// charges what it keyed before routing: the returned call to the store (Redis), which
     /// the error waits for (in a task of its own), so that the client's next request
-    /// already finds it counted. A
-    /// route not known to fail yet has nothing left to key the request on, so this one stays
-    /// uncharged, and the route becomes fallible.
+    /// already finds it counted. A route not known to fail yet has nothing left to key the
+    /// request on, so this one stays uncharged, and the route becomes fallible.
     fn failed(self) -> Option<Charge> {
         let limiter = &self.worker.limiter;
         let inner = &limiter.inner;
@@ -269,7 +268,7 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
 }
 
 /// A charge on a store that answers asynchronously (Redis), still to be awaited.
-pub(crate) type Charge = Pin<Box<dyn Future<Output = ()>>>;
+type Charge = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Charges `batch`, whose request was let through uncharged: on the memory store at once,
 /// on Redis by the returned call.
