@@ -165,11 +165,10 @@ impl Post {
     /// The inner service failed with an error instead of a response: on a route that decides
     /// for itself, the request never reached its wrapper, and an inner middleware
     /// (authentication, say) refused it with an `Err`. A [`RouteState::Fallible`] route
-    /// charges what it keyed before routing: the returned call to the store (Redis), which
-    /// the error waits for (in a task of its own), so that the client's next request
-    /// already finds it counted. A route not known to fail yet has nothing left to key the
+    /// charges what it keyed before routing: on Redis the returned task, which the error
+    /// waits for, so that the client's next request already finds it counted. A route not known to fail yet has nothing left to key the
     /// request on, so this one stays uncharged, and the route becomes fallible.
-    fn failed(self) -> Option<Charge> {
+    fn failed(self) -> Option<JoinHandle<()>> {
         let limiter = &self.worker.limiter;
         let inner = &limiter.inner;
         let charge = self
@@ -261,22 +260,18 @@ fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
         &mut batch,
         Some(&default_suffixes(pattern, &inner.defaults)),
     );
-    if let Some(charge) = charge_batch(limiter, batch, inner.clock.now()) {
-        // The response is ready: it does not wait for the charge.
-        actix_web::rt::spawn(charge);
-    }
+    // The response is ready: it does not wait for the charge.
+    drop(charge_batch(limiter, batch, inner.clock.now()));
 }
 
-/// A charge on a store that answers asynchronously (Redis), still to be awaited.
-type Charge = Pin<Box<dyn Future<Output = ()>>>;
-
 /// Charges `batch`, whose request was let through uncharged: on the memory store at once,
-/// on Redis by the returned call.
+/// on Redis in a task of its own (returned, for a caller that waits), which completes even
+/// if the request's future is dropped.
 fn charge_batch(
     limiter: &Limiter,
     batch: Box<Batch>,
     now: limiter_core::Timestamp,
-) -> Option<Charge> {
+) -> Option<JoinHandle<()>> {
     let inner = &limiter.inner;
     if batch
         .with_hits(|hits| inner.decide_sync(hits, now))
@@ -286,7 +281,7 @@ fn charge_batch(
         return None;
     }
     let limiter = limiter.clone();
-    Some(Box::pin(async move {
+    Some(actix_web::rt::spawn(async move {
         if let Err(error) = limiter.inner.decide_remote(&batch.hits(), now).await {
             tracing::warn!(%error, "late charge of a request let through uncharged failed");
         }
@@ -328,8 +323,8 @@ mod future {
             Inner { #[pin] fut: S::Future, post: Option<Post> },
             /// Deciding on a store that answers asynchronously.
             Boxed { fut: BoxedResponse<B> },
-            /// The inner service failed; its error waits for the failure's charge, which
-            /// runs in a task of its own so that it completes even if this future is dropped.
+            /// The inner service failed; its error waits for the failure's charge (a task of
+            /// its own, see `charge_batch`).
             Failing { charge: JoinHandle<()>, error: Option<Error> },
         }
     }
@@ -358,7 +353,7 @@ where
                     return Poll::Ready(Ok(res.map_into_left_body()));
                 }
                 Poll::Ready(Err(error)) => match post.take().and_then(Post::failed) {
-                    Some(charge) => (actix_web::rt::spawn(charge), error),
+                    Some(charge) => (charge, error),
                     None => return Poll::Ready(Err(error)),
                 },
             },
@@ -511,8 +506,7 @@ where
                     }
                     Err(error) => {
                         if let Some(charge) = post.failed() {
-                            // In a task of its own: it completes even if this one is dropped.
-                            let _ = actix_web::rt::spawn(charge).await;
+                            let _ = charge.await;
                         }
                         Err(error)
                     }
