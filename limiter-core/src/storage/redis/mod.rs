@@ -420,6 +420,16 @@ impl RedisStore {
         }
     }
 
+    /// Drops the block cache's entries for the keys of `refunds`: a refund can make room for
+    /// a request that was denied.
+    fn unblock(&self, refunds: &[Hit<'_>]) {
+        if let Some(cache) = &self.inner.blocks {
+            for hit in refunds {
+                cache.remove(hit.key);
+            }
+        }
+    }
+
     /// Runs `op` against Redis under the deadline, unless the breaker says Redis is down
     /// and no probe is due. Records the outcome.
     async fn guarded<T, F: Future<Output = Result<T, StorageError>>>(
@@ -738,12 +748,7 @@ impl RedisStore {
         if hits.is_empty() {
             return Ok(());
         }
-        // A refund can make room for a request that was denied.
-        if let Some(cache) = &self.inner.blocks {
-            for hit in hits {
-                cache.remove(hit.key);
-            }
-        }
+        self.unblock(hits);
         match self.guarded(|| self.redis_each("refund", hits, now)).await {
             Ok(_) => Ok(()),
             Err(e) => match self.inner.options.on_failure {
@@ -833,12 +838,7 @@ impl Storage for RedisStore {
             self.refund_inner(refunds, now).await?;
             return self.decide(hits, now).await;
         }
-        // A refund can make room for a request that was denied.
-        if let Some(cache) = &self.inner.blocks {
-            for hit in refunds {
-                cache.remove(hit.key);
-            }
-        }
+        self.unblock(refunds);
         if let Some(decision) = self.decide_locally(hits, now) {
             // The denial stands whether or not the refund gets through.
             if let Err(error) = self.refund_inner(refunds, now).await {
