@@ -401,8 +401,17 @@ where
         // Taken only for a request this middleware charges (or, on a fallible route, keys for a
         // charge should it fail): a route known to decide for itself never needs one.
         let mut pooled: Option<Box<Batch>> = None;
+        // Built first and filled in place: a `Learn` built apart and moved in right away was
+        // read back in wider loads than it had just been written with, a store-forwarding
+        // stall.
+        let mut post = Post {
+            worker: Rc::clone(worker),
+            learn: Learn::Nothing,
+            headers: None,
+            pending: None,
+        };
         // Find the route and, unless it decides for itself, build the charge.
-        let (learn, charge) = {
+        let charge = {
             let routes = worker.routes.routes();
             let path = routing_path(req.request());
             match method.and_then(|m| Some((m, routes.static_paths.get(path)?))) {
@@ -414,21 +423,15 @@ where
                         let batch = batch_of(&mut pooled);
                         push_before_routing(inner, batch, prior, &entry.default_suffixes);
                     }
-                    let learn = Learn::Static {
+                    post.learn = Learn::Static {
                         method: m,
                         prior,
                         entry: Some((worker.routes.epoch(), std::ptr::addr_of!(*entry) as usize)),
                     };
-                    (learn, charge)
+                    charge
                 }
-                None => pattern_route(inner, &req, &routes, method, &mut pooled),
+                None => pattern_route(inner, &req, &routes, method, &mut pooled, &mut post.learn),
             }
-        };
-        let mut post = Post {
-            worker: Rc::clone(worker),
-            learn,
-            headers: None,
-            pending: None,
         };
         let batch = match pooled {
             Some(batch) if charge && !batch.is_empty() => batch,
@@ -460,8 +463,8 @@ where
         }
         let decision = batch.with_hits(|hits| inner.decide_sync(hits, inner.clock.now()));
         match decision {
-            Some(decision) => match decided(req, batch, decision, post) {
-                Decided::Pass(req, post) => LimiterFuture::Inner {
+            Some(decision) => match decided(req, batch, decision, &mut post) {
+                Decided::Pass(req) => LimiterFuture::Inner {
                     fut: self.service.call(req),
                     post: Some(post),
                 },
@@ -479,7 +482,7 @@ fn remote<S, B>(
     service: Rc<S>,
     req: ServiceRequest,
     batch: Box<Batch>,
-    post: Post,
+    mut post: Post,
 ) -> LimiterFuture<S, B>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
@@ -498,8 +501,8 @@ where
                     return Ok(ServiceResponse::new(req, response).map_into_right_body());
                 }
             };
-            match decided(req, batch, decision, post) {
-                Decided::Pass(req, post) => match service.call(req).await {
+            match decided(req, batch, decision, &mut post) {
+                Decided::Pass(req) => match service.call(req).await {
                     Ok(mut res) => {
                         post.finish(&mut res);
                         Ok(res.map_into_left_body())
@@ -517,15 +520,16 @@ where
     }
 }
 
-/// Finds the route of a path that is not a known static path (a pattern, or none: a 404) and,
-/// unless it decides for itself, builds its charge.
+/// Finds the route of a path that is not a known static path (a pattern, or none: a 404),
+/// puts what to learn of it in `learn` and, unless it decides for itself, builds its charge.
 fn pattern_route(
     inner: &Inner,
     req: &ServiceRequest,
     routes: &Routes,
     method: Option<usize>,
     pooled: &mut Option<Box<Batch>>,
-) -> (Learn, bool) {
+    learn: &mut Learn,
+) -> bool {
     let path = routing_path(req.request());
     match req.resource_map().match_pattern(path) {
         // No route: a 404 is charged the application limits only.
@@ -534,7 +538,7 @@ fn pattern_route(
             if charge {
                 inner.push_application(batch_of(pooled));
             }
-            (Learn::Nothing, charge)
+            charge
         }
         Some(pattern) => {
             let entry = routes.patterns.get(pattern.as_str());
@@ -555,7 +559,7 @@ fn pattern_route(
                 };
                 push_before_routing(inner, batch_of(pooled), prior, suffixes);
             }
-            let learn = match method {
+            *learn = match method {
                 None => Learn::Nothing,
                 Some(m) if pattern == path => Learn::Static {
                     method: m,
@@ -568,7 +572,7 @@ fn pattern_route(
                     prior,
                 },
             };
-            (learn, charge)
+            charge
         }
     }
 }
@@ -596,19 +600,22 @@ fn batch_of(pooled: &mut Option<Box<Batch>>) -> &mut Batch {
 
 /// After the middleware's decision: the request to pass on, or the rejection.
 enum Decided<B> {
-    Pass(ServiceRequest, Post),
+    Pass(ServiceRequest),
     Reject(ServiceResponse<EitherBody<B>>),
 }
 
+/// Acts on the middleware's decision, leaving in `post` the batch its headers show. (`post`
+/// is filled in place: moved in and out, its fields were read back in wider loads than they
+/// had just been written with, a store-forwarding stall.)
 fn decided<B>(
     mut req: ServiceRequest,
     mut batch: Box<Batch>,
     decision: Decision,
-    mut post: Post,
+    post: &mut Post,
 ) -> Decided<B> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
-        return Decided::Reject(refuse(req, batch, &decision, &post));
+        return Decided::Reject(refuse(req, batch, &decision, post));
     }
     req.add_data_container(Rc::clone(&post.worker.charged));
     if inner.headers == Headers::Off {
@@ -617,7 +624,7 @@ fn decided<B>(
         batch.shown = Shown::of(&decision);
         post.headers = Some(batch);
     }
-    Decided::Pass(req, post)
+    Decided::Pass(req)
 }
 
 /// The 429 (or the configured answer) for a request refused before routing.
