@@ -758,13 +758,36 @@ impl Inner {
     /// its block cache knows is blocked.
     #[inline]
     pub(crate) fn decide_sync(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
+        let mut decision = Decision::unlimited();
+        self.decide_sync_into(hits, now, &mut decision)
+            .then_some(decision)
+    }
+
+    /// [`Inner::decide_sync`] written into `decision` (see [`limiter_core::MemoryStore::decide_into`]):
+    /// false, and `decision` left alone, when the store must be asked.
+    #[inline]
+    pub(crate) fn decide_sync_into(
+        &self,
+        hits: &[Hit<'_>],
+        now: Timestamp,
+        decision: &mut Decision,
+    ) -> bool {
         match &self.store {
-            Store::Memory(memory) => Some(memory.decide_now(hits, now)),
+            Store::Memory(memory) => {
+                memory.decide_into(hits, now, decision);
+                true
+            }
             // A client Redis recently blocked is rejected from the local block cache.
             #[cfg(feature = "redis")]
-            Store::Redis(redis) => redis.decide_locally(hits, now),
+            Store::Redis(redis) => match redis.decide_locally(hits, now) {
+                Some(local) => {
+                    *decision = local;
+                    true
+                }
+                None => false,
+            },
             #[allow(unreachable_patterns)]
-            _ => None,
+            _ => false,
         }
     }
 

@@ -461,18 +461,19 @@ where
                 }
             };
         }
-        let decision = batch.with_hits(|hits| inner.decide_sync(hits, inner.clock.now()));
-        match decision {
-            Some(decision) => match decided(req, batch, decision, &mut post) {
-                Decided::Pass(req) => LimiterFuture::Inner {
-                    fut: self.service.call(req),
-                    post: Some(post),
-                },
-                Decided::Reject(response) => LimiterFuture::Done {
-                    response: Some(response),
-                },
+        let mut decision = Decision::unlimited();
+        let now = inner.clock.now();
+        if !batch.with_hits(|hits| inner.decide_sync_into(hits, now, &mut decision)) {
+            return remote(Rc::clone(&self.service), req, batch, post);
+        }
+        match decided(req, batch, &decision, &mut post) {
+            Decided::Pass(req) => LimiterFuture::Inner {
+                fut: self.service.call(req),
+                post: Some(post),
             },
-            None => remote(Rc::clone(&self.service), req, batch, post),
+            Decided::Reject(response) => LimiterFuture::Done {
+                response: Some(response),
+            },
         }
     }
 }
@@ -501,7 +502,7 @@ where
                     return Ok(ServiceResponse::new(req, response).map_into_right_body());
                 }
             };
-            match decided(req, batch, decision, &mut post) {
+            match decided(req, batch, &decision, &mut post) {
                 Decided::Pass(req) => match service.call(req).await {
                     Ok(mut res) => {
                         post.finish(&mut res);
@@ -610,18 +611,18 @@ enum Decided<B> {
 fn decided<B>(
     mut req: ServiceRequest,
     mut batch: Box<Batch>,
-    decision: Decision,
+    decision: &Decision,
     post: &mut Post,
 ) -> Decided<B> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
-        return Decided::Reject(refuse(req, batch, &decision, post));
+        return Decided::Reject(refuse(req, batch, decision, post));
     }
     req.add_data_container(Rc::clone(&post.worker.charged));
     if inner.headers == Headers::Off {
         batch.give();
     } else {
-        batch.shown = Shown::of(&decision);
+        batch.shown = Shown::of(decision);
         post.headers = Some(batch);
     }
     Decided::Pass(req)

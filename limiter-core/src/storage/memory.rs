@@ -130,11 +130,37 @@ impl MemoryStore {
     #[inline(always)]
     pub fn decide_now(&self, hits: &[Hit<'_>], now: Timestamp) -> Decision {
         let mut decision = Decision::unlimited();
-        match hits {
-            [hit] => self.decide_one(hit, now, &mut decision),
-            _ => self.decide_batch(hits, now, &mut decision),
-        }
+        self.decide_into(hits, now, &mut decision);
         decision
+    }
+
+    /// [`MemoryStore::decide_now`], written into `decision` (whatever it held is replaced).
+    ///
+    /// For a caller that keeps the decision in a place of its own: a [`Decision`] is about
+    /// 150 bytes, and returned then moved, it is read back right after being written, in wider
+    /// loads than it was written with (a store-forwarding stall on the CPUs measured).
+    ///
+    /// ```
+    /// use limiter_core::{Clock, Decision, Hit, MemoryStore, Rate, Strategy};
+    ///
+    /// let store = MemoryStore::new(1_000);
+    /// let hit = [Hit::new("client", Rate::parse("1 per minute").unwrap(), Strategy::FixedWindow)];
+    /// let now = Clock::system().now();
+    /// let mut decision = Decision::unlimited();
+    /// store.decide_into(&hit, now, &mut decision);
+    /// assert!(decision.admitted);
+    /// store.decide_into(&hit, now, &mut decision);
+    /// assert!(!decision.admitted);
+    /// // The first decision's stats were replaced, not added to.
+    /// assert_eq!(decision.stats.len(), 1);
+    /// ```
+    #[inline]
+    pub fn decide_into(&self, hits: &[Hit<'_>], now: Timestamp, decision: &mut Decision) {
+        *decision = Decision::unlimited();
+        match hits {
+            [hit] => self.decide_one(hit, now, decision),
+            _ => self.decide_batch(hits, now, decision),
+        }
     }
 
     /// The hot path: one key, one lock, one lookup.
