@@ -15,7 +15,7 @@ use actix_web::http::Method;
 use actix_web::HttpMessage;
 use hashbrown::HashMap;
 use limiter_core::keys::key_suffix;
-use limiter_core::{parse_rates, Rate};
+use limiter_core::{parse_rates, Decision, Rate};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
@@ -389,7 +389,9 @@ where
         };
     }
     // The memory store always answers here; Redis only from its block cache.
-    let Some(decision) = batch.with_hits(|hits| inner.decide_sync(hits, inner.clock.now())) else {
+    let mut decision = Decision::unlimited();
+    let now = inner.clock.now();
+    if !batch.with_hits(|hits| inner.decide_sync_into(hits, now, &mut decision)) {
         // The store must be asked: hand over the limits collected here.
         return Run::Slow {
             fut: Box::pin(run_slow(
@@ -402,7 +404,7 @@ where
                 Some(batch),
             )),
         };
-    };
+    }
     if !decision.admitted {
         let response = reject(route, inner, &req, &batch, &decision);
         batch.give();
@@ -484,7 +486,7 @@ fn reject(
     inner: &Inner,
     req: &HttpRequest,
     batch: &Batch,
-    decision: &limiter_core::Decision,
+    decision: &Decision,
 ) -> HttpResponse {
     let group = match decision.breached.map(|i| batch.items[i].origin) {
         Some(Origin::Route(g)) => route.groups.get(usize::from(g)),
