@@ -156,7 +156,7 @@ impl MemoryStore {
     /// ```
     #[inline]
     pub fn decide_into(&self, hits: &[Hit<'_>], now: Timestamp, decision: &mut Decision) {
-        *decision = Decision::unlimited();
+        decision.clear();
         match hits {
             [hit] => self.decide_one(hit, now, decision),
             _ => self.decide_batch(hits, now, decision),

@@ -66,6 +66,7 @@ pub struct Decision {
 
 impl Decision {
     /// An admitted decision with no limits (nothing applied).
+    #[inline]
     pub fn unlimited() -> Decision {
         Decision {
             admitted: true,
@@ -84,6 +85,15 @@ impl Decision {
         };
         decision.conclude();
         decision
+    }
+
+    /// Makes this decision [`Decision::unlimited`] again, in place, keeping its storage.
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.admitted = true;
+        self.stats.clear();
+        self.breached = None;
+        self.retry_after = None;
     }
 
     /// Sets `admitted`, `breached` and `retry_after` from `stats`, in place (moving a
