@@ -23,7 +23,10 @@ const ARENA_BYTES: usize = 4096;
 const MAX_DIGITS: usize = 20;
 
 thread_local! {
-    static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::with_capacity(ARENA_BYTES));
+    // Made on first use: a thread-local with a constant initial value is read in line, where
+    // one made lazily is read through a call, whose result the caller read back in wider loads
+    // than it was written with (a store-forwarding stall).
+    static ARENA: RefCell<Option<BytesMut>> = const { RefCell::new(None) };
     static RECENT: RefCell<[(u64, HeaderValue); 2]> = const {
         RefCell::new([(0, HeaderValue::from_static("0")), (0, HeaderValue::from_static("0"))])
     };
@@ -110,6 +113,7 @@ pub(crate) fn decimal(n: u64) -> HeaderValue {
     let text = digits.format(n).as_bytes();
     let bytes = ARENA.with(|arena| {
         let mut arena = arena.borrow_mut();
+        let arena = arena.get_or_insert_with(|| BytesMut::with_capacity(ARENA_BYTES));
         if arena.capacity() - arena.len() < MAX_DIGITS {
             // Reuses the same buffer when every value cut from it has been dropped.
             arena.reserve(ARENA_BYTES);

@@ -935,13 +935,15 @@ impl Inner {
             return;
         }
         if let Some(shown) = Shown::of(decision) {
-            self.add_shown(headers, batch, shown);
+            self.add_shown(headers, batch, &shown);
         }
     }
 
-    /// Adds the configured rate-limit headers showing one limit of `batch`.
-    pub(crate) fn add_shown(&self, headers: &mut HeaderMap, batch: &Batch, shown: Shown) {
-        let Shown {
+    /// Adds the configured rate-limit headers showing one limit of `batch`. (`shown` by
+    /// reference: a copy made right before the call was read back in wider loads than it was
+    /// written with, a store-forwarding stall.)
+    pub(crate) fn add_shown(&self, headers: &mut HeaderMap, batch: &Batch, shown: &Shown) {
+        let &Shown {
             index: current,
             stats,
         } = shown;

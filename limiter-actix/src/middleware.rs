@@ -212,7 +212,7 @@ impl Post {
         let inner = &self.worker.limiter.inner;
         if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
-            if let Some(shown) = batch.shown.filter(|_| !handled) {
+            if let Some(shown) = batch.shown.as_ref().filter(|_| !handled) {
                 inner.add_shown(res.headers_mut(), &batch, shown);
             }
             batch.give();

@@ -465,7 +465,7 @@ impl<Fut: Future<Output = HttpResponse>> Future for Run<Fut> {
                     return Poll::Pending;
                 };
                 if let Some((limiter, batch)) = after.take() {
-                    if let Some(shown) = batch.shown {
+                    if let Some(shown) = &batch.shown {
                         limiter
                             .inner
                             .add_shown(response.headers_mut(), &batch, shown);
