@@ -638,6 +638,7 @@ pub(crate) struct Shown {
 
 impl Shown {
     /// The breached limit, else the one closest to breaching; `None` when no limit applied.
+    #[inline]
     pub(crate) fn of(decision: &Decision) -> Option<Shown> {
         let index = decision
             .breached

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Extensions, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::rt::task::JoinHandle;
-use actix_web::{Error, HttpMessage};
+use actix_web::{Error, HttpMessage, HttpResponse};
 use limiter_core::Decision;
 use pin_project_lite::pin_project;
 
@@ -449,9 +449,12 @@ where
             // The wrapper decides, unless the client is already refused.
             let refused = batch.with_hits(|hits| inner.refused_uncharged(hits, inner.clock.now()));
             return match refused {
-                Some(decision) => LimiterFuture::Done {
-                    response: Some(refuse(req, batch, &decision, &post)),
-                },
+                Some(decision) => {
+                    let response = rejection(&req, batch, &decision, &post);
+                    LimiterFuture::Done {
+                        response: Some(answer(req, response)),
+                    }
+                }
                 None => {
                     post.pending = Some(batch);
                     LimiterFuture::Inner {
@@ -466,13 +469,13 @@ where
         if !batch.with_hits(|hits| inner.decide_sync_into(hits, now, &mut decision)) {
             return remote(Rc::clone(&self.service), req, batch, post);
         }
-        match decided(req, batch, &decision, &mut post) {
-            Decided::Pass(req) => LimiterFuture::Inner {
+        match decided(&mut req, batch, &decision, &mut post) {
+            None => LimiterFuture::Inner {
                 fut: self.service.call(req),
                 post: Some(post),
             },
-            Decided::Reject(response) => LimiterFuture::Done {
-                response: Some(response),
+            Some(response) => LimiterFuture::Done {
+                response: Some(answer(req, response)),
             },
         }
     }
@@ -481,7 +484,7 @@ where
 /// The decision on a store that answers asynchronously (Redis), boxed.
 fn remote<S, B>(
     service: Rc<S>,
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     batch: Box<Batch>,
     mut post: Post,
 ) -> LimiterFuture<S, B>
@@ -497,13 +500,11 @@ where
                 Ok(decision) => decision,
                 Err(error) => {
                     batch.give();
-                    let response = inner.storage_failure(&error);
-                    let (req, _) = req.into_parts();
-                    return Ok(ServiceResponse::new(req, response).map_into_right_body());
+                    return Ok(answer(req, inner.storage_failure(&error)));
                 }
             };
-            match decided(req, batch, &decision, &mut post) {
-                Decided::Pass(req) => match service.call(req).await {
+            match decided(&mut req, batch, &decision, &mut post) {
+                None => match service.call(req).await {
                     Ok(mut res) => {
                         post.finish(&mut res);
                         Ok(res.map_into_left_body())
@@ -515,7 +516,7 @@ where
                         Err(error)
                     }
                 },
-                Decided::Reject(response) => Ok(response),
+                Some(response) => Ok(answer(req, response)),
             }
         }),
     }
@@ -599,24 +600,19 @@ fn batch_of(pooled: &mut Option<Box<Batch>>) -> &mut Batch {
     pooled.get_or_insert_with(Batch::take)
 }
 
-/// After the middleware's decision: the request to pass on, or the rejection.
-enum Decided<B> {
-    Pass(ServiceRequest),
-    Reject(ServiceResponse<EitherBody<B>>),
-}
-
-/// Acts on the middleware's decision, leaving in `post` the batch its headers show. (`post`
-/// is filled in place: moved in and out, its fields were read back in wider loads than they
+/// Acts on the middleware's decision: an admitted request is marked charged and `post` keeps
+/// the batch its headers show; a refused one gets its 429 (or the configured answer). (`req`
+/// and `post` by reference: moved in and out, they were read back in wider loads than they
 /// had just been written with, a store-forwarding stall.)
-fn decided<B>(
-    mut req: ServiceRequest,
+fn decided(
+    req: &mut ServiceRequest,
     mut batch: Box<Batch>,
     decision: &Decision,
     post: &mut Post,
-) -> Decided<B> {
+) -> Option<HttpResponse> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
-        return Decided::Reject(refuse(req, batch, decision, post));
+        return Some(rejection(req, batch, decision, post));
     }
     req.add_data_container(Rc::clone(&post.worker.charged));
     if inner.headers == Headers::Off {
@@ -625,19 +621,24 @@ fn decided<B>(
         batch.shown = Shown::of(decision);
         post.headers = Some(batch);
     }
-    Decided::Pass(req)
+    None
 }
 
 /// The 429 (or the configured answer) for a request refused before routing.
-fn refuse<B>(
-    req: ServiceRequest,
+fn rejection(
+    req: &ServiceRequest,
     batch: Box<Batch>,
     decision: &Decision,
     post: &Post,
-) -> ServiceResponse<EitherBody<B>> {
+) -> HttpResponse {
     let inner = &post.worker.limiter.inner;
     let response = inner.rejection(req.request(), &batch, decision, None, None);
     batch.give();
+    response
+}
+
+/// `response` as the answer to `req`, which goes no further.
+fn answer<B>(req: ServiceRequest, response: HttpResponse) -> ServiceResponse<EitherBody<B>> {
     let (req, _) = req.into_parts();
     ServiceResponse::new(req, response).map_into_right_body()
 }
