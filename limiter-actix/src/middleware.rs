@@ -43,7 +43,7 @@ struct Worker {
 /// A worker's copy of the learned route table, shared by its middleware and (as app data) the
 /// `#[limit]` wrappers of its requests.
 pub(crate) struct RouteView {
-    limiter: Limiter,
+    pub(crate) limiter: Limiter,
     snapshot: RefCell<(u64, Arc<Routes>)>,
 }
 

@@ -20,7 +20,7 @@ use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
-use crate::limiter::{Breach, BreachFn, Inner, Limiter, Shown};
+use crate::limiter::{Breach, BreachFn, Inner, Shown};
 use crate::middleware::{Charged, Handled, RouteView};
 use crate::routes::{default_suffixes, method_index, routing_path, METHODS, METHOD_NAMES};
 
@@ -350,20 +350,22 @@ where
     F: FnOnce(HttpRequest, DevPayload) -> Fut + 'static,
     Fut: Future<Output = HttpResponse> + 'static,
 {
-    // Borrowed from the request: cloned (an atomic increment) only where it must outlive it.
-    let Some(limiter) = req.app_data::<Limiter>() else {
+    // The worker's view of the routes, which the middleware adds to every request, carries
+    // the limiter; the futures below hold it by `Rc`, where a clone of the `Limiter` would be
+    // an atomic increment and decrement per request.
+    let Some(view) = req.app_data::<Rc<RouteView>>() else {
         return Run::Ready {
             response: Some(missing_limiter(route)),
         };
     };
-    let inner = &*limiter.inner;
+    let inner = &*view.limiter.inner;
     req.extensions_mut().insert(Handled);
     let charged = req.app_data::<Charged>().is_some();
     let payload = payload.into_inner();
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
             fut: Box::pin(run_slow(
-                limiter.clone(),
+                Rc::clone(view),
                 charged,
                 route,
                 req,
@@ -380,7 +382,7 @@ where
         };
     }
     let mut batch = Batch::take();
-    collect(route, inner, &req, &mut batch);
+    collect(route, view, &req, &mut batch);
     if batch.is_empty() {
         batch.give();
         return Run::Handler {
@@ -395,7 +397,7 @@ where
         // The store must be asked: hand over the limits collected here.
         return Run::Slow {
             fut: Box::pin(run_slow(
-                limiter.clone(),
+                Rc::clone(view),
                 false,
                 route,
                 req,
@@ -417,7 +419,7 @@ where
         None
     } else {
         batch.shown = Shown::of(&decision);
-        Some((limiter.clone(), batch))
+        Some((Rc::clone(view), batch))
     };
     Run::Handler {
         fut: handler(req.clone(), payload),
@@ -440,7 +442,7 @@ mod run_future {
             /// Answered without running the handler.
             Ready { response: Option<HttpResponse> },
             /// Admitted: the handler runs; `after` adds the decision's headers to its response.
-            Handler { #[pin] fut: Fut, after: Option<(Limiter, Box<Batch>)> },
+            Handler { #[pin] fut: Fut, after: Option<(Rc<RouteView>, Box<Batch>)> },
             /// Every other case.
             Slow { fut: std::pin::Pin<Box<dyn Future<Output = HttpResponse>>> },
         }
@@ -464,11 +466,10 @@ impl<Fut: Future<Output = HttpResponse>> Future for Run<Fut> {
                 let Poll::Ready(mut response) = fut.poll(cx) else {
                     return Poll::Pending;
                 };
-                if let Some((limiter, batch)) = after.take() {
+                if let Some((view, batch)) = after.take() {
                     if let Some(shown) = &batch.shown {
-                        limiter
-                            .inner
-                            .add_shown(response.headers_mut(), &batch, shown);
+                        let inner = &view.limiter.inner;
+                        inner.add_shown(response.headers_mut(), &batch, shown);
                     }
                     batch.give();
                 }
@@ -506,7 +507,7 @@ fn reject(
 /// [`run`] for an asynchronous store, a request the middleware charged before routing, or a
 /// route with `deduct_when`.
 async fn run_slow<F, Fut>(
-    limiter: Limiter,
+    view: Rc<RouteView>,
     charged: bool,
     route: &'static Route,
     req: HttpRequest,
@@ -518,7 +519,7 @@ where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
-    let inner = &*limiter.inner;
+    let inner = &*view.limiter.inner;
     if let Some(batch) = collected {
         // `run` checked the switch and the filter, found limits to decide, and had no answer
         // without the store.
@@ -529,7 +530,7 @@ where
     let refunds = charged.then(|| middleware_charge(inner, &req));
     let mut batch = Batch::take();
     if inner.enabled && !inner.filtered(&req) {
-        collect(route, inner, &req, &mut batch);
+        collect(route, &view, &req, &mut batch);
     }
     if batch.is_empty() {
         batch.give();
@@ -617,7 +618,8 @@ where
 }
 
 /// Adds the route's, the default and the application limits that apply to `req`, in that order.
-fn collect(route: &Route, inner: &Inner, req: &HttpRequest, batch: &mut Batch) {
+fn collect(route: &Route, view: &RouteView, req: &HttpRequest, batch: &mut Batch) {
+    let inner = &*view.limiter.inner;
     let compiled = route.compiled();
     let method = req.method();
     let method_index = method_index(method);
@@ -699,11 +701,8 @@ fn collect(route: &Route, inner: &Inner, req: &HttpRequest, batch: &mut Batch) {
     if defaults {
         // Default limits count per route: scoped to the pattern this request matched. A
         // static route's suffixes were computed when the middleware learned it.
-        let view = req.app_data::<Rc<RouteView>>();
-        let routes = view.map(|view| view.routes());
-        let learned = routes
-            .as_ref()
-            .and_then(|routes| routes.static_paths.get(routing_path(req)));
+        let routes = view.routes();
+        let learned = routes.static_paths.get(routing_path(req));
         let suffixes = match learned {
             Some(entry) => Some(Arc::clone(&entry.default_suffixes)),
             None => req

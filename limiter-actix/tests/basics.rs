@@ -124,6 +124,23 @@ async fn n_allowed_then_429_with_message_and_retry_after() {
 }
 
 #[actix_web::test]
+async fn a_decorated_handler_without_the_middleware_answers_500() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    // Not wrapped: neither alone nor with the limiter as plain app data does a decorated
+    // handler find the state the middleware gives each worker.
+    let bare = test::init_service(App::new().service(slow)).await;
+    let as_data = test::init_service(App::new().app_data(limiter).service(slow)).await;
+    // Twice: with a limit of 1 per minute, a second 500 shows nothing was counted either.
+    for _ in 0..2 {
+        for app in [&bare, &as_data] {
+            let res = test::call_service(app, get_from("/slow", "10.0.0.1").to_request()).await;
+            assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(body(res).await, "rate limiter not configured");
+        }
+    }
+}
+
+#[actix_web::test]
 async fn default_message_is_the_breached_rate() {
     let limiter = Limiter::builder().clock(clock()).build().unwrap();
     let app = test::init_service(App::new().wrap(limiter).service(slow).service(three)).await;
