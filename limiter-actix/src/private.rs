@@ -7,7 +7,6 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 pub use actix_web::dev::Payload as DevPayload;
-pub use actix_web::web::Payload;
 pub use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder};
 pub use limiter_core::{Strategy, Unit};
 
@@ -333,6 +332,20 @@ pub fn extract_error(error: impl Into<actix_web::Error>) -> HttpResponse {
     HttpResponse::from_error(error.into())
 }
 
+/// The request and its payload, the one argument of a `#[limit]` wrapper: extracted
+/// together, where two extractors cost actix's tuple of extractor futures twice over.
+pub struct Parts(HttpRequest, DevPayload);
+
+impl FromRequest for Parts {
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Parts, std::convert::Infallible>>;
+
+    #[inline]
+    fn from_request(req: &HttpRequest, payload: &mut DevPayload) -> Self::Future {
+        std::future::ready(Ok(Parts(req.clone(), payload.take())))
+    }
+}
+
 /// Runs a decorated handler: decides every applicable limit in one call, then (only if
 /// admitted) runs the extractors and the handler, whose body is `handler`.
 ///
@@ -340,16 +353,12 @@ pub fn extract_error(error: impl Into<actix_web::Error>) -> HttpResponse {
 /// nothing charged before routing; no `deduct_when`) decides right here, synchronously, and the returned future holds little more than the handler's
 /// own: actix boxes every handler future, so its size is an allocation and a copy per request.
 /// Everything else goes through `run_slow`, boxed once more.
-pub fn run<F, Fut>(
-    route: &'static Route,
-    req: HttpRequest,
-    payload: Payload,
-    handler: F,
-) -> Run<Fut>
+pub fn run<F, Fut>(route: &'static Route, parts: Parts, handler: F) -> Run<Fut>
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut + 'static,
     Fut: Future<Output = HttpResponse> + 'static,
 {
+    let Parts(req, payload) = parts;
     // The worker's view of the routes, which the middleware adds to every request, carries
     // the limiter; the futures below hold it by `Rc`, where a clone of the `Limiter` would be
     // an atomic increment and decrement per request.
@@ -361,7 +370,6 @@ where
     let inner = &*view.limiter.inner;
     req.extensions_mut().insert(Handled);
     let charged = req.app_data::<Charged>().is_some();
-    let payload = payload.into_inner();
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
             fut: Box::pin(run_slow(

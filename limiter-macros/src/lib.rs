@@ -577,10 +577,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     let types = types.iter();
     Ok(quote! {
         #(#wrapper_attrs)*
-        #vis async fn #name(
-            __limiter_req: #krate::HttpRequest,
-            __limiter_payload: #krate::Payload,
-        ) -> #krate::HttpResponse {
+        #vis async fn #name(__limiter_parts: #krate::Parts) -> #krate::HttpResponse {
             #(#inner_attrs)*
             #inner_sig #block
             #(#shims)*
@@ -591,8 +588,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
             );
             #krate::run(
                 &__LIMITER_ROUTE,
-                __limiter_req,
-                __limiter_payload,
+                __limiter_parts,
                 |__limiter_req: #krate::HttpRequest, mut __limiter_payload: #krate::DevPayload| async move {
                     let (#(#vars,)*) = match <(#(#types,)*) as #krate::FromRequest>::from_request(
                         &__limiter_req,
