@@ -764,8 +764,9 @@ impl Inner {
             .then_some(decision)
     }
 
-    /// [`Inner::decide_sync`] written into `decision` (see [`limiter_core::MemoryStore::decide_into`]):
-    /// false, and `decision` left alone, when the store must be asked.
+    /// [`Inner::decide_sync`] written into `decision` (see
+    /// [`limiter_core::MemoryStore::decide_into`]): false, and `decision` left alone, when the
+    /// store must be asked.
     #[inline]
     pub(crate) fn decide_sync_into(
         &self,

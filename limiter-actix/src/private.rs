@@ -385,7 +385,7 @@ where
     }
     if !inner.enabled || inner.filtered(&req) {
         return Run::Handler {
-            fut: handler(req.clone(), payload),
+            fut: handler(req, payload),
             after: None,
         };
     }
@@ -394,7 +394,7 @@ where
     if batch.is_empty() {
         batch.give();
         return Run::Handler {
-            fut: handler(req.clone(), payload),
+            fut: handler(req, payload),
             after: None,
         };
     }
@@ -430,7 +430,7 @@ where
         Some((Rc::clone(view), batch))
     };
     Run::Handler {
-        fut: handler(req.clone(), payload),
+        fut: handler(req, payload),
         after,
     }
 }
