@@ -1,6 +1,7 @@
 //! The app-wide middleware: charges application and default limits before routing for routes
-//! that do not decide for themselves, learns which routes do, and makes the [`Limiter`] the app
-//! data that `#[limit]` wrappers find.
+//! that do not decide for themselves, learns which routes do, and adds to every request the app
+//! data that `#[limit]` wrappers find: the worker's [`RouteView`], which carries the
+//! [`Limiter`] (the `Limiter` itself is app data too, for handlers that want it).
 
 use std::borrow::Cow;
 use std::cell::{Ref, RefCell};

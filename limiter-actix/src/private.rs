@@ -546,7 +546,7 @@ where
             inner.refund(&refunds.hits(), inner.clock.now()).await;
             refunds.give();
         }
-        return handler(req.clone(), payload).await;
+        return handler(req, payload).await;
     }
     let ask = refunds.map_or(Ask::Store, Ask::Swap);
     decide_and_handle(inner, route, req, payload, handler, batch, ask).await
