@@ -962,9 +962,22 @@ impl Inner {
                         self.names.reset.clone(),
                     ]
                 };
-                headers.insert(limit, repeating(Repeating::Limit, stats.limit));
-                headers.insert(remaining, decimal(stats.remaining));
-                headers.insert(reset_name, repeating(Repeating::Reset, reset));
+                // `HeaderMap::insert` builds (and here drops) an iterator over the values it
+                // replaces, a few hundred bytes moved per header; a response seldom has these
+                // names already, and one pass over its few headers tells.
+                let present = headers
+                    .keys()
+                    .any(|key| key == limit || key == remaining || key == reset_name);
+                let set = |headers: &mut HeaderMap, name, value| {
+                    if present {
+                        headers.insert(name, value);
+                    } else {
+                        headers.append(name, value);
+                    }
+                };
+                set(headers, limit, repeating(Repeating::Limit, stats.limit));
+                set(headers, remaining, decimal(stats.remaining));
+                set(headers, reset_name, repeating(Repeating::Reset, reset));
             }
             Headers::Ietf => self.add_ietf(headers, batch, current, stats),
         }
