@@ -1,6 +1,10 @@
 //! One decision on the memory store, per strategy, beside governor's keyed limiter on the same
 //! workload: a hot key, and a rotation over 100 000 keys. After criterion's own report it
-//! prints our time over governor's for each workload (below 1.0: we are faster).
+//! prints our time over governor's for each workload (below 1.0: we are faster), twice: from
+//! criterion's means, and from a pass that alternates the two in short rounds and takes
+//! medians. Criterion measures one function for seconds before the next; on a host whose
+//! speed swings over seconds (virtual machines sharing a core) its two means come from
+//! different speeds, where the alternating rounds see the same swings alike.
 //!
 //! The rate is so high that nothing is ever denied, which makes a moving window's log as long
 //! as the hits of the last second (millions for the hot key, dozens per key over 100 000
@@ -12,10 +16,10 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
-use governor::{Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use limiter_core::{keys, Clock, Hit, MemoryStore, Rate, Strategy};
 
 const KEYS: usize = 100_000;
@@ -45,6 +49,24 @@ fn groups() -> impl Iterator<Item = (Strategy, bool)> {
         .chain(moving.map(|s| (s, true)))
 }
 
+/// A fresh store, our rate and governor's limiter at the same quota: the never-denied rate,
+/// or the realistic one.
+fn contenders(realistic: bool) -> (MemoryStore, Rate, DefaultKeyedRateLimiter<String>) {
+    let (rate, quota) = if realistic {
+        (Rate::parse(REALISTIC).unwrap(), realistic_quota())
+    } else {
+        (rate(), Quota::per_second(NonZeroU32::MAX))
+    };
+    (MemoryStore::new(1_000_000), rate, RateLimiter::keyed(quota))
+}
+
+/// The keys of a request's route, default and application limits, as the actix crate writes
+/// them: the client's tag, then the scope and the rate.
+fn request_keys() -> [String; 3] {
+    ["/slow", "default", "app"]
+        .map(|scope| keys::counter_key("LIMITER", "192.0.2.1", scope, &rate()))
+}
+
 /// The benchmark group of `strategy` at `rate` (the realistic rows carry it in their name).
 fn group_name(strategy: Strategy, realistic: bool) -> String {
     if realistic {
@@ -61,13 +83,7 @@ fn decisions(c: &mut Criterion) {
         // Each of our measurements sits beside governor's, taken moments apart, so that load
         // from elsewhere on the machine skews both alike.
         let mut group = c.benchmark_group(group_name(strategy, realistic));
-        let store = MemoryStore::new(1_000_000);
-        let (rate, quota) = if realistic {
-            (Rate::parse(REALISTIC).unwrap(), realistic_quota())
-        } else {
-            (rate(), Quota::per_second(NonZeroU32::MAX))
-        };
-        let governor = RateLimiter::keyed(quota);
+        let (store, rate, governor) = contenders(realistic);
         group.bench_function("hot", |b| {
             let key = keys[0].as_str();
             b.iter(|| {
@@ -97,9 +113,7 @@ fn decisions(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("decide/limits-per-request");
     let store = MemoryStore::new(1_000_000);
-    // Keys as the actix crate writes them: the client's tag, then the scope and the rate.
-    let [route, default, app] = ["/slow", "default", "app"]
-        .map(|scope| keys::counter_key("LIMITER", "192.0.2.1", scope, &rate()));
+    let [route, default, app] = request_keys();
     let hit = |key| Hit::new(key, rate(), Strategy::FixedWindow);
     let one = [hit(&route)];
     let three = [hit(&route), hit(&default), hit(&app)];
@@ -174,8 +188,107 @@ fn print_ratios() {
     }
 }
 
+/// Rounds of the alternating pass, and calls per round (a few milliseconds each).
+const ROUNDS: usize = 41;
+const CALLS: u32 = 20_000;
+
+/// Median time per call (ns) of `a` and of `b`, timed in alternating rounds, each round's
+/// order swapped from the last's.
+fn alternating(mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    fn round(f: &mut impl FnMut()) -> f64 {
+        let start = Instant::now();
+        for _ in 0..CALLS {
+            f();
+        }
+        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
+    }
+    fn median(mut times: Vec<f64>) -> f64 {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    }
+    // Warm-up: caches, the tables' first growth.
+    round(&mut a);
+    round(&mut b);
+    let (mut ta, mut tb) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    for r in 0..ROUNDS {
+        if r % 2 == 0 {
+            ta.push(round(&mut a));
+            tb.push(round(&mut b));
+        } else {
+            tb.push(round(&mut b));
+            ta.push(round(&mut a));
+        }
+    }
+    (median(ta), median(tb))
+}
+
+/// The ratio table again, from [`alternating`] rounds on fresh stores.
+fn print_alternating() {
+    println!(
+        "\nthe same, alternating ours and governor's in {ROUNDS} rounds of {CALLS} calls (medians)"
+    );
+    println!(
+        "{:<40} {:>9} {:>9} {:>7}",
+        "workload", "ours ns", "gov ns", "ratio"
+    );
+    let clock = Clock::system();
+    let keys = keys();
+    for (strategy, realistic) in groups() {
+        let (store, rate, governor) = contenders(realistic);
+        let hot = keys[0].as_str();
+        let (ours_hot, gov_hot) = alternating(
+            || {
+                let hit = [Hit::new(black_box(hot), rate, strategy)];
+                black_box(store.decide_now(&hit, clock.now()).admitted);
+            },
+            || {
+                black_box(governor.check_key(black_box(&keys[0])).is_ok());
+            },
+        );
+        let (mut i, mut j) = (0, 0);
+        let (ours_many, gov_many) = alternating(
+            || {
+                i = (i + 1) % KEYS;
+                let hit = [Hit::new(black_box(keys[i].as_str()), rate, strategy)];
+                black_box(store.decide_now(&hit, clock.now()).admitted);
+            },
+            || {
+                j = (j + 1) % KEYS;
+                black_box(governor.check_key(black_box(&keys[j])).is_ok());
+            },
+        );
+        for (workload, ours, gov) in [("hot", ours_hot, gov_hot), ("100k", ours_many, gov_many)] {
+            let name = if realistic {
+                format!("{strategy} {workload} ({REALISTIC})")
+            } else {
+                format!("{strategy} {workload}")
+            };
+            println!("{name:<40} {ours:>9.1} {gov:>9.1} {:>7.2}", ours / gov);
+        }
+    }
+    let store = MemoryStore::new(1_000_000);
+    let [route, default, app] = request_keys();
+    let hit = |key| Hit::new(key, rate(), Strategy::FixedWindow);
+    let one = [hit(&route)];
+    let three = [hit(&route), hit(&default), hit(&app)];
+    let (three_ns, one_ns) = alternating(
+        || {
+            black_box(store.decide_now(black_box(&three), clock.now()).admitted);
+        },
+        || {
+            black_box(store.decide_now(black_box(&one), clock.now()).admitted);
+        },
+    );
+    println!(
+        "{:<40} {three_ns:>9.1} {one_ns:>9.1} {:>7.2}  (3 limits over 1 limit)",
+        "fixed-window, 3 limits vs 1",
+        three_ns / one_ns
+    );
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     print_ratios();
+    print_alternating();
 }
