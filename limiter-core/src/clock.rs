@@ -70,8 +70,9 @@ pub(crate) fn duration_micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Where a limiter reads "now": the system clock, or a [`ManualClock`] in tests.
-#[derive(Clone, Debug, Default)]
+/// Where a limiter reads "now": the system clock (the default), or a [`ManualClock`] in
+/// tests.
+#[derive(Clone, Debug)]
 pub struct Clock {
     manual: Option<ManualClock>,
 }
@@ -79,7 +80,12 @@ pub struct Clock {
 impl Clock {
     /// The system's wall clock (windows align to it: a minute window resets at the top of
     /// each minute).
+    ///
+    /// The first call in a process calibrates the CPU's time-stamp counter, which the clock
+    /// reads, against the system clock: about a millisecond (more on a busy virtual machine),
+    /// paid here, when a limiter is built, rather than by the first request.
     pub fn system() -> Clock {
+        tsc();
         Clock { manual: None }
     }
 
@@ -105,18 +111,9 @@ impl Clock {
 /// re-measured every second, so the result follows the system clock (NTP slews and steps
 /// included) within a second.
 fn system_now() -> Timestamp {
-    struct Tsc {
-        clock: quanta::Clock,
-        start: u64,
-    }
-    static TSC: OnceLock<Tsc> = OnceLock::new();
     static OFFSET: AtomicU64 = AtomicU64::new(0);
     static ANCHORED_AT: AtomicU64 = AtomicU64::new(0);
-    let tsc = TSC.get_or_init(|| {
-        let clock = quanta::Clock::new();
-        let start = clock.raw();
-        Tsc { clock, start }
-    });
+    let tsc = tsc();
     let mono = tsc.clock.delta_as_nanos(tsc.start, tsc.clock.raw()) / 1_000;
     // Acquire, paired with the Release below: a reader that sees an anchor sees the offset
     // stored with it (at start-up, the first offset rather than 0, a time in 1970).
@@ -132,6 +129,28 @@ fn system_now() -> Timestamp {
         return Timestamp(wall);
     }
     Timestamp(mono.wrapping_add(OFFSET.load(Ordering::Relaxed)))
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+/// The calibrated time-stamp counter [`system_now`] reads, and its reading when calibrated.
+struct Tsc {
+    clock: quanta::Clock,
+    start: u64,
+}
+
+/// The process's [`Tsc`], calibrated on first use.
+fn tsc() -> &'static Tsc {
+    static TSC: OnceLock<Tsc> = OnceLock::new();
+    TSC.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let start = clock.raw();
+        Tsc { clock, start }
+    })
 }
 
 impl From<ManualClock> for Clock {
