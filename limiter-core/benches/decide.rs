@@ -16,7 +16,9 @@
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod alternate;
 
 use criterion::{criterion_group, Criterion};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -192,34 +194,10 @@ fn print_ratios() {
 const ROUNDS: usize = 41;
 const CALLS: u32 = 20_000;
 
-/// Median time per call (ns) of `a` and of `b`, timed in alternating rounds, each round's
-/// order swapped from the last's.
+/// Median time per call (ns) of `a` and of `b`, timed in alternating rounds.
 fn alternating(mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
-    fn round(f: &mut impl FnMut()) -> f64 {
-        let start = Instant::now();
-        for _ in 0..CALLS {
-            f();
-        }
-        start.elapsed().as_nanos() as f64 / f64::from(CALLS)
-    }
-    fn median(mut times: Vec<f64>) -> f64 {
-        times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
-    }
-    // Warm-up: caches, the tables' first growth.
-    round(&mut a);
-    round(&mut b);
-    let (mut ta, mut tb) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
-    for r in 0..ROUNDS {
-        if r % 2 == 0 {
-            ta.push(round(&mut a));
-            tb.push(round(&mut b));
-        } else {
-            tb.push(round(&mut b));
-            ta.push(round(&mut a));
-        }
-    }
-    (median(ta), median(tb))
+    let [a, b] = alternate::medians([&mut a, &mut b], ROUNDS, CALLS);
+    (a, b)
 }
 
 /// The ratio table again, from [`alternating`] rounds on fresh stores.

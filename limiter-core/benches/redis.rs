@@ -4,10 +4,12 @@
 //! and on a two-thread tokio runtime), and a rejection answered by the block
 //! cache beside the same rejection asked of Redis and decided by the memory store, and a PING
 //! and a trivial script over the same client library for the round trip's own cost. After
-//! criterion's own report it prints a table of the means.
+//! criterion's own report it prints a table of the means, and the one-task round trips again
+//! from rounds that alternate the three (see `alternate`).
 //!
 //! `cargo bench -p limiter-core --features redis --bench redis`
 
+mod alternate;
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
 mod common;
@@ -44,7 +46,19 @@ fn poll_once<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn bench(c: &mut Criterion, url: &str) {
+/// Rounds of the alternating one-task pass, and calls per round (tens of milliseconds each).
+const ROUNDS: usize = 21;
+const CALLS: u32 = 100;
+
+/// One task's round trips, medians of alternating rounds (ns): a PING, the trivial script,
+/// one decision.
+struct RoundTrips {
+    ping: f64,
+    script: f64,
+    decision: f64,
+}
+
+fn bench(c: &mut Criterion, url: &str) -> RoundTrips {
     let clock = Clock::system();
     let admit = Rate::parse("1000000000 per second").unwrap();
     let deny = Rate::parse("1 per hour").unwrap();
@@ -115,6 +129,48 @@ fn bench(c: &mut Criterion, url: &str) {
     });
 
     group.finish();
+
+    // (a) again, the three taking turns.
+    let mut script_conn = direct.clone();
+    let [ping, script, decision] = alternate::medians(
+        [
+            &mut || {
+                let pong: String = one_thread
+                    .block_on(redis::cmd("PING").query_async(&mut direct))
+                    .unwrap();
+                black_box(pong);
+            },
+            &mut || {
+                let one: i64 = one_thread
+                    .block_on(
+                        redis::cmd("EVAL")
+                            .arg("return 1")
+                            .arg(0)
+                            .query_async(&mut script_conn),
+                    )
+                    .unwrap();
+                black_box(one);
+            },
+            &mut || {
+                let hit = [Hit::new(
+                    "L{bench-a}:/:1e9/1s",
+                    admit,
+                    Strategy::FixedWindow,
+                )];
+                let d = one_thread
+                    .block_on(cached.decide(&hit, clock.now()))
+                    .unwrap();
+                black_box(d.admitted);
+            },
+        ],
+        ROUNDS,
+        CALLS,
+    );
+    let round_trips = RoundTrips {
+        ping,
+        script,
+        decision,
+    };
 
     // (b) 64 tasks, each its own client, over the shared pool's multiplexed connections.
     // One iteration is one decision. Fixed window, GCRA and the sliding window counter, each
@@ -212,6 +268,7 @@ fn bench(c: &mut Criterion, url: &str) {
         b.iter(|| black_box(memory.decide_now(black_box(&hit), clock.now()).admitted))
     });
     group.finish();
+    round_trips
 }
 
 /// Criterion's mean estimate (ns) of one benchmark, from its saved report.
@@ -223,7 +280,7 @@ fn mean_ns(id: &str) -> Option<f64> {
     json["mean"]["point_estimate"].as_f64()
 }
 
-fn print_table() {
+fn print_table(round_trips: &RoundTrips) {
     let get = |name: &str| mean_ns(&format!("redis/{name}"));
     println!("\nRedis store, measured in one run against the bench's own redis-server");
     println!("{:<52} {:>12} {:>14}", "workload", "mean", "decisions/s");
@@ -302,6 +359,22 @@ fn print_table() {
             redis / cache
         );
     }
+    let RoundTrips {
+        ping,
+        script,
+        decision,
+    } = *round_trips;
+    println!(
+        "\n(a) again, a PING, the trivial script and one decision taking turns, {ROUNDS} rounds \
+         of {CALLS} calls (medians):\nPING {:.1} us, trivial script {:.1} us, one decision \
+         {:.1} us = a PING + {:.1} us ({:.2}x), the trivial script + {:.1} us",
+        ping / 1_000.0,
+        script / 1_000.0,
+        decision / 1_000.0,
+        (decision - ping) / 1_000.0,
+        decision / ping,
+        (decision - script) / 1_000.0
+    );
 }
 
 fn main() {
@@ -314,8 +387,8 @@ fn main() {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    bench(&mut c, &server.url());
+    let round_trips = bench(&mut c, &server.url());
     c.final_summary();
     drop(server);
-    print_table();
+    print_table(&round_trips);
 }
