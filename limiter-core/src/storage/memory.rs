@@ -228,25 +228,33 @@ impl MemoryStore {
         let mut undo: SmallVec<[Option<State>; 4]> = SmallVec::new();
         // The snapshot and the stats are written where they are kept, never through a local:
         // assembled field by field and reloaded whole, they stall on store forwarding.
+        let mut denied = hits.len();
         for (j, hit) in hits.iter().enumerate() {
             let (hash, shard) = held.shard(j);
             let slot = self.find_or_insert(shard, hash, hit.key, now, hits);
-            undo.push(slot.state.snapshot(hit.strategy));
+            // The last charge is never undone: admitted, so is the batch; denied, it changed
+            // nothing.
+            let undoable = j + 1 < hits.len();
+            if undoable {
+                undo.push(slot.state.snapshot(hit.strategy));
+            }
             stats.push(
                 slot.state
                     .decide(hit.strategy, &hit.rate, now, hit.cost, Action::Charge),
             );
             if stats.last().is_some_and(|verdict| !verdict.admitted) {
-                undo.pop();
+                if undoable {
+                    undo.pop();
+                }
+                denied = j;
                 break;
             }
         }
-        if undo.len() == hits.len() {
+        if denied == hits.len() {
             // Admitted: the decision is still as `decide_now` made it, admitted and with
             // nothing to retry (an admitting limit names no retry time).
             return;
         }
-        let denied = undo.len();
         // Newest charge first: a key named twice in the batch must end at its state before
         // the batch, not at the snapshot taken between its two charges. The keys are looked
         // up again (an insertion may have moved them): denials are the rare case.
