@@ -91,76 +91,50 @@ fn bench(c: &mut Criterion, url: &str) -> RoundTrips {
                 .get_multiplexed_async_connection(),
         )
         .unwrap();
-    group.bench_function("ping", |b| {
-        b.iter(|| {
-            let pong: String = one_thread
-                .block_on(redis::cmd("PING").query_async(&mut direct))
-                .unwrap();
-            black_box(pong)
-        })
-    });
-    group.bench_function("trivial-script", |b| {
-        b.iter(|| {
-            let one: i64 = one_thread
-                .block_on(
-                    redis::cmd("EVAL")
-                        .arg("return 1")
-                        .arg(0)
-                        .query_async(&mut direct),
-                )
-                .unwrap();
-            black_box(one)
-        })
-    });
-
+    let mut script_conn = direct.clone();
+    let mut ping = || -> String {
+        one_thread
+            .block_on(redis::cmd("PING").query_async(&mut direct))
+            .unwrap()
+    };
+    let mut trivial_script = || -> i64 {
+        one_thread
+            .block_on(
+                redis::cmd("EVAL")
+                    .arg("return 1")
+                    .arg(0)
+                    .query_async(&mut script_conn),
+            )
+            .unwrap()
+    };
     // (a) One task, one limit, admitted: about one round trip.
-    group.bench_function("one-task", |b| {
-        let hit = [Hit::new(
-            "L{bench-a}:/:1e9/1s",
-            admit,
-            Strategy::FixedWindow,
-        )];
-        b.iter(|| {
-            let d = one_thread
-                .block_on(cached.decide(&hit, clock.now()))
-                .unwrap();
-            black_box(d.admitted)
-        })
-    });
-
+    let one_task_hit = [Hit::new(
+        "L{bench-a}:/:1e9/1s",
+        admit,
+        Strategy::FixedWindow,
+    )];
+    let one_decision = || {
+        one_thread
+            .block_on(cached.decide(&one_task_hit, clock.now()))
+            .unwrap()
+            .admitted
+    };
+    group.bench_function("ping", |b| b.iter(|| black_box(ping())));
+    group.bench_function("trivial-script", |b| b.iter(|| black_box(trivial_script())));
+    group.bench_function("one-task", |b| b.iter(|| black_box(one_decision())));
     group.finish();
 
     // (a) again, the three taking turns.
-    let mut script_conn = direct.clone();
     let [ping, script, decision] = alternate::medians(
         [
             &mut || {
-                let pong: String = one_thread
-                    .block_on(redis::cmd("PING").query_async(&mut direct))
-                    .unwrap();
-                black_box(pong);
+                black_box(ping());
             },
             &mut || {
-                let one: i64 = one_thread
-                    .block_on(
-                        redis::cmd("EVAL")
-                            .arg("return 1")
-                            .arg(0)
-                            .query_async(&mut script_conn),
-                    )
-                    .unwrap();
-                black_box(one);
+                black_box(trivial_script());
             },
             &mut || {
-                let hit = [Hit::new(
-                    "L{bench-a}:/:1e9/1s",
-                    admit,
-                    Strategy::FixedWindow,
-                )];
-                let d = one_thread
-                    .block_on(cached.decide(&hit, clock.now()))
-                    .unwrap();
-                black_box(d.admitted);
+                black_box(one_decision());
             },
         ],
         ROUNDS,
