@@ -168,7 +168,7 @@ impl MemoryStore {
     fn decide_one(&self, hit: &Hit<'_>, now: Timestamp, decision: &mut Decision) {
         let (hash, shard) = self.place(hit.key.as_bytes());
         let mut shard = self.shards[shard].lock();
-        self.apply(
+        let admitted = self.apply(
             &mut shard,
             hash,
             hit,
@@ -178,7 +178,7 @@ impl MemoryStore {
             &mut decision.stats,
         );
         drop(shard);
-        if decision.stats.iter().any(|verdict| !verdict.admitted) {
+        if !admitted {
             decision.conclude();
         }
     }
@@ -435,10 +435,11 @@ impl MemoryStore {
         }
     }
 
-    /// Applies `action` to `hit`'s state and appends its stats to `out`; `create` inserts a
-    /// missing key (a peek does not).
+    /// Applies `action` to `hit`'s state, appends its stats to `out` and tells whether they
+    /// admit; `create` inserts a missing key (a peek does not).
     // The stats are pushed here rather than returned: returned through memory, their reload
-    // in the caller stalls on store forwarding.
+    // in the caller stalls on store forwarding. The admission is read before the push, as in
+    // `charge_all`.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn apply(
@@ -450,19 +451,16 @@ impl MemoryStore {
         action: Action,
         create: bool,
         out: &mut StatsList,
-    ) {
-        let slot = match shard.find(hash, hit.key) {
-            Some(slot) => slot,
-            None if create => self.insert(shard, hash, hit.key, now, &[]),
-            None => {
-                out.push(State::Empty.decide(hit.strategy, &hit.rate, now, hit.cost, action));
-                return;
-            }
+    ) -> bool {
+        let state = match shard.find(hash, hit.key) {
+            Some(slot) => &mut slot.state,
+            None if create => &mut self.insert(shard, hash, hit.key, now, &[]).state,
+            None => &mut State::Empty,
         };
-        out.push(
-            slot.state
-                .decide(hit.strategy, &hit.rate, now, hit.cost, action),
-        );
+        let verdict = state.decide(hit.strategy, &hit.rate, now, hit.cost, action);
+        let admitted = verdict.admitted;
+        out.push(verdict);
+        admitted
     }
 
     /// The slot of `key`, inserted if missing, without evicting any key of `batch`.
