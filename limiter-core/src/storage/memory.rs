@@ -455,6 +455,7 @@ impl MemoryStore {
         let state = match shard.find(hash, hit.key) {
             Some(slot) => &mut slot.state,
             None if create => &mut self.insert(shard, hash, hit.key, now, &[]).state,
+            // A peek of a missing key: decided on an empty state that nothing keeps.
             None => &mut State::Empty,
         };
         let verdict = state.decide(hit.strategy, &hit.rate, now, hit.cost, action);
