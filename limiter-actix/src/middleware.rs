@@ -167,8 +167,9 @@ impl Post {
     /// for itself, the request never reached its wrapper, and an inner middleware
     /// (authentication, say) refused it with an `Err`. A [`RouteState::Fallible`] route
     /// charges what it keyed before routing: on Redis the returned task, which the error
-    /// waits for, so that the client's next request already finds it counted. A route not known to fail yet has nothing left to key the
-    /// request on, so this one stays uncharged, and the route becomes fallible.
+    /// waits for, so that the client's next request already finds it counted. A route not
+    /// known to fail yet has nothing left to key the request on, so this one stays
+    /// uncharged, and the route becomes fallible.
     fn failed(self) -> Option<JoinHandle<()>> {
         let limiter = &self.worker.limiter;
         let inner = &limiter.inner;

@@ -350,8 +350,9 @@ impl FromRequest for Parts {
 /// admitted) runs the extractors and the handler, whose body is `handler`.
 ///
 /// The common case (memory store, or a client Redis' block cache already knows is blocked;
-/// nothing charged before routing; no `deduct_when`) decides right here, synchronously, and the returned future holds little more than the handler's
-/// own: actix boxes every handler future, so its size is an allocation and a copy per request.
+/// nothing charged before routing; no `deduct_when`) decides right here, synchronously, and
+/// the returned future holds little more than the handler's own: actix boxes every handler
+/// future, so its size is an allocation and a copy per request.
 /// Everything else goes through `run_slow`, boxed once more.
 pub fn run<F, Fut>(route: &'static Route, parts: Parts, handler: F) -> Run<Fut>
 where

@@ -58,8 +58,8 @@
 //! Redis' answers only (the memory fallback answers a denial locally anyway).
 //! [`Storage::peek`] answers from it too. When another limit of the same request would block
 //! longer than the cached one, the local answer names the cached limit's retry-after, and
-//! Redis names the longer one when asked again after it. The cap is `block_cache` entries (default 100 000; 0 turns the cache
-//! off); expired entries are reclaimed incrementally, and a full cache evicts the entries whose
+//! Redis names the longer one when asked again after it. The cap is `block_cache` entries
+//! (default 100 000; 0 turns the cache off); expired entries are reclaimed incrementally, and a full cache evicts the entries whose
 //! block ends first, which then cost a round trip again.
 //!
 //! ```no_run
