@@ -59,8 +59,9 @@
 //! [`Storage::peek`] answers from it too. When another limit of the same request would block
 //! longer than the cached one, the local answer names the cached limit's retry-after, and
 //! Redis names the longer one when asked again after it. The cap is `block_cache` entries
-//! (default 100 000; 0 turns the cache off); expired entries are reclaimed incrementally, and a full cache evicts the entries whose
-//! block ends first, which then cost a round trip again.
+//! (default 100 000; 0 turns the cache off); expired entries are reclaimed incrementally,
+//! and a full cache evicts the entries whose block ends first, which then cost a round trip
+//! again.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
