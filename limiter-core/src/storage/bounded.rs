@@ -88,15 +88,21 @@ impl<T: Expires> Bounded<T> {
     ) -> Dropped {
         let mut dropped = Dropped::default();
         if self.table.len() < cap {
+            // Only expired entries go: no victim is looked for, so `keep` is not asked (with a
+            // batch to keep, it reads each live entry's key, a cache miss in a large table).
             dropped.expired += self
-                .sweep(SWEEP_ON_INSERT, now.saturating_sub(grace), &keep)
+                .sweep(
+                    SWEEP_ON_INSERT,
+                    now.saturating_sub(grace),
+                    None::<&fn(&T) -> bool>,
+                )
                 .0;
         }
         // Buckets looked at since the last eviction: a whole table's worth means all is kept.
         let mut fruitless = 0;
         while self.table.len() >= cap && fruitless <= self.table.num_buckets() {
             // A sample can land on empty buckets only; the next one goes on from there.
-            let (expired, victim) = self.sweep(SAMPLE_WHEN_FULL, now, &keep);
+            let (expired, victim) = self.sweep(SAMPLE_WHEN_FULL, now, Some(&keep));
             dropped.expired += expired;
             if self.table.len() < cap {
                 break;
@@ -114,13 +120,13 @@ impl<T: Expires> Bounded<T> {
     }
 
     /// Looks at up to `budget` buckets from the cursor, dropping expired entries. Returns how
-    /// many it dropped and the bucket of the looked-at live entry, not one to `keep`, that
-    /// expires first.
+    /// many it dropped and, when `keep` is given, the bucket of the looked-at live entry, not
+    /// one to `keep`, that expires first.
     fn sweep(
         &mut self,
         budget: usize,
         now: u64,
-        keep: &impl Fn(&T) -> bool,
+        keep: Option<&impl Fn(&T) -> bool>,
     ) -> (usize, Option<usize>) {
         let buckets = self.table.num_buckets();
         let mut expired = 0;
@@ -138,8 +144,10 @@ impl<T: Expires> Bounded<T> {
             if expires_at <= now {
                 entry.remove();
                 expired += 1;
-            } else if soonest.is_none_or(|(e, _)| expires_at < e) && !keep(entry.get()) {
-                soonest = Some((expires_at, bucket));
+            } else if let Some(keep) = keep {
+                if soonest.is_none_or(|(e, _)| expires_at < e) && !keep(entry.get()) {
+                    soonest = Some((expires_at, bucket));
+                }
             }
         }
         (expired, soonest.map(|(_, bucket)| bucket))
