@@ -72,10 +72,10 @@ async fn measure(
             .route("/hello", route())),
         ours => {
             let limiter = limiter(ours, scenario, "").expect("a memory limiter");
-            // `memory-app`'s and `memory-bare`'s one limit is the application's, on the plain
-            // handler.
+            // `memory-app`'s, `memory-bare`'s and `memory-ietf`'s one limit is the
+            // application's, on the plain handler.
             let handler = match ours {
-                Variant::MemoryApp | Variant::MemoryBare => route(),
+                Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf => route(),
                 _ if over => web::get().to(hello_over),
                 _ => web::get().to(hello_under),
             };
@@ -101,6 +101,7 @@ pub fn run(args: &[String]) {
                 Variant::MemoryFixed,
                 Variant::MemoryApp,
                 Variant::MemoryBare,
+                Variant::MemoryIetf,
                 Variant::MemoryGcra,
                 Variant::MemoryMoving,
             ]

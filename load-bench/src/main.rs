@@ -50,6 +50,8 @@ pub enum Variant {
     MemoryApp,
     /// `memory-app` without rate-limit headers, to set beside `governor-bare`.
     MemoryBare,
+    /// `memory-app` with the IETF draft's `RateLimit-Policy` and `RateLimit` headers.
+    MemoryIetf,
     /// limiter on memory, GCRA.
     MemoryGcra,
     /// limiter on memory, moving window.
@@ -61,13 +63,14 @@ pub enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 11] = [
+    const ALL: [Variant; 12] = [
         Variant::None,
         Variant::Governor,
         Variant::GovernorBare,
         Variant::MemoryFixed,
         Variant::MemoryApp,
         Variant::MemoryBare,
+        Variant::MemoryIetf,
         Variant::MemoryGcra,
         Variant::MemoryMoving,
         Variant::RedisFixed,
@@ -84,6 +87,7 @@ impl Variant {
             Variant::MemoryFixed => "memory-fixed",
             Variant::MemoryApp => "memory-app",
             Variant::MemoryBare => "memory-bare",
+            Variant::MemoryIetf => "memory-ietf",
             Variant::MemoryGcra => "memory-gcra",
             Variant::MemoryMoving => "memory-moving",
             Variant::RedisFixed => "redis-fixed",
@@ -149,7 +153,7 @@ const USAGE: &str = "\
 limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS]
 limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]
 
-variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
+variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-ietf, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
 scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys)";
 
 fn parse_options(args: &[String]) -> Options {

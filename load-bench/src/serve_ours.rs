@@ -1,7 +1,8 @@
 //! This project's limiter: a route limit (`#[limit]`) and an application limit, headers on,
 //! keyed by the same client header as the other variants (through `key_header`). The
 //! `memory-app` variant is configured as governor is: one application limit, charged by the
-//! middleware, and a plain handler; `memory-bare` is `memory-app` without rate-limit headers.
+//! middleware, and a plain handler; `memory-bare` is `memory-app` without rate-limit headers,
+//! `memory-ietf` with the IETF draft's headers instead of `X-RateLimit-*`.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use limiter_actix::{limit, Headers, Limiter};
@@ -21,16 +22,17 @@ pub async fn hello_over() -> HttpResponse {
 }
 
 /// This crate's limiter for `variant`: a route limit comes from the handler's `#[limit]`,
-/// except for `memory-app` and `memory-bare`, whose one limit is the application limit at the route's rate.
+/// except for `memory-app`, `memory-bare` and `memory-ietf`, whose one limit is the application
+/// limit at the route's rate.
 pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Result<Limiter> {
     // The others' application limit is never reached, as the route's is when under it.
     let (amount, period) = route_rate(match variant {
-        Variant::MemoryApp | Variant::MemoryBare => scenario,
+        Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf => scenario,
         _ => Scenario::Under,
     });
     let application = format!("{amount} per {} seconds", period.as_secs());
     let (strategy, uri) = match variant {
-        Variant::MemoryFixed | Variant::MemoryApp | Variant::MemoryBare => {
+        Variant::MemoryFixed | Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf => {
             ("fixed-window", "memory://")
         }
         Variant::MemoryGcra => ("gcra", "memory://"),
@@ -53,6 +55,7 @@ pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Re
         .application_limits(&application)
         .headers(match variant {
             Variant::MemoryBare => Headers::Off,
+            Variant::MemoryIetf => Headers::Ietf,
             _ => Headers::XRateLimit,
         })
         .key_header(CLIENT_HEADER.as_str())
@@ -70,7 +73,7 @@ pub async fn run(
     HttpServer::new(move || {
         let app = App::new().wrap(limiter.clone());
         match (variant, scenario) {
-            (Variant::MemoryApp | Variant::MemoryBare, _) => {
+            (Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf, _) => {
                 app.route("/hello", web::get().to(hello))
             }
             (_, Scenario::Over) => app.route("/hello", web::get().to(hello_over)),
