@@ -16,7 +16,8 @@ use limiter_core::{
 };
 
 use crate::batch::{Batch, Origin};
-use crate::header_value::{decimal, repeating, Repeating};
+use crate::header_value::Policy;
+use crate::header_value::{self, decimal, repeating, PolicyItem, PolicyName, Repeating};
 use crate::key::{client_ip, header_text, write_ip_key, Cidr, Proxies, ProxyHeader};
 use crate::routes::RouteTable;
 
@@ -140,6 +141,28 @@ const STATIC_HEADER_NAMES: [&str; 7] = [
     "ratelimit-reset",
     "retry-after",
 ];
+
+/// Sets the limiter's headers on a response, replacing any of `names` it has already.
+/// `HeaderMap::insert` builds (and here drops) an iterator over the values it replaces, a few
+/// hundred bytes moved per header; a response seldom has these names already, and one pass
+/// over its few headers tells, so the headers are appended unless it found one.
+fn setter<'h, const N: usize>(
+    headers: &'h mut HeaderMap,
+    names: [&HeaderName; N],
+) -> impl FnMut(HeaderName, HeaderValue) + 'h {
+    let present = headers.keys().any(|key| names.contains(&key));
+    move |name, value| {
+        if present {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
+    }
+}
+
+/// The IETF draft's fields.
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The default `X-RateLimit-*` names, written into each response as constants: a clone of a
 /// stored name is a call through its bytes' vtable whose result the caller then copies at an
@@ -962,22 +985,10 @@ impl Inner {
                         self.names.reset.clone(),
                     ]
                 };
-                // `HeaderMap::insert` builds (and here drops) an iterator over the values it
-                // replaces, a few hundred bytes moved per header; a response seldom has these
-                // names already, and one pass over its few headers tells.
-                let present = headers
-                    .keys()
-                    .any(|key| key == limit || key == remaining || key == reset_name);
-                let set = |headers: &mut HeaderMap, name, value| {
-                    if present {
-                        headers.insert(name, value);
-                    } else {
-                        headers.append(name, value);
-                    }
-                };
-                set(headers, limit, repeating(Repeating::Limit, stats.limit));
-                set(headers, remaining, decimal(stats.remaining));
-                set(headers, reset_name, repeating(Repeating::Reset, reset));
+                let mut set = setter(headers, [&limit, &remaining, &reset_name]);
+                set(limit, repeating(Repeating::Limit, stats.limit));
+                set(remaining, decimal(stats.remaining));
+                set(reset_name, repeating(Repeating::Reset, reset));
             }
             Headers::Ietf => self.add_ietf(headers, batch, current, stats),
         }
@@ -985,40 +996,34 @@ impl Inner {
 
     /// The IETF draft's `RateLimit-Policy` and `RateLimit` headers.
     fn add_ietf(&self, headers: &mut HeaderMap, batch: &Batch, current: usize, stats: LimitStats) {
-        let mut policy = String::new();
-        let mut current_name = String::new();
         let mut counts = [0u16; 3];
-        for (i, item) in batch.items.iter().enumerate() {
+        let mut policy = Policy::new();
+        for item in &batch.items {
             let (kind, n) = match item.origin {
                 Origin::Route(_) => ("route", &mut counts[0]),
                 Origin::Default(_) => ("default", &mut counts[1]),
                 Origin::Application(_) => ("application", &mut counts[2]),
             };
-            let name = format!("\"{kind}-{n}\"");
+            policy.push(PolicyItem {
+                name: PolicyName { kind, index: *n },
+                quota: item.rate.amount(),
+                window: item.rate.period().as_secs(),
+            });
             *n += 1;
-            if !policy.is_empty() {
-                policy.push_str(", ");
-            }
-            policy.push_str(&format!(
-                "{name};q={};w={}",
-                item.rate.amount(),
-                item.rate.period().as_secs()
-            ));
-            if i == current {
-                current_name = name;
-            }
         }
-        let until_reset = stats
-            .reset
-            .saturating_since(self.clock.now())
-            .as_micros()
-            .div_ceil(1_000_000);
-        let rate_limit = format!("{current_name};r={};t={until_reset}", stats.remaining);
-        if let Ok(v) = HeaderValue::from_str(&policy) {
-            headers.insert(HeaderName::from_static("ratelimit-policy"), v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&rate_limit) {
-            headers.insert(HeaderName::from_static("ratelimit"), v);
+        let mut set = setter(headers, [&RATELIMIT_POLICY, &RATELIMIT]);
+        set(RATELIMIT_POLICY, header_value::policy(&policy));
+        // `current` indexes the batch's limits, as the stats it came from do.
+        if let Some(shown) = policy.get(current) {
+            let until_reset = stats
+                .reset
+                .saturating_since(self.clock.now())
+                .as_micros()
+                .div_ceil(1_000_000) as u64;
+            set(
+                RATELIMIT,
+                header_value::rate_limit(shown.name, stats.remaining, until_reset),
+            );
         }
     }
 }

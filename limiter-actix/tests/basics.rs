@@ -203,6 +203,8 @@ fn with_own_headers() -> HttpResponse {
         .append_header(("x-ratelimit-remaining", "999"))
         .append_header(("x-ratelimit-remaining", "998"))
         .append_header(("x-ratelimit-limit", "999"))
+        .append_header(("ratelimit", "\"own\";r=999;t=1"))
+        .append_header(("ratelimit", "\"own\";r=998;t=1"))
         .finish()
 }
 
@@ -218,33 +220,48 @@ async fn own_headers_plain() -> HttpResponse {
 
 #[actix_web::test]
 async fn the_limiters_headers_replace_the_handlers_own() {
-    let limiter = Limiter::builder()
-        .clock(clock())
-        .headers(Headers::XRateLimit)
-        .application_limits("5 per minute")
-        .build()
-        .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter)
-            .service(own_headers_limited)
-            .route("/plain", web::get().to(own_headers_plain)),
-    )
-    .await;
-    // The `#[limit]` wrapper shows the route limit; the middleware, on the plain route, the
-    // application limit. Either way each header holds one value, the limiter's.
-    for (uri, limit, remaining) in [("/own-headers", "3", "2"), ("/plain", "5", "3")] {
-        let res = test::call_service(&app, get_from(uri, "10.0.0.1").to_request()).await;
-        assert_eq!(res.status(), StatusCode::OK, "{uri}");
-        let all = |name: &str| -> Vec<&str> {
-            res.headers()
-                .get_all(name)
-                .map(|v| v.to_str().unwrap())
-                .collect()
-        };
-        assert_eq!(all("x-ratelimit-remaining"), [remaining], "{uri}");
-        assert_eq!(all("x-ratelimit-limit"), [limit], "{uri}");
-        assert_eq!(all("x-ratelimit-reset").len(), 1, "{uri}");
+    for style in [Headers::XRateLimit, Headers::Ietf] {
+        let limiter = Limiter::builder()
+            .clock(clock())
+            .headers(style)
+            .application_limits("5 per minute")
+            .build()
+            .unwrap();
+        let app = test::init_service(
+            App::new()
+                .wrap(limiter)
+                .service(own_headers_limited)
+                .route("/plain", web::get().to(own_headers_plain)),
+        )
+        .await;
+        // The `#[limit]` wrapper shows the route limit; the middleware, on the plain route, the
+        // application limit. Either way each header holds one value, the limiter's.
+        for (uri, limit, remaining, name) in [
+            ("/own-headers", "3", "2", "route-0"),
+            ("/plain", "5", "3", "application-0"),
+        ] {
+            let res = test::call_service(&app, get_from(uri, "10.0.0.1").to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{uri}");
+            let all = |name: &str| -> Vec<&str> {
+                res.headers()
+                    .get_all(name)
+                    .map(|v| v.to_str().unwrap())
+                    .collect()
+            };
+            if style == Headers::XRateLimit {
+                assert_eq!(all("x-ratelimit-remaining"), [remaining], "{uri}");
+                assert_eq!(all("x-ratelimit-limit"), [limit], "{uri}");
+                assert_eq!(all("x-ratelimit-reset").len(), 1, "{uri}");
+            } else {
+                let ours = all("ratelimit");
+                assert_eq!(ours.len(), 1, "{uri}: {ours:?}");
+                let start = format!("\"{name}\";r={remaining};t=");
+                assert!(ours[0].starts_with(&start), "{uri}: {ours:?}");
+                assert_eq!(all("ratelimit-policy").len(), 1, "{uri}");
+                // The handler's own X-RateLimit headers are not the limiter's to touch.
+                assert_eq!(all("x-ratelimit-remaining"), ["999", "998"], "{uri}");
+            }
+        }
     }
 }
 
