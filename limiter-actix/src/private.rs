@@ -14,7 +14,7 @@ use actix_web::http::Method;
 use actix_web::HttpMessage;
 use hashbrown::HashMap;
 use limiter_core::keys::key_suffix;
-use limiter_core::{parse_rates, Decision, Rate};
+use limiter_core::{parse_rates, Decision, Rate, StorageError, Timestamp};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
@@ -353,8 +353,10 @@ impl FromRequest for Parts {
 /// nothing charged before routing; no `deduct_when`) decides right here, synchronously, and
 /// the returned future holds little more than the handler's own: actix boxes every handler
 /// future, so its size is an allocation and a copy per request.
+/// A store that must be asked (Redis, past its block cache) is asked by a small boxed future
+/// of its own, and the handler runs after it, here.
 /// Everything else goes through `run_slow`, boxed once more.
-pub fn run<F, Fut>(route: &'static Route, parts: Parts, handler: F) -> Run<Fut>
+pub fn run<F, Fut>(route: &'static Route, parts: Parts, handler: F) -> Run<F, Fut>
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut + 'static,
     Fut: Future<Output = HttpResponse> + 'static,
@@ -380,7 +382,6 @@ where
                 req,
                 payload,
                 handler,
-                None,
             )),
         };
     }
@@ -403,21 +404,37 @@ where
     let mut decision = Decision::unlimited();
     let now = inner.clock.now();
     if !batch.with_hits(|hits| inner.decide_sync_into(hits, now, &mut decision)) {
-        // The store must be asked: hand over the limits collected here.
-        return Run::Slow {
-            fut: Box::pin(run_slow(
-                Rc::clone(view),
-                false,
-                route,
-                req,
-                payload,
-                handler,
-                Some(batch),
-            )),
+        // The store must be asked: the limits collected here go to it, and come back with
+        // its answer.
+        let view = Rc::clone(view);
+        return Run::Remote {
+            decide: Box::pin(decide_remote(Rc::clone(&view), batch, now)),
+            next: Some((view, req, payload, handler)),
+            route,
         };
     }
+    // Held by `Rc`: the view borrows from the request, which the handler takes.
+    let view = Rc::clone(view);
+    decided(view, route, req, payload, handler, batch, &decision)
+}
+
+/// What follows a decision on `batch`: the rejection, or the handler, whose response gets the
+/// decision's headers.
+fn decided<F, Fut>(
+    view: Rc<RouteView>,
+    route: &'static Route,
+    req: HttpRequest,
+    payload: DevPayload,
+    handler: F,
+    mut batch: Box<Batch>,
+    decision: &Decision,
+) -> Run<F, Fut>
+where
+    F: FnOnce(HttpRequest, DevPayload) -> Fut,
+{
+    let inner = &*view.limiter.inner;
     if !decision.admitted {
-        let response = reject(route, inner, &req, &batch, &decision);
+        let response = reject(route, inner, &req, &batch, decision);
         batch.give();
         return Run::Ready {
             response: Some(response),
@@ -427,13 +444,23 @@ where
         batch.give();
         None
     } else {
-        batch.shown = Shown::of(&decision);
-        Some((Rc::clone(view), batch))
+        batch.shown = Shown::of(decision);
+        Some((view, batch))
     };
     Run::Handler {
         fut: handler(req, payload),
         after,
     }
+}
+
+/// Asks the store about `batch`, and hands it back with the answer.
+async fn decide_remote(
+    view: Rc<RouteView>,
+    batch: Box<Batch>,
+    now: Timestamp,
+) -> (Box<Batch>, Result<Decision, StorageError>) {
+    let result = view.limiter.inner.decide_remote(&batch.hits(), now).await;
+    (batch, result)
 }
 
 pub use run_future::Run;
@@ -444,47 +471,89 @@ mod run_future {
     #![allow(missing_docs)]
     use super::*;
 
+    /// The store's answer about a batch, with the batch.
+    pub type Remote =
+        std::pin::Pin<Box<dyn Future<Output = (Box<Batch>, Result<Decision, StorageError>)>>>;
+
     pin_project_lite::pin_project! {
         /// The future of a decorated handler (see [`run`]).
         #[project = RunProjection]
-        pub enum Run<Fut> {
+        pub enum Run<F, Fut> {
             /// Answered without running the handler.
             Ready { response: Option<HttpResponse> },
             /// Admitted: the handler runs; `after` adds the decision's headers to its response.
             Handler { #[pin] fut: Fut, after: Option<(Rc<RouteView>, Box<Batch>)> },
+            /// Waiting for the store's answer; `next` is what runs the handler after it.
+            Remote {
+                decide: Remote,
+                next: Option<(Rc<RouteView>, HttpRequest, DevPayload, F)>,
+                route: &'static Route,
+            },
             /// Every other case.
             Slow { fut: std::pin::Pin<Box<dyn Future<Output = HttpResponse>>> },
         }
     }
 }
 
-impl<Fut: Future<Output = HttpResponse>> Future for Run<Fut> {
+impl<F, Fut> Future for Run<F, Fut>
+where
+    F: FnOnce(HttpRequest, DevPayload) -> Fut,
+    Fut: Future<Output = HttpResponse>,
+{
     type Output = HttpResponse;
 
     fn poll(
-        self: std::pin::Pin<&mut Self>,
+        mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<HttpResponse> {
         use std::task::Poll;
-        match self.project() {
-            RunProjection::Ready { response } => match response.take() {
-                Some(response) => Poll::Ready(response),
-                None => Poll::Pending,
-            },
-            RunProjection::Handler { fut, after } => {
-                let Poll::Ready(mut response) = fut.poll(cx) else {
-                    return Poll::Pending;
-                };
-                if let Some((view, batch)) = after.take() {
-                    if let Some(shown) = &batch.shown {
-                        let inner = &view.limiter.inner;
-                        inner.add_shown(response.headers_mut(), &batch, shown);
+        loop {
+            let next = match self.as_mut().project() {
+                RunProjection::Ready { response } => {
+                    return match response.take() {
+                        Some(response) => Poll::Ready(response),
+                        None => Poll::Pending,
                     }
-                    batch.give();
                 }
-                Poll::Ready(response)
-            }
-            RunProjection::Slow { fut } => fut.as_mut().poll(cx),
+                RunProjection::Handler { fut, after } => {
+                    let Poll::Ready(mut response) = fut.poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    if let Some((view, batch)) = after.take() {
+                        if let Some(shown) = &batch.shown {
+                            let inner = &view.limiter.inner;
+                            inner.add_shown(response.headers_mut(), &batch, shown);
+                        }
+                        batch.give();
+                    }
+                    return Poll::Ready(response);
+                }
+                RunProjection::Remote {
+                    decide,
+                    next,
+                    route,
+                } => {
+                    let Poll::Ready((batch, result)) = decide.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    let Some((view, req, payload, handler)) = next.take() else {
+                        return Poll::Pending;
+                    };
+                    match result {
+                        Ok(decision) => {
+                            decided(view, route, req, payload, handler, batch, &decision)
+                        }
+                        Err(error) => {
+                            batch.give();
+                            Run::Ready {
+                                response: Some(view.limiter.inner.storage_failure(&error)),
+                            }
+                        }
+                    }
+                }
+                RunProjection::Slow { fut } => return fut.as_mut().poll(cx),
+            };
+            self.set(next);
         }
     }
 }
@@ -513,8 +582,8 @@ fn reject(
     )
 }
 
-/// [`run`] for an asynchronous store, a request the middleware charged before routing, or a
-/// route with `deduct_when`.
+/// [`run`] for a request the middleware charged before routing, or a route with
+/// `deduct_when`.
 async fn run_slow<F, Fut>(
     view: Rc<RouteView>,
     charged: bool,
@@ -522,18 +591,12 @@ async fn run_slow<F, Fut>(
     req: HttpRequest,
     payload: DevPayload,
     handler: F,
-    collected: Option<Box<Batch>>,
 ) -> HttpResponse
 where
     F: FnOnce(HttpRequest, DevPayload) -> Fut,
     Fut: Future<Output = HttpResponse>,
 {
     let inner = &*view.limiter.inner;
-    if let Some(batch) = collected {
-        // `run` checked the switch and the filter, found limits to decide, and had no answer
-        // without the store.
-        return decide_and_handle(inner, route, req, payload, handler, batch, Ask::Remote).await;
-    }
     // The middleware did not know this route yet (or found it ambiguous) and charged it as a
     // plain one: that charge is given back as what really applies is decided, in one call.
     let refunds = charged.then(|| middleware_charge(inner, &req));
@@ -557,8 +620,6 @@ where
 enum Ask {
     /// Any way: `decide_sync` was not tried yet.
     Store,
-    /// Remotely: `decide_sync` already had no answer.
-    Remote,
     /// Giving back the middleware's charge (this batch) in the same call.
     Swap(Box<Batch>),
 }
@@ -582,7 +643,6 @@ where
     let decided_at = inner.clock.now();
     let decision = match ask {
         Ask::Store => inner.decide(&batch.hits(), decided_at).await,
-        Ask::Remote => inner.decide_remote(&batch.hits(), decided_at).await,
         Ask::Swap(refunds) => {
             let decision = inner
                 .refund_and_decide(&refunds.hits(), &batch.hits(), decided_at)
