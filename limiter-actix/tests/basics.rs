@@ -377,7 +377,13 @@ async fn header_names_ietf_fields_and_http_date() {
         .application_limits("10 per hour")
         .build()
         .unwrap();
-    let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .service(slow)
+            .route("/plain", web::get().to(plain)),
+    )
+    .await;
     clock.advance(Duration::from_secs(20));
     let res = test::call_service(&app, get_from("/slow", "10.0.0.1").to_request()).await;
     assert_eq!(
@@ -385,6 +391,31 @@ async fn header_names_ietf_fields_and_http_date() {
         Some("\"route-0\";q=1;w=60, \"application-0\";q=10;w=3600")
     );
     assert_eq!(header(&res, "ratelimit"), Some("\"route-0\";r=0;t=40"));
+    // Routes with other sets of limits, in turns on one worker: each response names its own.
+    for (i, client) in ["10.0.0.2", "10.0.0.3"].into_iter().enumerate() {
+        let res = test::call_service(&app, get_from("/plain", client).to_request()).await;
+        assert_eq!(
+            header(&res, "ratelimit-policy"),
+            Some("\"application-0\";q=10;w=3600"),
+            "{i}"
+        );
+        assert_eq!(
+            header(&res, "ratelimit"),
+            Some("\"application-0\";r=9;t=3580"),
+            "{i}"
+        );
+        let res = test::call_service(&app, get_from("/slow", client).to_request()).await;
+        assert_eq!(
+            header(&res, "ratelimit-policy"),
+            Some("\"route-0\";q=1;w=60, \"application-0\";q=10;w=3600"),
+            "{i}"
+        );
+        assert_eq!(
+            header(&res, "ratelimit"),
+            Some("\"route-0\";r=0;t=40"),
+            "{i}"
+        );
+    }
 }
 
 #[get("/stacked")]
