@@ -38,7 +38,8 @@ thread_local! {
     static RECENT: RefCell<[(u64, HeaderValue); 2]> = const {
         RefCell::new([(0, HeaderValue::from_static("0")), (0, HeaderValue::from_static("0"))])
     };
-    static RECENT_POLICIES: RefCell<Vec<(Policy, HeaderValue)>> = const { RefCell::new(Vec::new()) };
+    static RECENT_POLICIES: RefCell<Vec<(Policy, HeaderValue)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 /// Numbers below this come from [`SMALL_DIGITS`].
