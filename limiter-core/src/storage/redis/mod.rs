@@ -491,7 +491,7 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Option<u64>,
     ) -> Result<Value, StorageError> {
-        self.run_script(hits, &self.inner.general, |cmd| {
+        self.run_script(hits, &self.inner.general, &|cmd| {
             cmd.arg(mode);
             match now {
                 Some(micros) => cmd.arg(micros),
@@ -520,18 +520,19 @@ impl RedisStore {
         hits: &[Hit<'_>],
         t: u64,
     ) -> Result<Option<StatsList>, StorageError> {
-        let limits: SmallVec<[FastLimit; 4]> = hits
-            .iter()
-            .map(|hit| FastLimit::new(mode, hit, t, self.inner.grace_ms))
-            .collect();
+        let grace_ms = self.inner.grace_ms;
+        let limit = |hit: &Hit<'_>| FastLimit::new(mode, hit, t, grace_ms);
+        // The limits are worked out again after the call rather than kept across it: kept,
+        // they made every decision's future 232 bytes larger.
         let value = self
-            .run_script(hits, &self.inner.fast[mode as usize], |cmd| {
-                mode.push_args(cmd, t, self.inner.grace_ms);
-                for limit in &limits {
-                    limit.push_args(cmd);
+            .run_script(hits, &self.inner.fast[mode as usize], &|cmd| {
+                mode.push_args(cmd, t, grace_ms);
+                for hit in hits {
+                    limit(hit).push_args(cmd);
                 }
             })
             .await?;
+        let limits: SmallVec<[FastLimit; 4]> = hits.iter().map(limit).collect();
         fast::parse_reply(&value, &limits, t)
     }
 
@@ -541,7 +542,7 @@ impl RedisStore {
         &self,
         hits: &[Hit<'_>],
         script: &Script,
-        args: impl Fn(&mut Cmd) + Sync,
+        args: &(dyn Fn(&mut Cmd) + Sync),
     ) -> Result<Value, StorageError> {
         let build = |verb: &str, text: &str| -> Cmd {
             // Sized up front: growing the buffers argument by argument cost more than
@@ -594,7 +595,10 @@ impl RedisStore {
                 return Ok(Decision::from_stats(stats));
             }
         }
-        Ok(Decision::from_stats(self.call("decide", hits, now).await?))
+        // The general script's reply parsed here, not through `call`: one layer of future
+        // fewer to build and move.
+        let value = self.call_general("decide", hits, now).await?;
+        Ok(Decision::from_stats(parse_stats(&value, hits)?))
     }
 
     /// A batch over several cluster slots: each decided atomically, one after another (see
@@ -808,8 +812,9 @@ impl Storage for RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
-        // Answered before the future exists: the round trip's future (some 2 KB) would be
-        // moved around for nothing; it is boxed, and only made when needed.
+        // Answered before the future exists: the round trip's future would be moved around
+        // for nothing; it is boxed, and only made when needed. It is 1 016 bytes on x86-64,
+        // within what glibc serves from its per-thread cache (up to 1 032 bytes): keep it so.
         let local = self.decide_locally(hits, now);
         async move {
             match local {
