@@ -16,8 +16,7 @@ use limiter_core::{
 };
 
 use crate::batch::{Batch, Origin};
-use crate::header_value::Policy;
-use crate::header_value::{self, decimal, repeating, PolicyItem, PolicyName, Repeating};
+use crate::header_value::{self, decimal, repeating, Policy, PolicyItem, PolicyName, Repeating};
 use crate::key::{client_ip, header_text, write_ip_key, Cidr, Proxies, ProxyHeader};
 use crate::routes::RouteTable;
 
@@ -142,10 +141,10 @@ const STATIC_HEADER_NAMES: [&str; 7] = [
     "retry-after",
 ];
 
-/// Sets the limiter's headers on a response, replacing any of `names` it has already.
-/// `HeaderMap::insert` builds (and here drops) an iterator over the values it replaces, a few
-/// hundred bytes moved per header; a response seldom has these names already, and one pass
-/// over its few headers tells, so the headers are appended unless it found one.
+/// What sets the limiter's headers `names` on a response, replacing any the response has
+/// already. `HeaderMap::insert` builds (and here drops) an iterator over the values it
+/// replaces, a few hundred bytes moved per header; a response seldom has these names already,
+/// and one pass over its few headers tells, so the headers are appended unless it found one.
 fn setter<'h, const N: usize>(
     headers: &'h mut HeaderMap,
     names: [&HeaderName; N],
