@@ -69,6 +69,44 @@ fn request_keys() -> [String; 3] {
         .map(|scope| keys::counter_key("LIMITER", "192.0.2.1", scope, &rate()))
 }
 
+/// A request with the first of `keys`' limits, and one with all three.
+fn one_and_three(keys: &[String; 3]) -> ([Hit<'_>; 1], [Hit<'_>; 3]) {
+    fn hit(key: &str) -> Hit<'_> {
+        Hit::new(key, rate(), Strategy::FixedWindow)
+    }
+    (
+        [hit(&keys[0])],
+        [hit(&keys[0]), hit(&keys[1]), hit(&keys[2])],
+    )
+}
+
+/// The head of a ratio table.
+fn print_header() {
+    println!(
+        "{:<40} {:>9} {:>9} {:>7}",
+        "workload", "ours ns", "gov ns", "ratio"
+    );
+}
+
+/// One row of a ratio table: ours against governor's on `workload`.
+fn print_row(strategy: Strategy, realistic: bool, workload: &str, ours: f64, gov: f64) {
+    let name = if realistic {
+        format!("{strategy} {workload} ({REALISTIC})")
+    } else {
+        format!("{strategy} {workload}")
+    };
+    println!("{name:<40} {ours:>9.1} {gov:>9.1} {:>7.2}", ours / gov);
+}
+
+/// The row of three limits against one.
+fn print_three_vs_one(three: f64, one: f64) {
+    println!(
+        "{:<40} {three:>9.1} {one:>9.1} {:>7.2}  (3 limits over 1 limit)",
+        "fixed-window, 3 limits vs 1",
+        three / one
+    );
+}
+
 /// The benchmark group of `strategy` at `rate` (the realistic rows carry it in their name).
 fn group_name(strategy: Strategy, realistic: bool) -> String {
     if realistic {
@@ -115,10 +153,8 @@ fn decisions(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("decide/limits-per-request");
     let store = MemoryStore::new(1_000_000);
-    let [route, default, app] = request_keys();
-    let hit = |key| Hit::new(key, rate(), Strategy::FixedWindow);
-    let one = [hit(&route)];
-    let three = [hit(&route), hit(&default), hit(&app)];
+    let keys = request_keys();
+    let (one, three) = one_and_three(&keys);
     for (name, hits) in [("1", &one[..]), ("3", &three[..])] {
         group.bench_function(name, |b| {
             b.iter(|| black_box(store.decide_now(black_box(hits), clock.now()).admitted))
@@ -149,10 +185,7 @@ fn mean_ns(id: &str) -> Option<f64> {
 
 fn print_ratios() {
     println!("\nour time / governor's time, measured side by side (below 1.0: we are faster)");
-    println!(
-        "{:<40} {:>9} {:>9} {:>7}",
-        "workload", "ours ns", "gov ns", "ratio"
-    );
+    print_header();
     for (strategy, realistic) in groups() {
         for workload in ["hot", "100k"] {
             // Criterion's directory for a group: its name, '/' made '_'.
@@ -163,30 +196,14 @@ fn print_ratios() {
             ) else {
                 continue;
             };
-            println!(
-                "{:<40} {:>9.1} {:>9.1} {:>7.2}",
-                if realistic {
-                    format!("{strategy} {workload} ({REALISTIC})")
-                } else {
-                    format!("{strategy} {workload}")
-                },
-                ours,
-                gov,
-                ours / gov
-            );
+            print_row(strategy, realistic, workload, ours, gov);
         }
     }
     if let (Some(one), Some(three)) = (
         mean_ns("decide_limits-per-request/1"),
         mean_ns("decide_limits-per-request/3"),
     ) {
-        println!(
-            "{:<40} {:>9.1} {:>9.1} {:>7.2}  (3 limits over 1 limit)",
-            "fixed-window, 3 limits vs 1",
-            three,
-            one,
-            three / one
-        );
+        print_three_vs_one(three, one);
     }
 }
 
@@ -205,10 +222,7 @@ fn print_alternating() {
     println!(
         "\nthe same, alternating ours and governor's in {ROUNDS} rounds of {CALLS} calls (medians)"
     );
-    println!(
-        "{:<40} {:>9} {:>9} {:>7}",
-        "workload", "ours ns", "gov ns", "ratio"
-    );
+    print_header();
     let clock = Clock::system();
     let keys = keys();
     for (strategy, realistic) in groups() {
@@ -236,19 +250,12 @@ fn print_alternating() {
             },
         );
         for (workload, ours, gov) in [("hot", ours_hot, gov_hot), ("100k", ours_many, gov_many)] {
-            let name = if realistic {
-                format!("{strategy} {workload} ({REALISTIC})")
-            } else {
-                format!("{strategy} {workload}")
-            };
-            println!("{name:<40} {ours:>9.1} {gov:>9.1} {:>7.2}", ours / gov);
+            print_row(strategy, realistic, workload, ours, gov);
         }
     }
     let store = MemoryStore::new(1_000_000);
-    let [route, default, app] = request_keys();
-    let hit = |key| Hit::new(key, rate(), Strategy::FixedWindow);
-    let one = [hit(&route)];
-    let three = [hit(&route), hit(&default), hit(&app)];
+    let keys = request_keys();
+    let (one, three) = one_and_three(&keys);
     let (three_ns, one_ns) = alternating(
         || {
             black_box(store.decide_now(black_box(&three), clock.now()).admitted);
@@ -257,11 +264,7 @@ fn print_alternating() {
             black_box(store.decide_now(black_box(&one), clock.now()).admitted);
         },
     );
-    println!(
-        "{:<40} {three_ns:>9.1} {one_ns:>9.1} {:>7.2}  (3 limits over 1 limit)",
-        "fixed-window, 3 limits vs 1",
-        three_ns / one_ns
-    );
+    print_three_vs_one(three_ns, one_ns);
 }
 
 fn main() {
