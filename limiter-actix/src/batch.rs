@@ -9,7 +9,7 @@ use limiter_core::keys::push_client_tag;
 use limiter_core::{Hit, Rate, Strategy};
 use smallvec::SmallVec;
 
-use crate::limiter::Shown;
+use crate::limiter::{LimitKind, Shown};
 
 /// Where a limit comes from; the order of a decision is route, default, application.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +20,17 @@ pub(crate) enum Origin {
     Default(u16),
     /// The n-th application limit.
     Application(u16),
+}
+
+impl Origin {
+    /// Where the limit was declared, without its place among its kind.
+    pub(crate) fn kind(self) -> LimitKind {
+        match self {
+            Origin::Route(_) => LimitKind::Route,
+            Origin::Default(_) => LimitKind::Default,
+            Origin::Application(_) => LimitKind::Application,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]

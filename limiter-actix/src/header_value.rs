@@ -23,6 +23,8 @@ use actix_web::http::header::HeaderValue;
 use bytes::{Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use crate::limiter::LimitKind;
+
 /// Room for this many values before the buffer is reclaimed or replaced.
 const ARENA_BYTES: usize = 4096;
 /// The longest value cut from the buffer: a `RateLimit` field with two 20-digit numbers.
@@ -149,8 +151,7 @@ unsafe fn cut(text: &[u8]) -> HeaderValue {
 /// (`"route-0"`, `"application-1"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PolicyName {
-    /// `route`, `default` or `application`.
-    pub(crate) kind: &'static str,
+    pub(crate) kind: LimitKind,
     pub(crate) index: u16,
 }
 
@@ -199,7 +200,7 @@ impl Text {
     #[inline]
     fn push_name(&mut self, name: PolicyName) {
         self.push(b"\"");
-        self.push(name.kind.as_bytes());
+        self.push(name.kind.ietf_name().as_bytes());
         self.push(b"-");
         self.push_decimal(u64::from(name.index));
         self.push(b"\"");
@@ -308,7 +309,7 @@ mod tests {
         );
     }
 
-    fn item(kind: &'static str, index: u16, quota: u64, window: u64) -> PolicyItem {
+    fn item(kind: LimitKind, index: u16, quota: u64, window: u64) -> PolicyItem {
         PolicyItem {
             name: PolicyName { kind, index },
             quota,
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn rate_limit_fields_read_back_up_to_their_longest() {
         let route = PolicyName {
-            kind: "route",
+            kind: LimitKind::Route,
             index: 0,
         };
         assert_eq!(
@@ -327,7 +328,7 @@ mod tests {
             "\"route-0\";r=4;t=42"
         );
         let longest = PolicyName {
-            kind: "application",
+            kind: LimitKind::Application,
             index: u16::MAX,
         };
         assert_eq!(
@@ -348,13 +349,16 @@ mod tests {
 
     #[test]
     fn policies_follow_their_set_of_limits_past_the_kept_ones() {
-        let two = [item("route", 0, 1, 60), item("application", 0, 10, 3600)];
+        let two = [
+            item(LimitKind::Route, 0, 1, 60),
+            item(LimitKind::Application, 0, 10, 3600),
+        ];
         let expected = "\"route-0\";q=1;w=60, \"application-0\";q=10;w=3600";
         assert_eq!(policy(&two).to_str().unwrap(), expected);
         // More sets than are kept, in turns, then the first again.
         for round in 0..3 {
             for quota in 0..2 * POLICIES as u64 {
-                let set = [item("default", 1, quota, 60 + round)];
+                let set = [item(LimitKind::Default, 1, quota, 60 + round)];
                 assert_eq!(
                     policy(&set).to_str().unwrap(),
                     format!("\"default-1\";q={quota};w={}", 60 + round)

@@ -63,6 +63,17 @@ pub enum LimitKind {
     Application,
 }
 
+impl LimitKind {
+    /// Its name in the IETF fields' limit names (`"route-0"`, `"application-1"`).
+    pub(crate) fn ietf_name(self) -> &'static str {
+        match self {
+            LimitKind::Route => "route",
+            LimitKind::Default => "default",
+            LimitKind::Application => "application",
+        }
+    }
+}
+
 /// What an `on_breach` function is told about a rejected request.
 #[derive(Clone, Debug)]
 pub struct Breach {
@@ -901,11 +912,7 @@ impl Inner {
             Some(f) => {
                 let breach = Breach {
                     limit: item.rate,
-                    kind: match item.origin {
-                        Origin::Route(_) => LimitKind::Route,
-                        Origin::Default(_) => LimitKind::Default,
-                        Origin::Application(_) => LimitKind::Application,
-                    },
+                    kind: item.origin.kind(),
                     stats: decision.stats[index],
                     retry_after,
                     message: String::from_utf8_lossy(&body).into_owned(),
@@ -995,20 +1002,21 @@ impl Inner {
 
     /// The IETF draft's `RateLimit-Policy` and `RateLimit` headers.
     fn add_ietf(&self, headers: &mut HeaderMap, batch: &Batch, current: usize, stats: LimitStats) {
+        // Each limit's place among those of its kind.
         let mut counts = [0u16; 3];
         let mut policy = Policy::new();
         for item in &batch.items {
-            let (kind, n) = match item.origin {
-                Origin::Route(_) => ("route", &mut counts[0]),
-                Origin::Default(_) => ("default", &mut counts[1]),
-                Origin::Application(_) => ("application", &mut counts[2]),
-            };
+            let kind = item.origin.kind();
+            let index = &mut counts[kind as usize];
             policy.push(PolicyItem {
-                name: PolicyName { kind, index: *n },
+                name: PolicyName {
+                    kind,
+                    index: *index,
+                },
                 quota: item.rate.amount(),
                 window: item.rate.period().as_secs(),
             });
-            *n += 1;
+            *index += 1;
         }
         let mut set = setter(headers, [&RATELIMIT_POLICY, &RATELIMIT]);
         set(RATELIMIT_POLICY, header_value::policy(&policy));
