@@ -1,11 +1,12 @@
 //! Key-cardinality flood: millions of distinct clients, each seen once, against the memory
 //! store and against governor's keyed limiter. Each runs in a process of its own so that its
-//! peak RSS is its own.
+//! peak RSS is its own. Then the Redis side: a flood of distinct clients through the Redis
+//! store, and the server's memory once their windows have passed.
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use governor::{Quota, RateLimiter};
 use limiter_core::{Clock, Hit, MemoryStore, Rate, Strategy};
@@ -102,5 +103,94 @@ pub fn compare(keys: u64) {
         {
             println!("{side}: {line}");
         }
+    }
+}
+
+/// Floods the harness's own `redis` with `keys` distinct clients (64 tasks, one decision
+/// each, fixed window of 2 s), then prints the server's keys and memory before, right
+/// after, and as the windows pass: every key expires with its window (plus the grace), so
+/// nothing is left to grow.
+pub fn redis(keys: u64, redis: &crate::Redis) {
+    use limiter_core::storage::redis::RedisStore;
+    use limiter_core::Storage;
+
+    const TASKS: u64 = 64;
+    let grace = Duration::from_millis(500);
+    let store = RedisStore::builder(&redis.url())
+        .expect("the harness's Redis URL")
+        .ttl_grace(grace)
+        .build()
+        .expect("a Redis store");
+    let rate = Rate::parse("10 per 2 seconds").expect("a valid rate");
+    let clock = Clock::system();
+    let state = || {
+        let info = redis.cli(&["info", "memory"]);
+        let used = info
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |bytes| bytes / (1024.0 * 1024.0));
+        let count: u64 = redis.cli(&["dbsize"]).trim().parse().unwrap_or(0);
+        (count, used)
+    };
+    println!("\nRedis flood: {keys} distinct clients, one decision each (fixed window, 2 s)");
+    println!("{:<34} {:>10} {:>12}", "", "keys", "used MB");
+    let print = |when: &str, (count, used): (u64, f64)| {
+        println!("{when:<34} {count:>10} {used:>12.1}");
+    };
+    print("before", state());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let started = Instant::now();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|task| {
+                let (store, clock) = (store.clone(), clock.clone());
+                tokio::spawn(async move {
+                    let mut key = String::with_capacity(48);
+                    for i in (task..keys).step_by(TASKS as usize) {
+                        key.clear();
+                        use std::fmt::Write;
+                        let _ = write!(
+                            key,
+                            "LIMITER{{10.{}.{}.{}}}:/api:10/2second",
+                            i >> 16,
+                            (i >> 8) & 255,
+                            i & 255
+                        );
+                        let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
+                        black_box(store.decide(&hit, clock.now()).await.map(|d| d.admitted))
+                            .expect("Redis answers");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("a flood task");
+        }
+    });
+    let elapsed = started.elapsed();
+    print(
+        &format!(
+            "right after ({:.0} decisions/s)",
+            keys as f64 / elapsed.as_secs_f64()
+        ),
+        state(),
+    );
+    // The last window ends 2 s after its first hit at the latest; then the grace.
+    let until = Instant::now() + Duration::from_secs(2) + grace;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for _ in 0..40 {
+        let now = state();
+        let waited = started.elapsed().as_secs_f64();
+        print(&format!("{waited:.1} s after the flood began"), now);
+        if now.0 == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }

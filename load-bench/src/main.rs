@@ -10,7 +10,7 @@
 //!
 //! Options: `--seconds` per run (3), `--rounds` (3), `--connections` (64), `--only` variants,
 //! `--scenarios` (under, many, over), `--flood` distinct keys for the flood (10 000 000; 0
-//! skips it).
+//! skips it), `--redis-flood` distinct keys for the Redis flood (200 000; 0 skips it).
 //!
 //! Each server runs in its own process with one actix worker; the load generator runs here
 //! on one thread. Requests per second alone vary ±15 % run to run on a 2-core machine, so
@@ -114,6 +114,7 @@ struct Options {
     variants: Vec<Variant>,
     scenarios: Vec<Scenario>,
     flood_keys: u64,
+    redis_flood_keys: u64,
 }
 
 fn main() {
@@ -147,14 +148,21 @@ fn main() {
     if options.flood_keys > 0 {
         flood::compare(options.flood_keys);
     }
+    if options.redis_flood_keys > 0 {
+        match Redis::start() {
+            Some(redis) => flood::redis(options.redis_flood_keys, &redis),
+            None => eprintln!("redis-server not found or not starting: the Redis flood is skipped"),
+        }
+    }
 }
 
 const USAGE: &str = "\
-limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS]
+limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS] [--redis-flood KEYS]
 limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]
 
 variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-ietf, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
-scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys)";
+scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys),
+--redis-flood 0 the Redis one (default 200000 keys)";
 
 fn parse_options(args: &[String]) -> Options {
     let mut options = Options {
@@ -164,6 +172,7 @@ fn parse_options(args: &[String]) -> Options {
         variants: Variant::ALL.to_vec(),
         scenarios: Scenario::ALL.to_vec(),
         flood_keys: 10_000_000,
+        redis_flood_keys: 200_000,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -183,6 +192,9 @@ fn parse_options(args: &[String]) -> Options {
                     .collect();
             }
             "--flood" => options.flood_keys = value.parse().expect("--flood N"),
+            "--redis-flood" => {
+                options.redis_flood_keys = value.parse().expect("--redis-flood N");
+            }
             "--scenarios" => {
                 options.scenarios = value
                     .split(',')
@@ -203,7 +215,7 @@ fn free_port() -> u16 {
 }
 
 /// A redis-server of the harness's own, on a free port, stopped on drop.
-struct Redis {
+pub(crate) struct Redis {
     child: Child,
     port: u16,
 }
@@ -221,11 +233,11 @@ impl Redis {
         wait_for_port(port, Duration::from_secs(5)).then_some(redis)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
