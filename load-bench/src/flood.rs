@@ -22,16 +22,7 @@ pub fn run_side(side: &str, keys: u64) {
     let checkpoint = (keys / 10).max(1);
     let mut started = Instant::now();
     for i in 0..keys {
-        key.clear();
-        // Client keys as the actix integration builds them: prefix, {client}, scope, rate.
-        use std::fmt::Write;
-        let _ = write!(
-            key,
-            "LIMITER{{10.{}.{}.{}}}:/api:10/1hour",
-            i >> 16,
-            (i >> 8) & 255,
-            i & 255
-        );
+        write_client_key(&mut key, i, "10/1hour");
         match side {
             "ours" => {
                 let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
@@ -56,6 +47,20 @@ pub fn run_side(side: &str, keys: u64) {
         );
     }
     println!("peak {:.0}", rss_mb("VmHWM"));
+}
+
+/// The `i`-th client's counter key for `rate` (`10/1hour`), as the actix integration builds
+/// them: prefix, `{client}`, scope, rate. Written over `key`.
+fn write_client_key(key: &mut String, i: u64, rate: &str) {
+    use std::fmt::Write;
+    key.clear();
+    let _ = write!(
+        key,
+        "LIMITER{{10.{}.{}.{}}}:/api:{rate}",
+        i >> 16,
+        (i >> 8) & 255,
+        i & 255
+    );
 }
 
 fn rss_mb(field: &str) -> f64 {
@@ -151,15 +156,7 @@ pub fn redis(keys: u64, redis: &crate::Redis) {
                 tokio::spawn(async move {
                     let mut key = String::with_capacity(48);
                     for i in (task..keys).step_by(TASKS as usize) {
-                        key.clear();
-                        use std::fmt::Write;
-                        let _ = write!(
-                            key,
-                            "LIMITER{{10.{}.{}.{}}}:/api:10/2second",
-                            i >> 16,
-                            (i >> 8) & 255,
-                            i & 255
-                        );
+                        write_client_key(&mut key, i, "10/2second");
                         let hit = [Hit::new(&key, rate, Strategy::FixedWindow)];
                         black_box(store.decide(&hit, clock.now()).await.map(|d| d.admitted))
                             .expect("Redis answers");
