@@ -38,17 +38,21 @@ async fn body<B: MessageBody>(res: ServiceResponse<B>) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
 
+/// The status of `app`'s answer to `req`.
+async fn status_of<S, R, B>(app: &S, req: R) -> StatusCode
+where
+    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    test::call_service(app, req).await.status()
+}
+
 /// `|uri| async { the status of a GET of uri from 10.0.0.1 }` over `app`: the call most
 /// tests make.
 macro_rules! get_status {
     ($app:ident) => {
         |uri: &'static str| {
             let app = &$app;
-            async move {
-                test::call_service(app, get_from(uri, "10.0.0.1").to_request())
-                    .await
-                    .status()
-            }
+            async move { status_of(app, get_from(uri, "10.0.0.1").to_request()).await }
         }
     };
 }
@@ -476,28 +480,20 @@ async fn key_by_header() {
     };
     // One key from two addresses shares a bucket.
     assert_eq!(
-        test::call_service(&app, with_key("alpha", "10.0.0.1"))
-            .await
-            .status(),
+        status_of(&app, with_key("alpha", "10.0.0.1")).await,
         StatusCode::OK
     );
     assert_eq!(
-        test::call_service(&app, with_key("alpha", "10.0.0.2"))
-            .await
-            .status(),
+        status_of(&app, with_key("alpha", "10.0.0.2")).await,
         StatusCode::OK
     );
     assert_eq!(
-        test::call_service(&app, with_key("alpha", "10.0.0.3"))
-            .await
-            .status(),
+        status_of(&app, with_key("alpha", "10.0.0.3")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     // Another key from the same address does not.
     assert_eq!(
-        test::call_service(&app, with_key("beta", "10.0.0.1"))
-            .await
-            .status(),
+        status_of(&app, with_key("beta", "10.0.0.1")).await,
         StatusCode::OK
     );
     // No key: the limit is skipped.
@@ -526,24 +522,12 @@ async fn limiter_key_fn_keys_every_limit() {
             .insert_header(("x-api-key", key.to_string()))
             .to_request()
     };
+    assert_eq!(status_of(&app, req("k1", "10.0.0.1")).await, StatusCode::OK);
     assert_eq!(
-        test::call_service(&app, req("k1", "10.0.0.1"))
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        test::call_service(&app, req("k1", "10.0.0.9"))
-            .await
-            .status(),
+        status_of(&app, req("k1", "10.0.0.9")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
-    assert_eq!(
-        test::call_service(&app, req("k2", "10.0.0.1"))
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status_of(&app, req("k2", "10.0.0.1")).await, StatusCode::OK);
 }
 
 /// `key_header`: the header's value keys the request wherever it comes from; without the
@@ -638,12 +622,9 @@ async fn long_and_braced_client_keys_are_stored_under_their_hash() {
                 .insert_header(("x-api-key", key.clone()))
                 .to_request()
         };
+        assert_eq!(status_of(&app, req()).await, StatusCode::OK);
         assert_eq!(
-            test::call_service(&app, req()).await.status(),
-            StatusCode::OK
-        );
-        assert_eq!(
-            test::call_service(&app, req()).await.status(),
+            status_of(&app, req()).await,
             StatusCode::TOO_MANY_REQUESTS,
             "{key}"
         );
@@ -915,7 +896,7 @@ async fn methods_and_per_method() {
                 .method(method)
                 .uri(uri)
                 .peer_addr(peer("10.0.0.1"));
-            test::call_service(app, req.to_request()).await.status()
+            status_of(app, req.to_request()).await
         }
     };
     // GET is not limited.
@@ -1099,7 +1080,7 @@ async fn exempt_when_skips_the_limit() {
         let req = get_from("/exempt-when", "10.0.0.1")
             .insert_header(("x-internal", "1"))
             .to_request();
-        assert_eq!(test::call_service(&app, req).await.status(), StatusCode::OK);
+        assert_eq!(status_of(&app, req).await, StatusCode::OK);
     }
     let call = || test::call_service(&app, get_from("/exempt-when", "10.0.0.1").to_request());
     assert_eq!(call().await.status(), StatusCode::OK);
@@ -1299,47 +1280,33 @@ async fn forwarded_headers_only_from_trusted_proxies() {
     };
     // Untrusted peer: its header is ignored, the peer is the client.
     assert_eq!(
-        test::call_service(&app, via("203.0.113.5", "198.51.100.1"))
-            .await
-            .status(),
+        status_of(&app, via("203.0.113.5", "198.51.100.1")).await,
         StatusCode::OK
     );
     assert_eq!(
-        test::call_service(&app, via("203.0.113.5", "198.51.100.2"))
-            .await
-            .status(),
+        status_of(&app, via("203.0.113.5", "198.51.100.2")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     // Trusted proxy: the rightmost untrusted hop is the client (a spoofed left entry is ignored).
     assert_eq!(
-        test::call_service(&app, via("10.0.0.1", "1.1.1.1, 198.51.100.7, 10.0.0.2"))
-            .await
-            .status(),
+        status_of(&app, via("10.0.0.1", "1.1.1.1, 198.51.100.7, 10.0.0.2")).await,
         StatusCode::OK
     );
     assert_eq!(
-        test::call_service(&app, via("10.0.0.3", "9.9.9.9, 198.51.100.7"))
-            .await
-            .status(),
+        status_of(&app, via("10.0.0.3", "9.9.9.9, 198.51.100.7")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     assert_eq!(
-        test::call_service(&app, via("10.0.0.1", "198.51.100.8"))
-            .await
-            .status(),
+        status_of(&app, via("10.0.0.1", "198.51.100.8")).await,
         StatusCode::OK
     );
     // A garbage header falls back to the peer.
     assert_eq!(
-        test::call_service(&app, via("10.0.0.4", "not an address"))
-            .await
-            .status(),
+        status_of(&app, via("10.0.0.4", "not an address")).await,
         StatusCode::OK
     );
     assert_eq!(
-        test::call_service(&app, via("10.0.0.4", "garbage"))
-            .await
-            .status(),
+        status_of(&app, via("10.0.0.4", "garbage")).await,
         StatusCode::TOO_MANY_REQUESTS
     );
 }
@@ -1357,9 +1324,7 @@ fn slow_from(peer: &str, headers: &[(&str, &[u8])]) -> TestRequest {
 /// The status `app` answers [`slow_from`]`(peer, headers)` with.
 macro_rules! slow_status {
     ($app:expr, $peer:expr, $headers:expr) => {
-        test::call_service($app, slow_from($peer, $headers).to_request())
-            .await
-            .status()
+        status_of($app, slow_from($peer, $headers).to_request()).await
     };
 }
 
@@ -1457,11 +1422,7 @@ async fn ipv6_clients_in_one_64_share_a_bucket() {
     let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
     let call = |ip: &'static str| {
         let app = &app;
-        async move {
-            test::call_service(app, get_from("/slow", ip).to_request())
-                .await
-                .status()
-        }
+        async move { status_of(app, get_from("/slow", ip).to_request()).await }
     };
     assert_eq!(call("2001:db8:1:2::1").await, StatusCode::OK);
     assert_eq!(
@@ -1486,60 +1447,38 @@ async fn decorated_handler_without_limiter_answers_500() {
 
 #[actix_web::test]
 async fn enabled_switch_and_request_filter() {
-    let limiter = Limiter::builder()
+    let disabled = Limiter::builder()
         .clock(clock())
         .enabled(false)
         .default_limits("1 per minute")
         .build()
         .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter)
-            .service(slow)
-            .route("/p", web::get().to(|| async { "p" })),
-    )
-    .await;
-    for uri in ["/slow", "/slow", "/p", "/p"] {
-        assert_eq!(
-            test::call_service(&app, get_from(uri, "10.0.0.1").to_request())
-                .await
-                .status(),
-            StatusCode::OK
-        );
-    }
-    let limiter = Limiter::builder()
+    let loopback_exempt = Limiter::builder()
         .clock(clock())
         .default_limits("1 per minute")
         .request_filter(|req| req.peer_addr().is_some_and(|a| a.ip().is_loopback()))
         .build()
         .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter)
-            .service(slow)
-            .route("/p", web::get().to(|| async { "p" })),
-    )
-    .await;
-    for uri in ["/slow", "/slow", "/p", "/p"] {
-        assert_eq!(
-            test::call_service(&app, get_from(uri, "127.0.0.1").to_request())
-                .await
-                .status(),
-            StatusCode::OK
-        );
+    // Each limiter, a client it never limits, and what another client's second request gets.
+    for (limiter, unlimited, second_of_another) in [
+        (disabled, "10.0.0.1", StatusCode::OK),
+        (loopback_exempt, "127.0.0.1", StatusCode::TOO_MANY_REQUESTS),
+    ] {
+        let app = test::init_service(
+            App::new()
+                .wrap(limiter)
+                .service(slow)
+                .route("/p", web::get().to(|| async { "p" })),
+        )
+        .await;
+        for uri in ["/slow", "/slow", "/p", "/p"] {
+            let status = status_of(&app, get_from(uri, unlimited).to_request()).await;
+            assert_eq!(status, StatusCode::OK, "{unlimited} {uri}");
+        }
+        let another = || get_from("/p", "10.0.0.2").to_request();
+        assert_eq!(status_of(&app, another()).await, StatusCode::OK);
+        assert_eq!(status_of(&app, another()).await, second_of_another);
     }
-    assert_eq!(
-        test::call_service(&app, get_from("/p", "10.0.0.1").to_request())
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        test::call_service(&app, get_from("/p", "10.0.0.1").to_request())
-            .await
-            .status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
 }
 
 #[actix_web::test]
@@ -1571,15 +1510,7 @@ async fn decorated_and_plain_routes_learned_under_one_middleware() {
             .route("/plain", web::get().to(|| async { "plain" })),
     )
     .await;
-    let call = |uri: &'static str| {
-        let app = &app;
-        async move {
-            app.call(get_from(uri, "10.0.0.1").to_request())
-                .await
-                .unwrap()
-                .status()
-        }
-    };
+    let call = get_status!(app);
     assert_eq!(call("/plain").await, StatusCode::OK);
     assert_eq!(call("/decorated").await, StatusCode::OK);
     assert_eq!(call("/plain").await, StatusCode::OK);
