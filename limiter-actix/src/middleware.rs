@@ -28,16 +28,19 @@ pub(crate) struct Handled;
 
 /// In the request's app data when the middleware charged the request before routing, so a
 /// wrapper knows to give that charge back before deciding itself. App data, not an extension:
-/// each worker adds one shared container holding it, where an extension would be a table
+/// each worker has one shared container holding it, where an extension would be a table
 /// insertion (and often its allocation) per request.
 pub(crate) struct Charged;
 
 /// Per-worker state (actix builds one middleware per worker thread).
 struct Worker {
     limiter: Limiter,
+    /// The app data every request gets: the [`Limiter`] and the worker's [`RouteView`].
     data: Rc<Extensions>,
-    /// Holds only [`Charged`]: added to the requests this middleware charged.
-    charged: Rc<Extensions>,
+    /// `data` and [`Charged`], for the requests this middleware charged instead: one container
+    /// per request, since each one added costs its push and every later `app_data` lookup
+    /// (a handler's `web::Data` among them) a table probe.
+    data_charged: Rc<Extensions>,
     routes: Rc<RouteView>,
 }
 
@@ -106,17 +109,21 @@ where
             limiter: self.clone(),
             snapshot: RefCell::new(self.inner.routes.snapshot()),
         });
-        let mut data = Extensions::new();
-        data.insert(self.clone());
-        data.insert(Rc::clone(&routes));
-        let mut charged = Extensions::new();
-        charged.insert(Charged);
+        let shared = || {
+            let mut data = Extensions::new();
+            data.insert(self.clone());
+            data.insert(Rc::clone(&routes));
+            data
+        };
+        let data = shared();
+        let mut data_charged = shared();
+        data_charged.insert(Charged);
         ready(Ok(LimiterMiddleware {
             service: Rc::new(service),
             worker: Rc::new(Worker {
                 limiter: self.clone(),
                 data: Rc::new(data),
-                charged: Rc::new(charged),
+                data_charged: Rc::new(data_charged),
                 routes,
             }),
         }))
@@ -389,11 +396,13 @@ where
 
     actix_web::dev::forward_ready!(service);
 
+    // Every path adds one of the worker's app data containers: `decided` the one that marks
+    // the request charged, or the plain one, the others.
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        req.add_data_container(Rc::clone(&self.worker.data));
         let worker = &self.worker;
         let inner = &*worker.limiter.inner;
         if !inner.enabled || inner.filtered(req.request()) {
+            req.add_data_container(Rc::clone(&worker.data));
             return LimiterFuture::Inner {
                 fut: self.service.call(req),
                 post: None,
@@ -441,6 +450,7 @@ where
                 if let Some(batch) = other {
                     batch.give();
                 }
+                req.add_data_container(Rc::clone(&worker.data));
                 return LimiterFuture::Inner {
                     fut: self.service.call(req),
                     post: Some(post),
@@ -448,6 +458,7 @@ where
             }
         };
         if post.learn.prior() == Some(RouteState::Fallible) {
+            req.add_data_container(Rc::clone(&worker.data));
             // The wrapper decides, unless the client is already refused.
             let refused = batch.with_hits(|hits| inner.refused_uncharged(hits, inner.clock.now()));
             return match refused {
@@ -502,6 +513,7 @@ where
                 Ok(decision) => decision,
                 Err(error) => {
                     batch.give();
+                    req.add_data_container(Rc::clone(&post.worker.data));
                     return Ok(answer(req, inner.storage_failure(&error)));
                 }
             };
@@ -603,9 +615,9 @@ fn batch_of(pooled: &mut Option<Box<Batch>>) -> &mut Batch {
 }
 
 /// Acts on the middleware's decision: an admitted request is marked charged and `post` keeps
-/// the batch its headers show; a refused one gets its 429 (or the configured answer). (`req`
-/// and `post` by reference: moved in and out, they were read back in wider loads than they
-/// had just been written with, a store-forwarding stall.)
+/// the batch its headers show; a refused one gets its 429 (or the configured answer). Either
+/// way `req` gets its app data. (`req` and `post` by reference: moved in and out, they were
+/// read back in wider loads than they had just been written with, a store-forwarding stall.)
 fn decided(
     req: &mut ServiceRequest,
     mut batch: Box<Batch>,
@@ -614,9 +626,10 @@ fn decided(
 ) -> Option<HttpResponse> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
+        req.add_data_container(Rc::clone(&post.worker.data));
         return Some(rejection(req, batch, decision, post));
     }
-    req.add_data_container(Rc::clone(&post.worker.charged));
+    req.add_data_container(Rc::clone(&post.worker.data_charged));
     if inner.headers == Headers::Off {
         batch.give();
     } else {

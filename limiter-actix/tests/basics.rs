@@ -1445,6 +1445,47 @@ async fn decorated_handler_without_limiter_answers_500() {
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
 
+/// Whether the handler finds the `Limiter` in its app data.
+fn limiter_in_app_data(req: &HttpRequest) -> &'static str {
+    match req.app_data::<Limiter>() {
+        Some(_) => "found",
+        None => "missing",
+    }
+}
+
+#[get("/decorated-sees")]
+#[limit("10 per minute")]
+async fn decorated_sees(req: HttpRequest) -> &'static str {
+    limiter_in_app_data(&req)
+}
+
+#[actix_web::test]
+async fn handlers_find_the_limiter_in_app_data_on_every_path() {
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("10 per minute")
+        .request_filter(|req| req.peer_addr().is_some_and(|a| a.ip().is_loopback()))
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(decorated_sees).route(
+        "/plain-sees",
+        web::get().to(|req: HttpRequest| async move { limiter_in_app_data(&req) }),
+    ))
+    .await;
+    // Charged by the middleware (plain), charged then refunded by a wrapper the table did
+    // not know yet, decided by the wrapper alone, and let through by the request filter.
+    for (uri, ip) in [
+        ("/plain-sees", "10.0.0.1"),
+        ("/decorated-sees", "10.0.0.1"),
+        ("/decorated-sees", "10.0.0.1"),
+        ("/plain-sees", "127.0.0.1"),
+    ] {
+        let res = test::call_service(&app, get_from(uri, ip).to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{uri} from {ip}");
+        assert_eq!(body(res).await, "found", "{uri} from {ip}");
+    }
+}
+
 #[actix_web::test]
 async fn enabled_switch_and_request_filter() {
     let disabled = Limiter::builder()
