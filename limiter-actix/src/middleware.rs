@@ -353,19 +353,25 @@ where
                     None => Poll::Pending,
                 }
             }
-            Projection::Inner { fut, post } => match fut.poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(mut res)) => {
+            Projection::Inner { fut, post } => {
+                // Finished where the poll left it, and mapped on the way out: taken out of the
+                // poll's result first, the response was copied twice more.
+                let mut polled = fut.poll(cx);
+                if let Poll::Ready(Ok(res)) = &mut polled {
                     if let Some(post) = post.take() {
-                        post.finish(&mut res);
+                        post.finish(res);
                     }
-                    return Poll::Ready(Ok(res.map_into_left_body()));
                 }
-                Poll::Ready(Err(error)) => match post.take().and_then(Post::failed) {
-                    Some(charge) => (charge, error),
-                    None => return Poll::Ready(Err(error)),
-                },
-            },
+                match polled {
+                    Poll::Ready(Err(error)) => match post.take().and_then(Post::failed) {
+                        Some(charge) => (charge, error),
+                        None => return Poll::Ready(Err(error)),
+                    },
+                    pending_or_response => {
+                        return pending_or_response.map_ok(ServiceResponse::map_into_left_body)
+                    }
+                }
+            }
             Projection::Boxed { fut } => return fut.as_mut().poll(cx),
             Projection::Failing { charge, error } => {
                 // (Once the error is out, the finished charge is not polled again.)
