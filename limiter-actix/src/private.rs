@@ -516,17 +516,19 @@ where
                     }
                 }
                 RunProjection::Handler { fut, after } => {
-                    let Poll::Ready(mut response) = fut.poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    if let Some((view, batch)) = after.take() {
-                        if let Some(shown) = &batch.shown {
-                            let inner = &view.limiter.inner;
-                            inner.add_shown(response.headers_mut(), &batch, shown);
+                    // Headed where the poll left it: taken out of the poll's result, the
+                    // response was copied once more.
+                    let mut polled = fut.poll(cx);
+                    if let Poll::Ready(response) = &mut polled {
+                        if let Some((view, batch)) = after.take() {
+                            if let Some(shown) = &batch.shown {
+                                let inner = &view.limiter.inner;
+                                inner.add_shown(response.headers_mut(), &batch, shown);
+                            }
+                            batch.give();
                         }
-                        batch.give();
                     }
-                    return Poll::Ready(response);
+                    return polled;
                 }
                 RunProjection::Remote {
                     decide,
