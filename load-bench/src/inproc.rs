@@ -72,10 +72,8 @@ async fn measure(
             .route("/hello", route())),
         ours => {
             let limiter = limiter(ours, scenario, "").expect("a memory limiter");
-            // `memory-app`'s, `memory-bare`'s and `memory-ietf`'s one limit is the
-            // application's, on the plain handler.
             let handler = match ours {
-                Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf => route(),
+                _ if ours.app_limit_only() => route(),
                 _ if over => web::get().to(hello_over),
                 _ => web::get().to(hello_under),
             };

@@ -95,6 +95,15 @@ impl Variant {
         }
     }
 
+    /// Ours configured as governor is: one application limit, charged by the middleware, on
+    /// a plain handler (`memory-app` and its headerless and IETF forms).
+    pub fn app_limit_only(self) -> bool {
+        matches!(
+            self,
+            Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf
+        )
+    }
+
     fn parse(name: &str) -> Option<Variant> {
         Variant::ALL.into_iter().find(|v| v.name() == name)
     }

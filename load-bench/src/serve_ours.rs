@@ -26,9 +26,10 @@ pub async fn hello_over() -> HttpResponse {
 /// limit at the route's rate.
 pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Result<Limiter> {
     // The others' application limit is never reached, as the route's is when under it.
-    let (amount, period) = route_rate(match variant {
-        Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf => scenario,
-        _ => Scenario::Under,
+    let (amount, period) = route_rate(if variant.app_limit_only() {
+        scenario
+    } else {
+        Scenario::Under
     });
     let application = format!("{amount} per {} seconds", period.as_secs());
     let (strategy, uri) = match variant {
@@ -71,16 +72,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limiter = limiter(variant, scenario, redis)?;
     HttpServer::new(move || {
-        let app = App::new().wrap(limiter.clone());
-        match (variant, scenario) {
-            (Variant::MemoryApp | Variant::MemoryBare | Variant::MemoryIetf, _) => {
-                app.route("/hello", web::get().to(hello))
-            }
-            (_, Scenario::Over) => app.route("/hello", web::get().to(hello_over)),
-            (_, Scenario::Under | Scenario::Many) => {
-                app.route("/hello", web::get().to(hello_under))
-            }
-        }
+        let handler = match scenario {
+            _ if variant.app_limit_only() => web::get().to(hello),
+            Scenario::Over => web::get().to(hello_over),
+            Scenario::Under | Scenario::Many => web::get().to(hello_under),
+        };
+        App::new().wrap(limiter.clone()).route("/hello", handler)
     })
     .workers(1)
     .bind(bind)?
