@@ -4,8 +4,15 @@
 //! `valgrind --tool=callgrind` to count instructions per request.
 //!
 //! `cargo run --release -p limiter-load-bench -- inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many]`
+//!
+//! `instructions [REQUESTS] [VARIANTS] [under|over]` runs each variant once more under
+//! callgrind, counting only the requests after a warm-up (see [`counted`]).
 
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::pin;
+use std::process::Command;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use actix_governor::Governor;
@@ -24,6 +31,10 @@ use crate::Variant;
 /// Distinct clients in the many-clients case, as in the load runs.
 const MANY_CLIENTS: usize = 10_000;
 
+/// Requests a counted run makes before the requests it counts: the first requests' one-time
+/// work (allocations that stay, the TSC clock's calibration) is not what a request costs.
+const WARM_UP: usize = 1_000;
+
 /// Time per request of `requests` requests through `app`, clients taking turns. Over the
 /// limit, nearly every answer is a 429.
 async fn drive<S, B>(app: &S, clients: &[HeaderValue], requests: usize, over: bool) -> Duration
@@ -31,6 +42,9 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = Error>,
     B: MessageBody,
 {
+    if requests == 0 {
+        return Duration::ZERO;
+    }
     let start = Instant::now();
     for i in 0..requests {
         let client = clients[i % clients.len()].clone();
@@ -46,11 +60,28 @@ where
     start.elapsed() / requests as u32
 }
 
+/// `future` run to its end in one poll, in a function of its own: `instructions` has
+/// callgrind collect inside this function only (`--toggle-collect`). The in-process apps
+/// answer without waiting, so one poll finishes them.
+#[inline(never)]
+fn counted<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("an in-process request waited; only memory variants are counted"),
+    }
+}
+
+/// `requests` requests through `variant`'s app after `warm_up` others, in [`counted`].
 async fn measure(
     variant: Variant,
     clients: &[HeaderValue],
     requests: usize,
     scenario: Scenario,
+    warm_up: usize,
 ) -> Duration {
     let over = scenario == Scenario::Over;
     let route = || web::get().to(hello);
@@ -59,7 +90,8 @@ async fn measure(
     macro_rules! drive_app {
         ($app:expr) => {{
             let app = init_service($app).await;
-            drive(&app, clients, requests, over).await
+            drive(&app, clients, warm_up, over).await;
+            counted(drive(&app, clients, requests, over))
         }};
     }
     match variant {
@@ -90,37 +122,14 @@ pub fn run(args: &[String]) {
         .first()
         .map_or(200_000, |a| a.parse().expect("requests"));
     let rounds: usize = args.get(1).map_or(5, |a| a.parse().expect("rounds"));
-    let variants: Vec<Variant> = args.get(2).map_or_else(
-        || {
-            vec![
-                Variant::None,
-                Variant::Governor,
-                Variant::GovernorBare,
-                Variant::MemoryFixed,
-                Variant::MemoryApp,
-                Variant::MemoryBare,
-                Variant::MemoryIetf,
-                Variant::MemoryGcra,
-                Variant::MemoryMoving,
-            ]
-        },
-        |list| {
-            list.split(',')
-                .map(|v| Variant::parse(v).unwrap_or_else(|| panic!("unknown variant {v}")))
-                .collect()
-        },
-    );
+    let variants = variants(args.get(2));
     let one = vec![HeaderValue::from_static("client-1")];
     let many: Vec<HeaderValue> = (0..MANY_CLIENTS)
         .map(|i| HeaderValue::from_str(&format!("client-{i}")).expect("ascii"))
         .collect();
     let system = actix_web::rt::System::new();
     let only = args.get(3).map(String::as_str).filter(|o| *o != "both");
-    let scenario = match args.get(4).map(String::as_str) {
-        None | Some("under") => Scenario::Under,
-        Some("over") => Scenario::Over,
-        Some(other) => panic!("unknown scenario {other}: under or over"),
-    };
+    let scenario = scenario(args.get(4));
     for (name, clients) in [("one", &one), ("many", &many)] {
         if only.is_some_and(|o| o != name) {
             continue;
@@ -129,7 +138,8 @@ pub fn run(args: &[String]) {
         for round in 0..rounds {
             for k in 0..variants.len() {
                 let index = (k + round) % variants.len();
-                let time = system.block_on(measure(variants[index], clients, requests, scenario));
+                let time =
+                    system.block_on(measure(variants[index], clients, requests, scenario, 0));
                 times[index].push(time.as_secs_f64() * 1e9);
             }
         }
@@ -154,4 +164,130 @@ pub fn run(args: &[String]) {
             println!("{:<15} {:>10.0} {:>10}", variant.name(), median, added);
         }
     }
+}
+
+/// The variants named in `list` (comma-separated), or every in-process one.
+fn variants(list: Option<&String>) -> Vec<Variant> {
+    list.map_or_else(
+        || {
+            vec![
+                Variant::None,
+                Variant::Governor,
+                Variant::GovernorBare,
+                Variant::MemoryFixed,
+                Variant::MemoryApp,
+                Variant::MemoryBare,
+                Variant::MemoryIetf,
+                Variant::MemoryGcra,
+                Variant::MemoryMoving,
+            ]
+        },
+        |list| {
+            list.split(',')
+                .map(|v| match Variant::parse(v) {
+                    Some(v) if v.needs_redis() => panic!("{v:?} runs over sockets only"),
+                    Some(v) => v,
+                    None => panic!("unknown variant {v}"),
+                })
+                .collect()
+        },
+    )
+}
+
+fn scenario(name: Option<&String>) -> Scenario {
+    match name.map(String::as_str) {
+        None | Some("under") => Scenario::Under,
+        Some("over") => Scenario::Over,
+        Some(other) => panic!("unknown scenario {other}: under or over"),
+    }
+}
+
+/// `instructions [REQUESTS] [VARIANTS] [under|over]`: instructions per request of each
+/// variant, one client, counted by callgrind in a run of this program per variant (see
+/// [`counted_run`]), and what each adds over none. Instruction counts repeat from run to run
+/// within a few tens (hash seeds move the probing), where times move by a third on some hosts.
+pub fn instructions(args: &[String]) {
+    let requests: usize = args
+        .first()
+        .map_or(20_000, |a| a.parse().expect("requests"));
+    let variants = variants(args.get(1));
+    let scenario_name = args.get(2).map_or("under", String::as_str);
+    let exe = std::env::current_exe().expect("this program's path");
+    let mut counts = Vec::new();
+    for &variant in &variants {
+        let out = std::env::temp_dir().join(format!(
+            "limiter-load-bench-{}-{}.callgrind",
+            std::process::id(),
+            variant.name()
+        ));
+        let status = Command::new("valgrind")
+            .arg("--tool=callgrind")
+            .arg("--quiet")
+            .arg("--collect-atstart=no")
+            .arg("--toggle-collect=limiter_load_bench::inproc::counted*")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(&exe)
+            .args([
+                "counted-run",
+                variant.name(),
+                &requests.to_string(),
+                scenario_name,
+            ])
+            .stdout(std::process::Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => panic!("callgrind's run of {} failed: {status}", variant.name()),
+            Err(e) => {
+                panic!("valgrind could not start ({e}): install it (apt-get install valgrind)")
+            }
+        }
+        let text = std::fs::read_to_string(&out).expect("callgrind's output");
+        let _ = std::fs::remove_file(&out);
+        let total: u64 = text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("totals:")
+                    .or(line.strip_prefix("summary:"))
+            })
+            .and_then(|n| n.split_whitespace().next()?.parse().ok())
+            .expect("callgrind's total");
+        assert!(
+            total > 0,
+            "callgrind counted nothing inside `counted`: was it renamed?"
+        );
+        counts.push(total as f64 / requests as f64);
+    }
+    println!(
+        "\ninstructions per request, one client{}: {requests} requests after {WARM_UP} (callgrind)",
+        if scenario_name == "over" {
+            ", over the limit"
+        } else {
+            ""
+        }
+    );
+    println!("{:<15} {:>10} {:>10}", "variant", "instr/req", "added");
+    let baseline = variants.iter().position(|&v| v == Variant::None);
+    for (variant, count) in variants.iter().zip(&counts) {
+        let added = baseline
+            .filter(|_| *variant != Variant::None)
+            .map_or("-".to_string(), |b| format!("{:+.0}", count - counts[b]));
+        println!("{:<15} {:>10.0} {:>10}", variant.name(), count, added);
+    }
+}
+
+/// `counted-run VARIANT REQUESTS SCENARIO`, under callgrind: [`WARM_UP`] requests, then
+/// `REQUESTS` inside [`counted`], the only requests callgrind counts.
+pub fn counted_run(args: &[String]) {
+    let variant = Variant::parse(&args[0]).expect("known variant");
+    let requests: usize = args[1].parse().expect("requests");
+    let clients = [HeaderValue::from_static("client-1")];
+    let system = actix_web::rt::System::new();
+    system.block_on(measure(
+        variant,
+        &clients,
+        requests,
+        scenario(args.get(2)),
+        WARM_UP,
+    ));
 }

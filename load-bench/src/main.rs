@@ -6,6 +6,7 @@
 //! cargo run --release -p limiter-load-bench -- --seconds 2 --rounds 2 --only none,governor
 //! cargo run --release -p limiter-load-bench -- --scenarios under --flood 0   # no flood
 //! cargo run --release -p limiter-load-bench -- inproc    # the apps called in-process
+//! cargo run --release -p limiter-load-bench -- instructions   # the same, counted by callgrind
 //! ```
 //!
 //! Options: `--seconds` per run (3), `--rounds` (3), `--connections` (64), `--only` variants,
@@ -148,6 +149,14 @@ fn main() {
         inproc::run(&args[2..]);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("instructions") {
+        inproc::instructions(&args[2..]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("counted-run") {
+        inproc::counted_run(&args[2..]);
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("flood-side") {
         flood::run_side(&args[2], args[3].parse().expect("a key count"));
         return;
@@ -168,6 +177,7 @@ fn main() {
 const USAGE: &str = "\
 limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [--scenarios S,..] [--flood KEYS] [--redis-flood KEYS]
 limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]
+limiter-load-bench instructions [REQUESTS] [VARIANTS] [under|over]   (needs valgrind)
 
 variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-ietf, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
 scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys),
