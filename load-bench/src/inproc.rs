@@ -170,17 +170,10 @@ pub fn run(args: &[String]) {
 fn variants(list: Option<&String>) -> Vec<Variant> {
     list.map_or_else(
         || {
-            vec![
-                Variant::None,
-                Variant::Governor,
-                Variant::GovernorBare,
-                Variant::MemoryFixed,
-                Variant::MemoryApp,
-                Variant::MemoryBare,
-                Variant::MemoryIetf,
-                Variant::MemoryGcra,
-                Variant::MemoryMoving,
-            ]
+            Variant::ALL
+                .into_iter()
+                .filter(|v| !v.needs_redis())
+                .collect()
         },
         |list| {
             list.split(',')
