@@ -197,14 +197,16 @@ fn scenario(name: Option<&String>) -> Scenario {
 
 /// `instructions [REQUESTS] [VARIANTS] [under|over]`: instructions per request of each
 /// variant, one client, counted by callgrind in a run of this program per variant (see
-/// [`counted_run`]), and what each adds over none. Instruction counts repeat from run to run
-/// within a few tens (hash seeds move the probing), where times move by a third on some hosts.
+/// [`counted_run`]), and what each adds over none. The counts repeat exactly from run to run
+/// of one build (a rebuild can move them by tens), where times move by a third on some hosts.
 pub fn instructions(args: &[String]) {
     let requests: usize = args
         .first()
         .map_or(20_000, |a| a.parse().expect("requests"));
     let variants = variants(args.get(1));
     let scenario_name = args.get(2).map_or("under", String::as_str);
+    // Checked here, so that a bad name is not reported as a failed callgrind run.
+    let over = scenario(args.get(2)) == Scenario::Over;
     let exe = std::env::current_exe().expect("this program's path");
     let mut counts = Vec::new();
     for &variant in &variants {
@@ -253,11 +255,7 @@ pub fn instructions(args: &[String]) {
     }
     println!(
         "\ninstructions per request, one client{}: {requests} requests after {WARM_UP} (callgrind)",
-        if scenario_name == "over" {
-            ", over the limit"
-        } else {
-            ""
-        }
+        if over { ", over the limit" } else { "" }
     );
     println!("{:<15} {:>10} {:>10}", "variant", "instr/req", "added");
     let baseline = variants.iter().position(|&v| v == Variant::None);
