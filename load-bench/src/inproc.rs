@@ -25,7 +25,7 @@ use actix_web::{web, App, Error};
 
 use crate::load::Scenario;
 use crate::serve::{governor_bare_config, governor_config, hello};
-use crate::serve_ours::{hello_over, hello_under, limiter};
+use crate::serve_ours::{hello_route, limiter};
 use crate::Variant;
 
 /// Distinct clients in the many-clients case, as in the load runs.
@@ -104,12 +104,9 @@ async fn measure(
             .route("/hello", route())),
         ours => {
             let limiter = limiter(ours, scenario, "").expect("a memory limiter");
-            let handler = match ours {
-                _ if ours.app_limit_only() => route(),
-                _ if over => web::get().to(hello_over),
-                _ => web::get().to(hello_under),
-            };
-            drive_app!(App::new().wrap(limiter).route("/hello", handler))
+            drive_app!(App::new()
+                .wrap(limiter)
+                .route("/hello", hello_route(ours, scenario)))
         }
     }
 }

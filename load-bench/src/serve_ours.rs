@@ -64,6 +64,16 @@ pub fn limiter(variant: Variant, scenario: Scenario, redis: &str) -> std::io::Re
         .map_err(std::io::Error::other)
 }
 
+/// The `/hello` route for `variant`: the plain handler where the one limit is the
+/// application's, else the `#[limit]` handler of `scenario`.
+pub fn hello_route(variant: Variant, scenario: Scenario) -> actix_web::Route {
+    match scenario {
+        _ if variant.app_limit_only() => web::get().to(hello),
+        Scenario::Over => web::get().to(hello_over),
+        Scenario::Under | Scenario::Many => web::get().to(hello_under),
+    }
+}
+
 pub async fn run(
     variant: Variant,
     scenario: Scenario,
@@ -72,12 +82,9 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limiter = limiter(variant, scenario, redis)?;
     HttpServer::new(move || {
-        let handler = match scenario {
-            _ if variant.app_limit_only() => web::get().to(hello),
-            Scenario::Over => web::get().to(hello_over),
-            Scenario::Under | Scenario::Many => web::get().to(hello_under),
-        };
-        App::new().wrap(limiter.clone()).route("/hello", handler)
+        App::new()
+            .wrap(limiter.clone())
+            .route("/hello", hello_route(variant, scenario))
     })
     .workers(1)
     .bind(bind)?
