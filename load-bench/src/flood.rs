@@ -128,22 +128,12 @@ pub fn redis(keys: u64, redis: &crate::Redis) {
         .expect("a Redis store");
     let rate = Rate::parse("10 per 2 seconds").expect("a valid rate");
     let clock = Clock::system();
-    let state = || {
-        let info = redis.cli(&["info", "memory"]);
-        let used = info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |bytes| bytes / (1024.0 * 1024.0));
-        let count: u64 = redis.cli(&["dbsize"]).trim().parse().unwrap_or(0);
-        (count, used)
-    };
     println!("\nRedis flood: {keys} distinct clients, one decision each (fixed window, 2 s)");
     println!("{:<34} {:>10} {:>12}", "", "keys", "used MB");
     let print = |when: &str, (count, used): (u64, f64)| {
         println!("{when:<34} {count:>10} {used:>12.1}");
     };
-    print("before", state());
+    print("before", redis.keys_and_used_mb());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -174,12 +164,12 @@ pub fn redis(keys: u64, redis: &crate::Redis) {
             "right after ({:.0} decisions/s)",
             keys as f64 / elapsed.as_secs_f64()
         ),
-        state(),
+        redis.keys_and_used_mb(),
     );
     // The last window ends 2 s after its first hit at the latest; then the grace.
     std::thread::sleep(Duration::from_secs(2) + grace);
     for _ in 0..40 {
-        let now = state();
+        let now = redis.keys_and_used_mb();
         let waited = started.elapsed().as_secs_f64();
         print(&format!("{waited:.1} s after the flood began"), now);
         if now.0 == 0 {

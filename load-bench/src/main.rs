@@ -265,6 +265,18 @@ impl Redis {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Keys held and memory used (MB) by the server now.
+    pub(crate) fn keys_and_used_mb(&self) -> (u64, f64) {
+        let used = self
+            .cli(&["info", "memory"])
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |bytes| bytes / (1024.0 * 1024.0));
+        let keys = self.cli(&["dbsize"]).trim().parse().unwrap_or(0);
+        (keys, used)
+    }
+
     /// Commands the server executed since the last reset: (script calls, all commands).
     /// Redis counts the commands a script runs in its commandstats too, so "all" includes
     /// those; for a client that sends no scripts it is what the client sent.
