@@ -24,6 +24,7 @@ use actix_web::test::{init_service, TestRequest};
 use actix_web::{web, App, Error};
 
 use crate::load::Scenario;
+use crate::passthrough::Passthrough;
 use crate::serve::{governor_bare_config, governor_config, hello};
 use crate::serve_ours::{hello_route, limiter};
 use crate::Variant;
@@ -96,6 +97,7 @@ async fn measure(
     }
     match variant {
         Variant::None => drive_app!(App::new().route("/hello", route())),
+        Variant::Passthrough => drive_app!(App::new().wrap(Passthrough).route("/hello", route())),
         Variant::Governor => drive_app!(App::new()
             .wrap(Governor::new(&governor_config(scenario)))
             .route("/hello", route())),

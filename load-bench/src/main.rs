@@ -1,5 +1,7 @@
-//! Load benchmark: the same actix handler behind no limiter, actix-governor, actix-limitation
-//! and this project's limiter, driven in alternating rounds by a keep-alive load generator.
+//! Load benchmark: the same actix handler behind no limiter, a middleware that limits nothing
+//! (`passthrough`: the floor under any limiter written as middleware), actix-governor,
+//! actix-limitation and this project's limiter, driven in alternating rounds by a keep-alive
+//! load generator.
 //!
 //! ```sh
 //! cargo run --release -p limiter-load-bench                 # every variant, every scenario
@@ -23,6 +25,7 @@
 mod flood;
 mod inproc;
 mod load;
+mod passthrough;
 mod serve;
 mod serve_ours;
 
@@ -38,6 +41,9 @@ use load::{LoadReport, Scenario};
 pub enum Variant {
     /// No rate limiter at all.
     None,
+    /// A middleware that reads the client header and passes every request on: what any
+    /// limiter written as actix middleware costs before it limits anything.
+    Passthrough,
     /// actix-governor, keyed by the client header, with its headers on.
     Governor,
     /// actix-governor without its `x-ratelimit-*` headers: the limiter's own cost.
@@ -64,8 +70,9 @@ pub enum Variant {
 }
 
 impl Variant {
-    const ALL: [Variant; 12] = [
+    const ALL: [Variant; 13] = [
         Variant::None,
+        Variant::Passthrough,
         Variant::Governor,
         Variant::GovernorBare,
         Variant::MemoryFixed,
@@ -82,6 +89,7 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::None => "none",
+            Variant::Passthrough => "passthrough",
             Variant::Governor => "governor",
             Variant::GovernorBare => "governor-bare",
             Variant::Limitation => "limitation",

@@ -10,6 +10,7 @@ use actix_web::http::header::HeaderName;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::load::Scenario;
+use crate::passthrough::Passthrough;
 use crate::Variant;
 
 /// Route and application limits per scenario: never reached, or 10 per minute on the route.
@@ -89,6 +90,9 @@ pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std
         }
         match variant {
             Variant::None => serve!(|| App::new().route("/hello", web::get().to(hello))),
+            Variant::Passthrough => serve!(|| App::new()
+                .wrap(Passthrough)
+                .route("/hello", web::get().to(hello))),
             Variant::Governor => {
                 let config = governor_config(scenario);
                 serve!(move || App::new()
