@@ -216,6 +216,34 @@ impl HitLog {
         self.len = needed as u32;
     }
 
+    /// Drops the oldest entry and appends `t` in its place, the length unchanged: what an
+    /// elastic window records for each request of a client at its limit, so the usual step
+    /// of a client that keeps hammering. The same as `drop_front(1)` then `push(t, 1, ..)`,
+    /// without their general bookkeeping; false, and nothing changed, on an empty log or when
+    /// `t` does not fit a narrow log's base (that push makes room).
+    #[inline]
+    pub(crate) fn rotate(&mut self, t: u64) -> bool {
+        let Some(block) = self.block.filter(|_| self.len > 0) else {
+            return false;
+        };
+        // The slot after the newest: free when the ring has room to spare, else the oldest's
+        // own, which is the one dropped.
+        let slot = self.slot(self.len as usize);
+        // SAFETY: `slot < cap`, and the block holds `cap` entries of the log's width.
+        unsafe {
+            if self.wide {
+                entries::<u64>(block).add(slot).write(t);
+            } else {
+                match u32::try_from(t.wrapping_sub(read_u64(block, 0))) {
+                    Ok(offset) => entries::<u32>(block).add(slot).write(offset),
+                    Err(_) => return false,
+                }
+            }
+        }
+        self.head = self.slot(1) as u32;
+        true
+    }
+
     /// The slow part of a push: a bigger ring, a new base, or wide entries (one copy each).
     #[cold]
     #[inline(never)]
@@ -617,6 +645,52 @@ mod tests {
         assert_eq!(log.block, block);
         assert_eq!(base(&log), T + (1 << 35));
         assert_eq!(times(&log), [T + (1 << 35)]);
+    }
+
+    #[test]
+    fn rotate_is_drop_front_then_push_or_refuses() {
+        // Full rings (cap 12, the slot after the newest is the oldest's) and rings with room,
+        // wrapped or not, narrow and wide: the same times as the two general steps.
+        for (len, dropped, wide) in [
+            (12, 0, false),
+            (12, 5, false),
+            (10, 0, false),
+            (10, 7, true),
+        ] {
+            let mut log = HitLog::new();
+            for i in 0..len {
+                log.push(T + i, 1, DAY, NO_LIMIT);
+            }
+            // Dropped and pushed again: the ring wraps.
+            log.drop_front(dropped);
+            for i in 0..dropped {
+                log.push(T + len + i, 1, DAY, NO_LIMIT);
+            }
+            if wide {
+                log.drop_front(1);
+                log.push(T + (1 << 33), 1, DAY, NO_LIMIT);
+            }
+            assert_eq!((log.len(), log.wide), (len, wide));
+            if !wide {
+                assert_eq!((log.cap, log.head), (12, dropped as u32));
+            }
+            let mut expected = log.clone();
+            let at = T + (1 << 33) + 100;
+            let at = if wide { at } else { T + 100 };
+            assert!(log.rotate(at), "{len} {dropped} {wide}");
+            expected.drop_front(1);
+            expected.push(at, 1, DAY, NO_LIMIT);
+            assert_eq!(times(&log), times(&expected), "{len} {dropped} {wide}");
+            assert_eq!(log.len(), len);
+        }
+        // Nothing to drop, or a time off a narrow log's base: refused, the log unchanged.
+        assert!(!HitLog::new().rotate(T));
+        let mut log = HitLog::new();
+        log.push(T, 2, DAY, NO_LIMIT);
+        for off_base in [T - 1, T + (1 << 32)] {
+            assert!(!log.rotate(off_base));
+            assert_eq!(times(&log), [T, T]);
+        }
     }
 
     #[test]
