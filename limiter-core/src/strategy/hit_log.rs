@@ -655,6 +655,7 @@ mod tests {
             (12, 0, false),
             (12, 5, false),
             (10, 0, false),
+            (10, 7, false),
             (10, 7, true),
         ] {
             let mut log = HitLog::new();
