@@ -259,11 +259,7 @@ impl State {
                     let at = log.back().map_or(t, |newest| newest.max(t));
                     let record = cost.min(n);
                     let excess = (used + record).saturating_sub(n);
-                    // One in, one out: a full log's usual step (an elastic denial).
-                    if !(excess == 1 && record == 1 && log.rotate(at)) {
-                        log.drop_front(excess);
-                        log.push(at, record - excess.saturating_sub(used), p, n);
-                    }
+                    log.drop_then_push(excess, at, record - excess.saturating_sub(used), p, n);
                 }
                 let used = log.len();
                 let reset = log.front().map_or(t + p, |oldest| oldest + p);

@@ -216,13 +216,25 @@ impl HitLog {
         self.len = needed as u32;
     }
 
-    /// Drops the oldest entry and appends `t` in its place, the length unchanged: what an
-    /// elastic window records for each request of a client at its limit, so the usual step
-    /// of a client that keeps hammering. The same as `drop_front(1)` then `push(t, 1, ..)`,
-    /// without their general bookkeeping; false, and nothing changed, on an empty log or when
-    /// `t` does not fit a narrow log's base (that push makes room).
+    /// Drops the `drop` oldest entries, then appends `count` hits at `t` (see
+    /// [`HitLog::push`]).
     #[inline]
-    pub(crate) fn rotate(&mut self, t: u64) -> bool {
+    pub(crate) fn drop_then_push(&mut self, drop: u64, t: u64, count: u64, p: u64, limit: u64) {
+        // One out, one in: what an elastic window records for each request of a client at its
+        // limit, so the usual step of a client that keeps hammering.
+        if count == 1 && drop == 1 && self.rotate(t) {
+            return;
+        }
+        self.drop_front(drop);
+        self.push(t, count, p, limit);
+    }
+
+    /// Drops the oldest entry and appends `t` in its place, the length unchanged: the same as
+    /// `drop_front(1)` then `push(t, 1, ..)`, without their general bookkeeping. False, and
+    /// nothing changed, on an empty log or when `t` does not fit a narrow log's base (that
+    /// push makes room).
+    #[inline]
+    fn rotate(&mut self, t: u64) -> bool {
         let Some(block) = self.block.filter(|_| self.len > 0) else {
             return false;
         };
