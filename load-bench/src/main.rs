@@ -187,9 +187,8 @@ limiter-load-bench [--seconds S] [--rounds N] [--connections N] [--only V,..] [-
 limiter-load-bench inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]
 limiter-load-bench instructions [REQUESTS] [VARIANTS] [under|over]   (needs valgrind)
 
-variants: none, governor, governor-bare, memory-fixed, memory-app, memory-bare, memory-ietf, memory-gcra, memory-moving, redis-fixed, redis-moving, limitation
-scenarios: under, many, over; --flood 0 skips the key flood (default 10000000 keys),
---redis-flood 0 the Redis one (default 200000 keys)";
+--flood 0 skips the key flood (default 10000000 keys), --redis-flood 0 the Redis one
+(default 200000 keys)";
 
 fn parse_options(args: &[String]) -> Options {
     let mut options = Options {
@@ -204,7 +203,13 @@ fn parse_options(args: &[String]) -> Options {
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if matches!(flag.as_str(), "--help" | "-h") {
-            println!("{USAGE}");
+            let variants: Vec<&str> = Variant::ALL.iter().map(|v| v.name()).collect();
+            let scenarios: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+            println!(
+                "{USAGE}\nvariants: {}\nscenarios: {}",
+                variants.join(", "),
+                scenarios.join(", ")
+            );
             std::process::exit(0);
         }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
