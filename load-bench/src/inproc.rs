@@ -143,7 +143,6 @@ pub fn run(args: &[String]) {
             }
         }
         let medians: Vec<f64> = times.iter_mut().map(|t| crate::median(t)).collect();
-        let baseline = variants.iter().position(|&v| v == Variant::None);
         let name = if name == "one" {
             "one client"
         } else {
@@ -155,13 +154,19 @@ pub fn run(args: &[String]) {
             ""
         };
         println!("\nin-process, {name}{over}: {requests} requests x {rounds} rounds");
-        println!("{:<15} {:>10} {:>10}", "variant", "ns/req", "added ns");
-        for (variant, median) in variants.iter().zip(&medians) {
-            let added = baseline
-                .filter(|_| *variant != Variant::None)
-                .map_or("-".to_string(), |b| format!("{:+.0}", median - medians[b]));
-            println!("{:<15} {:>10.0} {:>10}", variant.name(), median, added);
-        }
+        print_table(&variants, &medians, "ns/req", "added ns");
+    }
+}
+
+/// Each variant's value and what it adds over `none`'s, when `none` is among them.
+fn print_table(variants: &[Variant], values: &[f64], unit: &str, added: &str) {
+    println!("{:<15} {unit:>10} {added:>10}", "variant");
+    let baseline = variants.iter().position(|&v| v == Variant::None);
+    for (variant, value) in variants.iter().zip(values) {
+        let added = baseline
+            .filter(|_| *variant != Variant::None)
+            .map_or("-".to_string(), |b| format!("{:+.0}", value - values[b]));
+        println!("{:<15} {value:>10.0} {added:>10}", variant.name());
     }
 }
 
@@ -186,11 +191,14 @@ fn variants(list: Option<&String>) -> Vec<Variant> {
     )
 }
 
+/// The scenario named, under (the default) or over: one client, so not many.
 fn scenario(name: Option<&String>) -> Scenario {
-    match name.map(String::as_str) {
-        None | Some("under") => Scenario::Under,
-        Some("over") => Scenario::Over,
-        Some(other) => panic!("unknown scenario {other}: under or over"),
+    let Some(name) = name else {
+        return Scenario::Under;
+    };
+    match Scenario::parse(name) {
+        Some(scenario) if scenario != Scenario::Many => scenario,
+        _ => panic!("unknown scenario {name}: under or over"),
     }
 }
 
@@ -256,14 +264,7 @@ pub fn instructions(args: &[String]) {
         "\ninstructions per request, one client{}: {requests} requests after {WARM_UP} (callgrind)",
         if over { ", over the limit" } else { "" }
     );
-    println!("{:<15} {:>10} {:>10}", "variant", "instr/req", "added");
-    let baseline = variants.iter().position(|&v| v == Variant::None);
-    for (variant, count) in variants.iter().zip(&counts) {
-        let added = baseline
-            .filter(|_| *variant != Variant::None)
-            .map_or("-".to_string(), |b| format!("{:+.0}", count - counts[b]));
-        println!("{:<15} {:>10.0} {:>10}", variant.name(), count, added);
-    }
+    print_table(&variants, &counts, "instr/req", "added");
 }
 
 /// `counted-run VARIANT REQUESTS SCENARIO`, under callgrind: [`WARM_UP`] requests, then
