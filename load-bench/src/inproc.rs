@@ -15,18 +15,14 @@ use std::process::Command;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use actix_governor::Governor;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::HeaderValue;
 use actix_web::http::StatusCode;
 use actix_web::test::{init_service, TestRequest};
-use actix_web::{web, App, Error};
+use actix_web::Error;
 
 use crate::load::Scenario;
-use crate::passthrough::Passthrough;
-use crate::serve::{governor_bare_config, governor_config, hello};
-use crate::serve_ours::{hello_route, limiter};
 use crate::Variant;
 
 /// Distinct clients in the many-clients case, as in the load runs.
@@ -85,32 +81,14 @@ async fn measure(
     warm_up: usize,
 ) -> Duration {
     let over = scenario == Scenario::Over;
-    let route = || web::get().to(hello);
-    // Every variant's `App` has a type of its own (the middleware is in it), so a macro, not a
-    // function, serves them all.
     macro_rules! drive_app {
-        ($app:expr) => {{
-            let app = init_service($app).await;
+        ($factory:expr) => {{
+            let app = init_service(($factory)()).await;
             drive(&app, clients, warm_up, over).await;
             counted(drive(&app, clients, requests, over))
         }};
     }
-    match variant {
-        Variant::None => drive_app!(App::new().route("/hello", route())),
-        Variant::Passthrough => drive_app!(App::new().wrap(Passthrough).route("/hello", route())),
-        Variant::Governor => drive_app!(App::new()
-            .wrap(Governor::new(&governor_config(scenario)))
-            .route("/hello", route())),
-        Variant::GovernorBare => drive_app!(App::new()
-            .wrap(Governor::new(&governor_bare_config(scenario)))
-            .route("/hello", route())),
-        ours => {
-            let limiter = limiter(ours, scenario, "").expect("a memory limiter");
-            drive_app!(App::new()
-                .wrap(limiter)
-                .route("/hello", hello_route(ours, scenario)))
-        }
-    }
+    crate::serve::with_app!(variant, scenario, "", drive_app)
 }
 
 /// `inproc [REQUESTS] [ROUNDS] [VARIANTS] [one|many|both] [under|over]`: alternating rounds,

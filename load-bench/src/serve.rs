@@ -3,14 +3,13 @@
 use std::time::Duration;
 
 use actix_governor::{
-    Governor, GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
+    GovernorConfig, GovernorConfigBuilder, KeyExtractor, SimpleKeyExtractionError,
 };
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::HeaderName;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{HttpRequest, HttpResponse, HttpServer};
 
 use crate::load::Scenario;
-use crate::passthrough::Passthrough;
 use crate::Variant;
 
 /// Route and application limits per scenario: never reached, or 10 per minute on the route.
@@ -78,48 +77,71 @@ fn governor_builder(
     builder
 }
 
-pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std::io::Result<()> {
-    let system = actix_web::rt::System::new();
-    system.block_on(async move {
-        let (amount, period) = route_rate(scenario);
-        // One worker, as every variant; each `App` has a type of its own, hence a macro.
-        macro_rules! serve {
-            ($factory:expr) => {
-                HttpServer::new($factory).workers(1).bind(bind)?.run().await
-            };
-        }
-        match variant {
-            Variant::None => serve!(|| App::new().route("/hello", web::get().to(hello))),
-            Variant::Passthrough => serve!(|| App::new()
-                .wrap(Passthrough)
-                .route("/hello", web::get().to(hello))),
+/// Hands `$with!` a factory (`move || App`) of `$variant`'s app for `$scenario`: the servers
+/// and the in-process runs build every app here. Each variant's `App` has a type of its own
+/// (its middleware is in it), hence a macro.
+macro_rules! with_app {
+    ($variant:expr, $scenario:expr, $redis:expr, $with:ident) => {{
+        use actix_web::{web, App};
+        use $crate::serve::{governor_bare_config, governor_config, hello, route_rate};
+        use $crate::Variant;
+        let scenario: $crate::load::Scenario = $scenario;
+        let route = || web::get().to(hello);
+        match $variant {
+            Variant::None => $with!(move || App::new().route("/hello", route())),
+            Variant::Passthrough => $with!(move || App::new()
+                .wrap($crate::passthrough::Passthrough)
+                .route("/hello", route())),
             Variant::Governor => {
                 let config = governor_config(scenario);
-                serve!(move || App::new()
-                    .wrap(Governor::new(&config))
-                    .route("/hello", web::get().to(hello)))
+                $with!(move || App::new()
+                    .wrap(actix_governor::Governor::new(&config))
+                    .route("/hello", route()))
             }
             Variant::GovernorBare => {
                 let config = governor_bare_config(scenario);
-                serve!(move || App::new()
-                    .wrap(Governor::new(&config))
-                    .route("/hello", web::get().to(hello)))
+                $with!(move || App::new()
+                    .wrap(actix_governor::Governor::new(&config))
+                    .route("/hello", route()))
             }
             Variant::Limitation => {
+                let (amount, period) = route_rate(scenario);
                 let limiter = web::Data::new(
-                    actix_limitation::Limiter::builder(redis)
-                        .key_by(|req: &ServiceRequest| client_of(req.request()))
+                    actix_limitation::Limiter::builder($redis)
+                        .key_by(|req: &actix_web::dev::ServiceRequest| {
+                            $crate::serve::client_of(req.request())
+                        })
                         .limit(amount as usize)
                         .period(period)
                         .build()
                         .expect("a valid actix-limitation config"),
                 );
-                serve!(move || App::new()
+                $with!(move || App::new()
                     .app_data(limiter.clone())
                     .wrap(actix_limitation::RateLimiter::default())
-                    .route("/hello", web::get().to(hello)))
+                    .route("/hello", route()))
             }
-            ours => crate::serve_ours::run(ours, scenario, bind, redis).await,
+            ours => {
+                let limiter = $crate::serve_ours::limiter(ours, scenario, $redis)
+                    .expect("a valid limiter config");
+                $with!(move || App::new()
+                    .wrap(limiter.clone())
+                    .route("/hello", $crate::serve_ours::hello_route(ours, scenario)))
+            }
         }
+    }};
+}
+pub(crate) use with_app;
+
+pub fn run(variant: Variant, scenario: Scenario, bind: &str, redis: &str) -> std::io::Result<()> {
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        // One worker, as every variant.
+        macro_rules! serve {
+            ($factory:expr) => {
+                HttpServer::new($factory).workers(1).bind(bind)?.run().await
+            };
+        }
+        with_app!(variant, scenario, redis, serve)
     })
 }

@@ -4,7 +4,7 @@
 //! middleware, and a plain handler; `memory-bare` is `memory-app` without rate-limit headers,
 //! `memory-ietf` with the IETF draft's headers instead of `X-RateLimit-*`.
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use limiter_actix::{limit, Headers, Limiter};
 
 use crate::load::Scenario;
@@ -72,22 +72,4 @@ pub fn hello_route(variant: Variant, scenario: Scenario) -> actix_web::Route {
         Scenario::Over => web::get().to(hello_over),
         Scenario::Under | Scenario::Many => web::get().to(hello_under),
     }
-}
-
-pub async fn run(
-    variant: Variant,
-    scenario: Scenario,
-    bind: &str,
-    redis: &str,
-) -> std::io::Result<()> {
-    let limiter = limiter(variant, scenario, redis)?;
-    HttpServer::new(move || {
-        App::new()
-            .wrap(limiter.clone())
-            .route("/hello", hello_route(variant, scenario))
-    })
-    .workers(1)
-    .bind(bind)?
-    .run()
-    .await
 }
