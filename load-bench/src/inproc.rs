@@ -183,7 +183,7 @@ fn scenario(name: Option<&String>) -> Scenario {
 /// `instructions [REQUESTS] [VARIANTS] [under|over]`: instructions per request of each
 /// variant, one client, counted by callgrind in a run of this program per variant (see
 /// [`counted_run`]), and what each adds over none. The counts repeat exactly from run to run
-/// of one build (a rebuild can move them by tens), where times move by a third on some hosts.
+/// of one build (a rebuild can move them by a hundred), where times move by a third on some hosts.
 pub fn instructions(args: &[String]) {
     let requests: usize = args
         .first()
