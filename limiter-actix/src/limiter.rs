@@ -295,6 +295,9 @@ pub struct LimiterBuilder {
     failure_status: StatusCode,
 }
 
+/// The key prefix unless one is set.
+const DEFAULT_PREFIX: &str = "LIMITER";
+
 impl Default for LimiterBuilder {
     fn default() -> Self {
         LimiterBuilder {
@@ -316,7 +319,7 @@ impl Default for LimiterBuilder {
                 "Retry-After".into(),
             ],
             retry_after: RetryAfter::Seconds,
-            prefix: "LIMITER".into(),
+            prefix: DEFAULT_PREFIX.into(),
             enabled: true,
             filter: None,
             on_breach: None,
@@ -466,6 +469,8 @@ impl LimiterBuilder {
     }
 
     /// The prefix of every counter key (default `LIMITER`), so several apps can share a store.
+    /// With a Redis store built elsewhere ([`LimiterBuilder::store`]), the store's
+    /// `key_prefix` is the one used: leave this unset or give the same.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -513,7 +518,7 @@ impl LimiterBuilder {
     /// # Errors
     /// A [`ConfigError`] naming the bad value: a rate string, a strategy, a storage URI, a
     /// trusted proxy, a header name or a failure status.
-    pub fn build(self) -> Result<Limiter, ConfigError> {
+    pub fn build(mut self) -> Result<Limiter, ConfigError> {
         let strategy: Strategy = self.strategy.parse()?;
         let rates = |text: &Option<String>, origin: &str| -> Result<Vec<Rate>, ConfigError> {
             match text {
@@ -583,7 +588,10 @@ impl LimiterBuilder {
             });
         }
         let store = match self.store {
-            Some(store) => store,
+            Some(store) => {
+                self.prefix = prefix_of_built_store(&store, self.prefix)?;
+                store
+            }
             None => store_for(&self.storage_uri, &self.prefix)?,
         };
         Ok(Limiter {
@@ -658,6 +666,32 @@ fn store_for(uri: &str, prefix: &str) -> Result<Store, ConfigError> {
             builder.key_prefix(prefix).build().map(Store::Redis)
         }
         parsed => Store::from_uri(&parsed),
+    }
+}
+
+/// The key prefix of a limiter given a store built elsewhere. A Redis store writes and, on
+/// `reset()`, deletes keys under its own `key_prefix`: the limiter's must be the same, or left
+/// at its default (then it is the store's), else `reset()` would keep this limiter's counters
+/// and delete another's.
+#[cfg_attr(not(feature = "redis"), allow(clippy::unnecessary_wraps))]
+fn prefix_of_built_store(store: &Store, prefix: String) -> Result<String, ConfigError> {
+    match store {
+        #[cfg(feature = "redis")]
+        Store::Redis(redis) => {
+            let named = &redis.options().key_prefix;
+            if *named == prefix || prefix == DEFAULT_PREFIX {
+                return Ok(named.clone());
+            }
+            Err(ConfigError::Invalid {
+                setting: "key_prefix",
+                value: named.clone(),
+                reason: format!(
+                    "the store's key_prefix differs from the limiter's (\"{prefix}\"); \
+                     set it in one place"
+                ),
+            })
+        }
+        _ => Ok(prefix),
     }
 }
 

@@ -18,6 +18,7 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{get, web, App};
 use auth::{app_behind_auth, status_with_token};
 use common::{all_keys, free_port, redis_available, RedisServer};
+use limiter_actix::core::storage::redis::RedisStore;
 use limiter_actix::core::Store;
 use limiter_actix::{limit, Headers, Limiter, ManualClock, Timestamp};
 
@@ -388,6 +389,48 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("key_prefix"), "{err}");
+
+    // So does a store built elsewhere under another prefix; one left at the default is taken
+    // with the limiter's (`reset` then deletes what the limiter wrote).
+    let built = |prefix: &str| {
+        let store = RedisStore::builder(&server.url())
+            .unwrap()
+            .key_prefix(prefix)
+            .build()
+            .unwrap();
+        builder("memory://", &clock).store(Store::Redis(store))
+    };
+    let err = built("LIMITER").key_prefix("myapp").build().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the store's key_prefix differs from the limiter's (\"myapp\")"),
+        "{err}"
+    );
+    let limiter = built("theirs")
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter.clone())
+            .route("/plain", web::get().to(plain)),
+    )
+    .await;
+    let call = || test::call_service(&app, get_req("/plain").to_request());
+    assert_eq!(call().await.status(), StatusCode::OK);
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    let keys = all_keys(&mut server.admin());
+    assert!(
+        keys.iter().any(|k| k.starts_with("theirs{"))
+            && !keys.iter().any(|k| k.starts_with("LIMITER")),
+        "the limiter wrote under its default prefix, not the store's: {keys:?}"
+    );
+    limiter.reset().await.unwrap();
+    assert_eq!(
+        call().await.status(),
+        StatusCode::OK,
+        "reset forgot nothing"
+    );
 }
 
 #[actix_web::test]
