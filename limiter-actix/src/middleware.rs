@@ -26,22 +26,43 @@ use crate::routes::{default_suffixes, method_index, routing_path, KeyKind, Route
 /// for itself". A zero-sized value: inserting it allocates nothing.
 pub(crate) struct Handled;
 
-/// In the request's app data when the middleware charged the request before routing, so a
-/// wrapper knows to give that charge back before deciding itself. App data, not an extension:
-/// each worker has one shared container holding it, where an extension would be a table
-/// insertion (and often its allocation) per request.
-pub(crate) struct Charged;
+/// What the middleware did with a request before routing, told to the route's wrapper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Before {
+    /// Nothing the wrapper must know about.
+    Passed = 0,
+    /// Charged it: a wrapper gives that charge back before deciding itself.
+    Charged = 1,
+    /// Keyed its application limits, to charge them should the request fail before its
+    /// wrapper ([`RouteState::Fallible`]): a wrapper that runs says so (see
+    /// [`RouteView::note_wrapped`]).
+    Keyed = 2,
+}
+
+/// The app data the middleware gives every request: its worker's [`RouteView`] and what it did
+/// before routing. App data, not an extension: each worker has one shared container per
+/// [`Before`], where an extension would be a table insertion (and often its allocation) per
+/// request. One lookup finds both, from the same limiter: behind limiters on both an App and
+/// a scope, a wrapper reads the innermost one's.
+pub(crate) struct Visit {
+    pub(crate) view: Rc<RouteView>,
+    pub(crate) before: Before,
+}
 
 /// Per-worker state (actix builds one middleware per worker thread).
 struct Worker {
     limiter: Limiter,
-    /// The app data every request gets: the [`Limiter`] and the worker's [`RouteView`].
-    data: Rc<Extensions>,
-    /// `data` and [`Charged`], for the requests this middleware charged instead: one container
-    /// per request, since each one added costs its push and every later `app_data` lookup
-    /// (a handler's `web::Data` among them) a table probe.
-    data_charged: Rc<Extensions>,
+    /// The app data a request gets, by what was done with it before routing: the [`Limiter`]
+    /// and a [`Visit`]. One container per request, since each one added costs its push and
+    /// every later `app_data` lookup (a handler's `web::Data` among them) a table probe.
+    data: [Rc<Extensions>; 3],
     routes: Rc<RouteView>,
+}
+
+impl Worker {
+    fn data(&self, before: Before) -> Rc<Extensions> {
+        Rc::clone(&self.data[before as usize])
+    }
 }
 
 /// A worker's copy of the learned route table, shared by its middleware and (as app data) the
@@ -49,6 +70,9 @@ struct Worker {
 pub(crate) struct RouteView {
     pub(crate) limiter: Limiter,
     snapshot: RefCell<(u64, Arc<Routes>)>,
+    /// The heads (by address) of the [`Before::Keyed`] requests in flight whose wrapper ran:
+    /// it decided their application limits, so a failure after it charges nothing more.
+    wrapped: RefCell<Vec<usize>>,
 }
 
 impl RouteView {
@@ -70,6 +94,22 @@ impl RouteView {
             .iter()
             .find(|(_, e)| std::ptr::addr_of!(**e) as usize == entry)?;
         Some(path.clone())
+    }
+
+    /// Notes that the wrapper of `req`, a [`Before::Keyed`] request, runs.
+    pub(crate) fn note_wrapped(&self, req: &actix_web::HttpRequest) {
+        let head = head_address(req.head());
+        let mut wrapped = self.wrapped.borrow_mut();
+        if !wrapped.contains(&head) {
+            wrapped.push(head);
+        }
+    }
+
+    /// Whether the wrapper of the request whose head is at `head` ran; forgets it.
+    fn forget_wrapped(&self, head: usize) -> bool {
+        let mut wrapped = self.wrapped.borrow_mut();
+        let at = wrapped.iter().position(|&h| h == head);
+        at.map(|at| wrapped.swap_remove(at)).is_some()
     }
 
     /// The route table, refreshed only when another worker changed it.
@@ -108,22 +148,22 @@ where
         let routes = Rc::new(RouteView {
             limiter: self.clone(),
             snapshot: RefCell::new(self.inner.routes.snapshot()),
+            wrapped: RefCell::default(),
         });
-        let shared = || {
+        let data = |before| {
             let mut data = Extensions::new();
             data.insert(self.clone());
-            data.insert(Rc::clone(&routes));
-            data
+            data.insert(Visit {
+                view: Rc::clone(&routes),
+                before,
+            });
+            Rc::new(data)
         };
-        let data = shared();
-        let mut data_charged = shared();
-        data_charged.insert(Charged);
         ready(Ok(LimiterMiddleware {
             service: Rc::new(service),
             worker: Rc::new(Worker {
                 limiter: self.clone(),
-                data: Rc::new(data),
-                data_charged: Rc::new(data_charged),
+                data: [Before::Passed, Before::Charged, Before::Keyed].map(data),
                 routes,
             }),
         }))
@@ -167,6 +207,24 @@ pub(crate) struct Post {
     /// On a [`RouteState::Fallible`] route: the application limits, keyed before routing
     /// and charged only if the request fails before its wrapper.
     pending: Option<Box<Batch>>,
+    /// With `pending`: where the request's head is, by which its wrapper says it ran
+    /// ([`RouteView::note_wrapped`]); 0 otherwise.
+    head: usize,
+}
+
+/// A request head's address: stable while the request lives, and seen alike by the
+/// middleware and the wrapper.
+pub(crate) fn head_address(head: &actix_web::dev::RequestHead) -> usize {
+    std::ptr::addr_of!(*head) as usize
+}
+
+impl Drop for Post {
+    /// Forgets the request's wrapper, also when the request is dropped unanswered.
+    fn drop(&mut self) {
+        if self.head != 0 {
+            self.worker.routes.forget_wrapped(self.head);
+        }
+    }
 }
 
 impl Post {
@@ -177,12 +235,20 @@ impl Post {
     /// waits for, so that the client's next request already finds it counted. A route not
     /// known to fail yet has nothing left to key the request on, so this one stays
     /// uncharged, and the route becomes fallible.
-    fn failed(self) -> Option<JoinHandle<()>> {
+    fn failed(mut self) -> Option<JoinHandle<()>> {
         let limiter = &self.worker.limiter;
         let inner = &limiter.inner;
-        let charge = self
-            .pending
-            .and_then(|batch| charge_batch(limiter, batch, inner.clock.now()));
+        // An error after the wrapper ran (an inner middleware turning its response into an
+        // `Err`) was charged by the wrapper already.
+        let head = std::mem::take(&mut self.head);
+        let wrapped = head != 0 && self.worker.routes.forget_wrapped(head);
+        let charge = self.pending.take().and_then(|batch| {
+            if wrapped {
+                batch.give();
+                return None;
+            }
+            charge_batch(limiter, batch, inner.clock.now())
+        });
         let route = match &self.learn {
             Learn::Static {
                 method,
@@ -205,21 +271,27 @@ impl Post {
                 .routes
                 .record_failure(kind, &key, method, &inner.defaults);
         }
-        if let Some(batch) = self.headers {
+        if let Some(batch) = self.headers.take() {
             batch.give();
         }
         charge
     }
 
-    fn finish<B>(self, res: &mut ServiceResponse<B>) {
-        let handled = res.request().extensions().contains::<Handled>();
+    fn finish<B>(mut self, res: &mut ServiceResponse<B>) {
+        // Handled by a wrapper of this limiter's: with another limiter inside this one (on a
+        // scope), the innermost gives the wrappers their view, and the route is plain here.
+        let handled = res.request().extensions().contains::<Handled>()
+            && res
+                .request()
+                .app_data::<Visit>()
+                .is_some_and(|visit| Rc::ptr_eq(&visit.view, &self.worker.routes));
         learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
-        if let Some(batch) = self.pending {
+        if let Some(batch) = self.pending.take() {
             // The wrapper decided (or `learn_route` charged a response without it).
             batch.give();
         }
         let inner = &self.worker.limiter.inner;
-        if let Some(batch) = self.headers {
+        if let Some(batch) = self.headers.take() {
             // A wrapper that ran set the headers of its own, complete decision.
             if let Some(shown) = batch.shown.as_ref().filter(|_| !handled) {
                 inner.add_shown(res.headers_mut(), &batch, shown);
@@ -408,7 +480,7 @@ where
         let worker = &self.worker;
         let inner = &*worker.limiter.inner;
         if !inner.enabled || inner.filtered(req.request()) {
-            req.add_data_container(Rc::clone(&worker.data));
+            req.add_data_container(worker.data(Before::Passed));
             return LimiterFuture::Inner {
                 fut: self.service.call(req),
                 post: None,
@@ -426,6 +498,7 @@ where
             learn: Learn::Nothing,
             headers: None,
             pending: None,
+            head: 0,
         };
         // Find the route and, unless it decides for itself, build the charge.
         let charge = {
@@ -456,7 +529,7 @@ where
                 if let Some(batch) = other {
                     batch.give();
                 }
-                req.add_data_container(Rc::clone(&worker.data));
+                req.add_data_container(worker.data(Before::Passed));
                 return LimiterFuture::Inner {
                     fut: self.service.call(req),
                     post: Some(post),
@@ -464,7 +537,7 @@ where
             }
         };
         if post.learn.prior() == Some(RouteState::Fallible) {
-            req.add_data_container(Rc::clone(&worker.data));
+            req.add_data_container(worker.data(Before::Keyed));
             // The wrapper decides, unless the client is already refused.
             let refused = batch.with_hits(|hits| inner.refused_uncharged(hits, inner.clock.now()));
             return match refused {
@@ -476,6 +549,7 @@ where
                 }
                 None => {
                     post.pending = Some(batch);
+                    post.head = head_address(req.head());
                     LimiterFuture::Inner {
                         fut: self.service.call(req),
                         post: Some(post),
@@ -519,7 +593,7 @@ where
                 Ok(decision) => decision,
                 Err(error) => {
                     batch.give();
-                    req.add_data_container(Rc::clone(&post.worker.data));
+                    req.add_data_container(post.worker.data(Before::Passed));
                     return Ok(answer(req, inner.storage_failure(&error)));
                 }
             };
@@ -632,10 +706,10 @@ fn decided(
 ) -> Option<HttpResponse> {
     let inner = &post.worker.limiter.inner;
     if !decision.admitted {
-        req.add_data_container(Rc::clone(&post.worker.data));
+        req.add_data_container(post.worker.data(Before::Passed));
         return Some(rejection(req, batch, decision, post));
     }
-    req.add_data_container(Rc::clone(&post.worker.data_charged));
+    req.add_data_container(post.worker.data(Before::Charged));
     if inner.headers == Headers::Off {
         batch.give();
     } else {

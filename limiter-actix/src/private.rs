@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
 use crate::limiter::{Breach, BreachFn, Inner, Shown};
-use crate::middleware::{Charged, Handled, RouteView};
+use crate::middleware::{Before, Handled, RouteView, Visit};
 use crate::routes::{default_suffixes, method_index, routing_path, METHODS, METHOD_NAMES};
 
 /// A rate written in the attribute, checked by the macro.
@@ -365,14 +365,18 @@ where
     // The worker's view of the routes, which the middleware adds to every request, carries
     // the limiter; the futures below hold it by `Rc`, where a clone of the `Limiter` would be
     // an atomic increment and decrement per request.
-    let Some(view) = req.app_data::<Rc<RouteView>>() else {
+    let Some(visit) = req.app_data::<Visit>() else {
         return Run::Ready {
             response: Some(missing_limiter(route)),
         };
     };
+    let view = &visit.view;
     let inner = &*view.limiter.inner;
     req.extensions_mut().insert(Handled);
-    let charged = req.app_data::<Charged>().is_some();
+    let charged = visit.before == Before::Charged;
+    if visit.before == Before::Keyed {
+        view.note_wrapped(&req);
+    }
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
             fut: Box::pin(run_slow(
@@ -803,7 +807,7 @@ fn collect(route: &Route, view: &RouteView, req: &HttpRequest, batch: &mut Batch
     }
 }
 
-/// What the middleware charged `req` before routing (see `Charged`), to give back. Its
+/// What the middleware charged `req` before routing (see [`Before::Charged`]), to give back. Its
 /// decision was made moments ago: dated now, the refund finds its bucket unless a decision
 /// on the same key rolled it meanwhile.
 fn middleware_charge(inner: &Inner, req: &HttpRequest) -> Box<Batch> {

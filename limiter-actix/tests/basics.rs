@@ -11,7 +11,7 @@ use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder
 mod auth;
 mod guarded;
 
-use auth::{app_behind_auth, status_with_token};
+use auth::{app_behind_auth, status_with_token, FAILS_AFTER_THE_HANDLER};
 use limiter_actix::{
     exempt, limit, Breach, Headers, Limiter, ManualClock, ProxyHeader, RetryAfter, Timestamp,
 };
@@ -1665,21 +1665,29 @@ async fn requests_an_inner_middleware_fails_still_count_against_application_limi
         let clock = clock();
         let limiter = Limiter::builder()
             .clock(clock.clone())
-            .application_limits("3 per minute")
+            .application_limits("4 per minute")
             .build()
             .unwrap();
         let app = app_behind_auth(limiter.clone(), (one, behind_auth_pattern)).await;
         let call = |token: bool| status_with_token(&app, get_from(uri, "10.0.0.1"), token);
-        let left = || remaining_at(&limiter, &clock, "10.0.0.1", "global", "3 per minute");
+        let left = || remaining_at(&limiter, &clock, "10.0.0.1", "global", "4 per minute");
         // The route decides for itself: its wrapper charges the application limit too.
         assert_eq!(call(true).await, StatusCode::OK, "{uri}");
-        assert_eq!(left(), 2, "{uri}");
+        assert_eq!(left(), 3, "{uri}");
         // A request fails before reaching the wrapper. That one goes uncharged (nothing is
         // left to key it on); from then on the request is keyed before routing.
         assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
-        assert_eq!(left(), 2, "{uri}");
+        assert_eq!(left(), 3, "{uri}");
         // A request that reaches the wrapper is still charged once, by the wrapper.
         assert_eq!(call(true).await, StatusCode::OK, "{uri}");
+        assert_eq!(left(), 2, "{uri}");
+        // So is one that fails after its wrapper ran.
+        let expired = get_from(uri, "10.0.0.1").insert_header(FAILS_AFTER_THE_HANDLER);
+        assert_eq!(
+            status_with_token(&app, expired, false).await,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
         assert_eq!(left(), 1, "{uri}");
         // A failure is charged the application limit.
         assert_eq!(call(false).await, StatusCode::UNAUTHORIZED, "{uri}");
@@ -1688,6 +1696,47 @@ async fn requests_an_inner_middleware_fails_still_count_against_application_limi
         assert_eq!(call(false).await, StatusCode::TOO_MANY_REQUESTS, "{uri}");
         assert_eq!(call(true).await, StatusCode::TOO_MANY_REQUESTS, "{uri}");
     }
+}
+
+#[get("/x")]
+#[limit("100 per minute")]
+async fn scoped_roomy() -> &'static str {
+    "x"
+}
+
+#[get("/z")]
+#[limit("1 per minute")]
+async fn scoped_strict() -> &'static str {
+    "z"
+}
+
+#[actix_web::test]
+async fn a_limiter_on_a_scope_and_one_on_the_app_each_apply_their_limits() {
+    // The scope's limiter owns the `#[limit]`s inside it; the app's still charges its
+    // application limits to every request it sees, decorated routes in the scope included.
+    let outer = Limiter::builder()
+        .clock(clock())
+        .application_limits("3 per minute")
+        .build()
+        .unwrap();
+    let scoped = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new().wrap(outer).service(
+            web::scope("/api")
+                .wrap(scoped)
+                .service(scoped_roomy)
+                .service(scoped_strict),
+        ),
+    )
+    .await;
+    let status = get_status!(app);
+    let mut got = Vec::new();
+    for uri in ["/api/z", "/api/z", "/api/x", "/api/x"] {
+        got.push(status(uri).await.as_u16());
+    }
+    // The second `/api/z` is over its route limit (and the app's limiter counted it: the
+    // two limiters decide apart); the second `/api/x` is the app's fourth request.
+    assert_eq!(got, [200, 429, 200, 429]);
 }
 
 #[actix_web::test]

@@ -1,5 +1,6 @@
 //! An authentication middleware for tests: it refuses a request without an `x-token` header
-//! with an `Err`, as actix-web-httpauth does, before the handler's `#[limit]` wrapper runs.
+//! with an `Err`, as actix-web-httpauth does, before the handler's `#[limit]` wrapper runs;
+//! with the token [`FAILS_AFTER_THE_HANDLER`], it answers `Err` after the handler ran.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{HttpServiceFactory, Service, ServiceRequest, ServiceResponse};
@@ -14,11 +15,20 @@ pub async fn token_required(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if !req.headers().contains_key("x-token") {
+    let Some(token) = req.headers().get("x-token") else {
         return Err(actix_web::error::ErrorUnauthorized("no token"));
+    };
+    let fails_after = token == FAILS_AFTER_THE_HANDLER.1;
+    let res = next.call(req).await?;
+    if fails_after {
+        return Err(actix_web::error::ErrorUnauthorized("session expired"));
     }
-    next.call(req).await
+    Ok(res)
 }
+
+/// A token [`token_required`] refuses only after the handler ran (a session found expired on
+/// the way out, say).
+pub const FAILS_AFTER_THE_HANDLER: (&str, &str) = ("x-token", "expired");
 
 /// The status `app` answers `req` with, a token added or not; an `Err` counts as the
 /// response actix would make of it.
