@@ -776,19 +776,24 @@ impl Inner {
         default_suffixes: Option<&[Box<str>]>,
     ) {
         if let Some(suffixes) = default_suffixes {
-            for (i, (rate, suffix)) in self.defaults.iter().zip(suffixes).enumerate() {
-                batch.push(
-                    &self.prefix,
-                    false,
-                    suffix,
-                    *rate,
-                    self.strategy,
-                    1,
-                    Origin::Default(i as u16),
-                );
-            }
+            self.push_defaults(batch, suffixes);
         }
         self.push_application(batch);
+    }
+
+    /// The default limits, scoped to the route whose key suffixes are `suffixes`.
+    pub(crate) fn push_defaults(&self, batch: &mut Batch, suffixes: &[Box<str>]) {
+        for (i, (rate, suffix)) in self.defaults.iter().zip(suffixes).enumerate() {
+            batch.push(
+                &self.prefix,
+                false,
+                suffix,
+                *rate,
+                self.strategy,
+                1,
+                Origin::Default(i as u16),
+            );
+        }
     }
 
     pub(crate) fn push_application(&self, batch: &mut Batch) {
@@ -895,19 +900,25 @@ impl Inner {
     /// Gives back what `hits` took in a decision made at `charged_at` (a sliding window
     /// counter finds the charge's bucket by it); a failure is logged (the charge then stands).
     pub(crate) async fn refund(&self, hits: &[Hit<'_>], charged_at: Timestamp) {
-        if hits.is_empty() {
+        if hits.is_empty() || self.refund_sync(hits, charged_at) {
             return;
         }
-        let result = match &self.store {
-            Store::Memory(memory) => {
-                memory.refund_now(hits, charged_at);
-                Ok(())
-            }
-            #[allow(unreachable_patterns)]
-            store => store.refund(hits, charged_at).await,
-        };
+        let result = self.store.refund(hits, charged_at).await;
         if let Err(error) = result {
             tracing::warn!(%error, "rate limit refund failed; the charge stands");
+        }
+    }
+
+    /// [`Inner::refund`] without a future: false, nothing given back, when the store must be
+    /// asked (Redis).
+    pub(crate) fn refund_sync(&self, hits: &[Hit<'_>], charged_at: Timestamp) -> bool {
+        match &self.store {
+            Store::Memory(memory) => {
+                memory.refund_now(hits, charged_at);
+                true
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 

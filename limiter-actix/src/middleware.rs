@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Extensions, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::StatusCode;
 use actix_web::rt::task::JoinHandle;
 use actix_web::{Error, HttpMessage, HttpResponse};
 use limiter_core::Decision;
@@ -20,7 +21,9 @@ use pin_project_lite::pin_project;
 
 use crate::batch::Batch;
 use crate::limiter::{Headers, Inner, Limiter, Shown};
-use crate::routes::{default_suffixes, method_index, routing_path, KeyKind, RouteState, Routes};
+use crate::routes::{
+    default_suffixes, method_index, routing_path, Charge, KeyKind, RouteState, Routes,
+};
 
 /// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
 /// for itself". A zero-sized value: inserting it allocates nothing.
@@ -31,12 +34,16 @@ pub(crate) struct Handled;
 pub(crate) enum Before {
     /// Nothing the wrapper must know about.
     Passed = 0,
-    /// Charged it: a wrapper gives that charge back before deciding itself.
+    /// Charged it the application and default limits: a wrapper gives that charge back
+    /// before deciding itself.
     Charged = 1,
     /// Keyed its application limits, to charge them should the request fail before its
     /// wrapper ([`RouteState::Fallible`]): a wrapper that runs says so (see
     /// [`RouteView::note_wrapped`]).
     Keyed = 2,
+    /// Charged it the application limits only ([`RouteState::Unrouted`]), which a wrapper
+    /// gives back.
+    ChargedApplication = 3,
 }
 
 /// The app data the middleware gives every request: its worker's [`RouteView`] and what it did
@@ -55,7 +62,7 @@ struct Worker {
     /// The app data a request gets, by what was done with it before routing: the [`Limiter`]
     /// and a [`Visit`]. One container per request, since each one added costs its push and
     /// every later `app_data` lookup (a handler's `web::Data` among them) a table probe.
-    data: [Rc<Extensions>; 3],
+    data: [Rc<Extensions>; 4],
     routes: Rc<RouteView>,
 }
 
@@ -163,7 +170,13 @@ where
             service: Rc::new(service),
             worker: Rc::new(Worker {
                 limiter: self.clone(),
-                data: [Before::Passed, Before::Charged, Before::Keyed].map(data),
+                data: [
+                    Before::Passed,
+                    Before::Charged,
+                    Before::Keyed,
+                    Before::ChargedApplication,
+                ]
+                .map(data),
                 routes,
             }),
         }))
@@ -247,7 +260,7 @@ impl Post {
                 batch.give();
                 return None;
             }
-            charge_batch(limiter, batch, inner.clock.now())
+            settle_batch(limiter, batch, inner.clock.now(), false)
         });
         let route = match &self.learn {
             Learn::Static {
@@ -285,7 +298,14 @@ impl Post {
                 .request()
                 .app_data::<Visit>()
                 .is_some_and(|visit| Rc::ptr_eq(&visit.view, &self.worker.routes));
-        learn_route(&self.worker.limiter, &self.learn, res.request(), handled);
+        let seen = if handled {
+            RouteState::Deferred
+        } else if unrouted(res) {
+            RouteState::Unrouted
+        } else {
+            RouteState::Plain
+        };
+        learn_route(&self.worker.limiter, &self.learn, res.request(), seen);
         if let Some(batch) = self.pending.take() {
             // The wrapper decided (or `learn_route` charged a response without it).
             batch.give();
@@ -301,9 +321,21 @@ impl Post {
     }
 }
 
-/// Records what a response showed about its route (whether it decides for itself), when that
-/// changes what the table knows.
-fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, handled: bool) {
+/// Whether a response that no wrapper made came without reaching a route: a 404 from a
+/// default service (the router matched no resource, so part of the path is left unmatched;
+/// a handler's own 404 leaves none) or a 405 (a resource none of whose routes takes the
+/// method).
+fn unrouted<B>(res: &ServiceResponse<B>) -> bool {
+    match res.status() {
+        StatusCode::NOT_FOUND => !res.request().match_info().unprocessed().is_empty(),
+        status => status == StatusCode::METHOD_NOT_ALLOWED,
+    }
+}
+
+/// Settles what a response showed about its route (`seen`, see [`RouteState::observe`]):
+/// the request is charged what it should have been before routing, and the table learns
+/// what changed.
+fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, seen: RouteState) {
     let inner = &limiter.inner;
     let (kind, pattern, method, prior) = match learn {
         Learn::Nothing => return,
@@ -314,71 +346,92 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, h
             prior,
         } => (KeyKind::Pattern, Some(pattern.as_str()), *method, *prior),
     };
+    let charged = prior.charged_before_routing();
+    // A wrapper that ran settled the charge itself.
+    let owed = match seen {
+        RouteState::Deferred => charged,
+        seen => seen.charged_before_routing(),
+    };
+    let learned = prior.observe(seen) != prior;
     // Checked before the path is read: nearly every response confirms what the table knows.
-    if !prior.observe_changes(handled) {
+    if owed == charged && !learned {
         return;
     }
     let key = pattern.unwrap_or_else(|| routing_path(req));
-    if matches!(prior, RouteState::Deferred | RouteState::Fallible) {
-        charge_late(limiter, req, key);
+    if owed != charged {
+        settle_late(limiter, req, key, charged, owed);
     }
-    inner
-        .routes
-        .record(kind, key, method, handled, &inner.defaults);
+    if learned {
+        inner
+            .routes
+            .record(kind, key, method, seen, &inner.defaults);
+    }
 }
 
-/// A route the table said decides for itself ran without a wrapper (it turned out ambiguous):
-/// the request was let through uncharged, so charge it now, to keep the counts exact. From now
-/// on the route is charged before routing.
-fn charge_late(limiter: &Limiter, req: &actix_web::HttpRequest, pattern: &str) {
+/// A request was charged `charged` before routing where its response showed it owed `owed`
+/// (a route the table did not know as it turned out to be): charge the difference now, or
+/// give it back, to keep the counts exact.
+fn settle_late(
+    limiter: &Limiter,
+    req: &actix_web::HttpRequest,
+    pattern: &str,
+    charged: Charge,
+    owed: Charge,
+) {
     let inner = &limiter.inner;
     let mut batch = Batch::take();
     if !inner.client_key(req, &mut batch) {
         batch.give();
         return;
     }
-    inner.push_app_and_defaults(
-        &mut batch,
-        Some(&default_suffixes(pattern, &inner.defaults)),
-    );
+    let (less, more) = (charged.min(owed), charged.max(owed));
+    if more == Charge::All {
+        inner.push_defaults(&mut batch, &default_suffixes(pattern, &inner.defaults));
+    }
+    if less == Charge::Nothing {
+        inner.push_application(&mut batch);
+    }
     // The response is ready: it does not wait for the charge.
-    drop(charge_batch(limiter, batch, inner.clock.now()));
+    drop(settle_batch(
+        limiter,
+        batch,
+        inner.clock.now(),
+        owed < charged,
+    ));
 }
 
-/// Charges `batch`, whose request was let through uncharged: on the memory store at once,
-/// on Redis in a task of its own (returned, for a caller that waits), which completes even
-/// if the request's future is dropped.
-fn charge_batch(
+/// Charges `batch`, whose request was let through uncharged (or, with `refund`, gives back
+/// what it was charged): on the memory store at once, on Redis in a task of its own
+/// (returned, for a caller that waits), which completes even if the request's future is
+/// dropped.
+fn settle_batch(
     limiter: &Limiter,
     batch: Box<Batch>,
     now: limiter_core::Timestamp,
+    refund: bool,
 ) -> Option<JoinHandle<()>> {
     let inner = &limiter.inner;
-    if batch
-        .with_hits(|hits| inner.decide_sync(hits, now))
-        .is_some()
-    {
+    let settled = if refund {
+        batch.with_hits(|hits| inner.refund_sync(hits, now))
+    } else {
+        batch
+            .with_hits(|hits| inner.decide_sync(hits, now))
+            .is_some()
+    };
+    if settled {
         batch.give();
         return None;
     }
     let limiter = limiter.clone();
     Some(actix_web::rt::spawn(async move {
-        if let Err(error) = limiter.inner.decide_remote(&batch.hits(), now).await {
+        let inner = &limiter.inner;
+        if refund {
+            inner.refund(&batch.hits(), now).await;
+        } else if let Err(error) = inner.decide_remote(&batch.hits(), now).await {
             tracing::warn!(%error, "late charge of a request let through uncharged failed");
         }
         batch.give();
     }))
-}
-
-impl RouteState {
-    fn observe_changes(self, handled: bool) -> bool {
-        !matches!(
-            (self, handled),
-            (RouteState::Deferred | RouteState::Fallible, true)
-                | (RouteState::Plain, false)
-                | (RouteState::Ambiguous, _)
-        )
-    }
 }
 
 pub(crate) type BoxedResponse<B> =
@@ -674,15 +727,15 @@ fn pattern_route(
 }
 
 /// The limits a request is keyed with before routing: the application and default limits,
-/// or on a [`RouteState::Fallible`] route the application limits alone (its wrapper applies
-/// the default limits if the route has them).
+/// or the application limits alone on a [`RouteState::Fallible`] route (its wrapper applies
+/// the default limits if the route has them) and on a [`RouteState::Unrouted`] one.
 fn push_before_routing(
     inner: &Inner,
     batch: &mut Batch,
     prior: RouteState,
     default_suffixes: &[Box<str>],
 ) {
-    if prior == RouteState::Fallible {
+    if matches!(prior, RouteState::Fallible | RouteState::Unrouted) {
         inner.push_application(batch);
     } else {
         inner.push_app_and_defaults(batch, Some(default_suffixes));
@@ -709,7 +762,12 @@ fn decided(
         req.add_data_container(post.worker.data(Before::Passed));
         return Some(rejection(req, batch, decision, post));
     }
-    req.add_data_container(post.worker.data(Before::Charged));
+    let charged = if post.learn.prior() == Some(RouteState::Unrouted) {
+        Before::ChargedApplication
+    } else {
+        Before::Charged
+    };
+    req.add_data_container(post.worker.data(charged));
     if inner.headers == Headers::Off {
         batch.give();
     } else {

@@ -373,15 +373,16 @@ where
     let view = &visit.view;
     let inner = &*view.limiter.inner;
     req.extensions_mut().insert(Handled);
-    let charged = visit.before == Before::Charged;
-    if visit.before == Before::Keyed {
+    let before = visit.before;
+    if before == Before::Keyed {
         view.note_wrapped(&req);
     }
+    let charged = matches!(before, Before::Charged | Before::ChargedApplication);
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
         return Run::Slow {
             fut: Box::pin(run_slow(
                 Rc::clone(view),
-                charged,
+                before,
                 route,
                 req,
                 payload,
@@ -592,7 +593,7 @@ fn reject(
 /// `deduct_when`.
 async fn run_slow<F, Fut>(
     view: Rc<RouteView>,
-    charged: bool,
+    before: Before,
     route: &'static Route,
     req: HttpRequest,
     payload: DevPayload,
@@ -605,7 +606,11 @@ where
     let inner = &*view.limiter.inner;
     // The middleware did not know this route yet (or found it ambiguous) and charged it as a
     // plain one: that charge is given back as what really applies is decided, in one call.
-    let refunds = charged.then(|| middleware_charge(inner, &req));
+    let refunds = match before {
+        Before::Charged => Some(middleware_charge(inner, &req, true)),
+        Before::ChargedApplication => Some(middleware_charge(inner, &req, false)),
+        Before::Passed | Before::Keyed => None,
+    };
     let mut batch = Batch::take();
     if inner.enabled && !inner.filtered(&req) {
         collect(route, &view, &req, &mut batch);
@@ -807,15 +812,16 @@ fn collect(route: &Route, view: &RouteView, req: &HttpRequest, batch: &mut Batch
     }
 }
 
-/// What the middleware charged `req` before routing (see [`Before::Charged`]), to give back. Its
-/// decision was made moments ago: dated now, the refund finds its bucket unless a decision
-/// on the same key rolled it meanwhile.
-fn middleware_charge(inner: &Inner, req: &HttpRequest) -> Box<Batch> {
+/// What the middleware charged `req` before routing (see [`Before::Charged`]), to give back:
+/// the application limits, and with `defaults` the default limits of the pattern it found.
+/// Its decision was made moments ago: dated now, the refund finds its bucket unless a
+/// decision on the same key rolled it meanwhile.
+fn middleware_charge(inner: &Inner, req: &HttpRequest, defaults: bool) -> Box<Batch> {
     let mut batch = Batch::take();
     if inner.client_key(req, &mut batch) {
-        let suffixes = req
-            .resource_map()
-            .match_pattern(routing_path(req))
+        let suffixes = defaults
+            .then(|| req.resource_map().match_pattern(routing_path(req)))
+            .flatten()
             .map(|pattern| default_suffixes(&pattern, &inner.defaults));
         inner.push_app_and_defaults(&mut batch, suffixes.as_deref());
     }

@@ -66,20 +66,40 @@ pub(crate) enum RouteState {
     /// Seen both ways (overlapping patterns, guards): charge before routing; a wrapper that
     /// runs gives that charge back as it decides, in the same store call.
     Ambiguous,
+    /// Seen answered without reaching a route: a 404 (the pattern's handlers are guarded for
+    /// other methods or headers) or a 405. Charge the application limits only, as for a path
+    /// no pattern matches.
+    Unrouted,
+}
+
+/// What the middleware charges a request before routing, from least to most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Charge {
+    Nothing,
+    Application,
+    /// The application and the default limits.
+    All,
 }
 
 impl RouteState {
-    fn observe(self, handled: bool) -> RouteState {
-        let seen = if handled {
-            RouteState::Deferred
-        } else {
-            RouteState::Plain
-        };
+    /// The state after a response showed the route `seen` (`Deferred`: a wrapper ran;
+    /// `Plain`: no wrapper; `Unrouted`: no route).
+    pub(crate) fn observe(self, seen: RouteState) -> RouteState {
         match self {
             RouteState::Unknown => seen,
-            RouteState::Fallible if handled => RouteState::Fallible,
+            RouteState::Fallible if seen == RouteState::Deferred => RouteState::Fallible,
             same if same == seen => same,
             _ => RouteState::Ambiguous,
+        }
+    }
+
+    /// What the middleware charges before routing a request of a route in this state (a
+    /// [`RouteState::Fallible`] route's are only keyed).
+    pub(crate) fn charged_before_routing(self) -> Charge {
+        match self {
+            RouteState::Unknown | RouteState::Plain | RouteState::Ambiguous => Charge::All,
+            RouteState::Unrouted => Charge::Application,
+            RouteState::Deferred | RouteState::Fallible => Charge::Nothing,
         }
     }
 
@@ -138,16 +158,17 @@ impl RouteTable {
         (self.epoch(), current.clone())
     }
 
-    /// Records one response, with or without the wrapper's mark; returns the route's new state.
+    /// Records one response, which showed the route `seen` (see [`RouteState::observe`]);
+    /// returns the route's new state.
     pub(crate) fn record(
         &self,
         kind: KeyKind,
         key: &str,
         method: usize,
-        handled: bool,
+        seen: RouteState,
         defaults: &[Rate],
     ) -> RouteState {
-        self.update(kind, key, method, defaults, |state| state.observe(handled))
+        self.update(kind, key, method, defaults, |state| state.observe(seen))
     }
 
     /// Records a request that failed (an `Err`) before reaching the route's handler.
@@ -214,26 +235,31 @@ mod tests {
 
     #[test]
     fn observations_settle_or_turn_ambiguous() {
-        assert_eq!(RouteState::Unknown.observe(false), RouteState::Plain);
-        assert_eq!(RouteState::Unknown.observe(true), RouteState::Deferred);
-        assert_eq!(RouteState::Plain.observe(false), RouteState::Plain);
-        assert_eq!(RouteState::Plain.observe(true), RouteState::Ambiguous);
-        assert_eq!(RouteState::Deferred.observe(false), RouteState::Ambiguous);
-        assert_eq!(RouteState::Ambiguous.observe(true), RouteState::Ambiguous);
-        assert_eq!(RouteState::Deferred.observe_failure(), RouteState::Fallible);
-        assert_eq!(RouteState::Fallible.observe(true), RouteState::Fallible);
-        assert_eq!(RouteState::Fallible.observe(false), RouteState::Ambiguous);
-        assert_eq!(RouteState::Plain.observe_failure(), RouteState::Plain);
+        use RouteState::{Ambiguous, Deferred, Fallible, Plain, Unknown, Unrouted};
+        assert_eq!(Unknown.observe(Plain), Plain);
+        assert_eq!(Unknown.observe(Deferred), Deferred);
+        assert_eq!(Unknown.observe(Unrouted), Unrouted);
+        assert_eq!(Plain.observe(Plain), Plain);
+        assert_eq!(Plain.observe(Deferred), Ambiguous);
+        assert_eq!(Plain.observe(Unrouted), Ambiguous);
+        assert_eq!(Deferred.observe(Plain), Ambiguous);
+        assert_eq!(Unrouted.observe(Unrouted), Unrouted);
+        assert_eq!(Unrouted.observe(Deferred), Ambiguous);
+        assert_eq!(Ambiguous.observe(Deferred), Ambiguous);
+        assert_eq!(Deferred.observe_failure(), Fallible);
+        assert_eq!(Fallible.observe(Deferred), Fallible);
+        assert_eq!(Fallible.observe(Plain), Ambiguous);
+        assert_eq!(Plain.observe_failure(), Plain);
     }
 
     #[test]
     fn record_bumps_epoch_only_on_change() {
         let table = RouteTable::default();
         let e0 = table.epoch();
-        table.record(KeyKind::StaticPath, "/a", 0, true, &[]);
+        table.record(KeyKind::StaticPath, "/a", 0, RouteState::Deferred, &[]);
         let e1 = table.epoch();
         assert!(e1 > e0);
-        table.record(KeyKind::StaticPath, "/a", 0, true, &[]);
+        table.record(KeyKind::StaticPath, "/a", 0, RouteState::Deferred, &[]);
         assert_eq!(table.epoch(), e1);
         let (_, routes) = table.snapshot();
         assert_eq!(routes.static_paths["/a"].states[0], RouteState::Deferred);

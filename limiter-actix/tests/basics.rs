@@ -718,6 +718,97 @@ async fn defaults_on_undecorated_routes_from_their_first_request() {
     }
 }
 
+#[get("/get-only")]
+async fn get_only() -> &'static str {
+    "get"
+}
+
+#[get("/items/{id}/tag")]
+async fn get_item_tag() -> &'static str {
+    "tag"
+}
+
+#[limit("10 per minute")]
+async fn versioned() -> &'static str {
+    "v2"
+}
+
+#[actix_web::test]
+async fn requests_no_route_takes_are_charged_the_application_limits_only() {
+    // A 404 from a guard (`#[get]` puts one on its resource) or a 405 (a resource without a
+    // route for the method) reached no route: only the application limits apply, as for a
+    // path no pattern matches, from the first such request on. A handler's own 404 is an
+    // answer of its route, charged as any.
+    let clock = clock();
+    let limiter = Limiter::builder()
+        .clock(clock.clone())
+        .default_limits("1 per minute")
+        .application_limits("100 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter.clone())
+            .service(get_only)
+            .service(get_item_tag)
+            .service(web::resource("/get-by-hand").route(web::get().to(|| async { "get" })))
+            .service(
+                web::resource("/versioned")
+                    .guard(actix_web::guard::Header("x-version", "2"))
+                    .route(web::get().to(versioned)),
+            )
+            .route(
+                "/gone",
+                web::get().to(|| async { HttpResponse::NotFound().finish() }),
+            ),
+    )
+    .await;
+    let call = |method: Method, uri: &'static str| {
+        let app = &app;
+        async move {
+            let req = TestRequest::default()
+                .method(method)
+                .uri(uri)
+                .peer_addr(peer("10.0.0.1"));
+            status_of(app, req.to_request()).await
+        }
+    };
+    let application = || remaining_at(&limiter, &clock, "10.0.0.1", "global", "100 per minute");
+    for round in 1..=2 {
+        assert_eq!(call(Method::POST, "/get-only").await, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(Method::HEAD, "/items/7/tag").await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(Method::POST, "/get-by-hand").await,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(application(), 100 - 3 * round, "round {round}");
+    }
+    // The routes' default limits are untouched: each admits its one request.
+    for uri in ["/get-only", "/items/7/tag", "/get-by-hand"] {
+        assert_eq!(call(Method::GET, uri).await, StatusCode::OK, "{uri}");
+        assert_eq!(
+            call(Method::GET, uri).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{uri}"
+        );
+    }
+    assert_eq!(call(Method::GET, "/gone").await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(Method::GET, "/gone").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A pattern seen unrouted, then reaching its decorated handler: the application limits
+    // the middleware charged are given back by the wrapper, which charges them once.
+    assert_eq!(call(Method::GET, "/versioned").await, StatusCode::NOT_FOUND);
+    let before = application();
+    let v2 = get_from("/versioned", "10.0.0.1").insert_header(("x-version", "2"));
+    assert_eq!(status_of(&app, v2.to_request()).await, StatusCode::OK);
+    assert_eq!(application(), before - 1);
+}
+
 #[get("/decorated")]
 #[limit("3 per minute")]
 async fn decorated() -> &'static str {
