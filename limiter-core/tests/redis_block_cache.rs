@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{command_calls, redis_available, strict_store, RedisServer};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
-use limiter_core::{keys::counter_key, Hit, Rate, Storage, Strategy, Timestamp};
+use limiter_core::{keys::counter_key, Hit, MemoryStore, Rate, Storage, Strategy, Timestamp};
 
 const NON_ELASTIC: [Strategy; 4] = [
     Strategy::FixedWindow,
@@ -217,6 +217,44 @@ async fn a_cheaper_request_or_another_rate_is_asked_of_redis() {
     assert_eq!(script_calls(&mut admin), 3);
     assert!(store.decide(&[gcra], t0()).await.unwrap().admitted);
     assert_eq!(script_calls(&mut admin), 4);
+}
+
+#[tokio::test]
+async fn a_denial_by_the_request_s_own_earlier_charge_is_not_cached() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = store(&server, 1_000);
+    let memory = MemoryStore::new(1_000);
+    let r = rate("1 per minute");
+    for strategy in NON_ELASTIC {
+        let key = counter_key("LIMITER", "10.4.1.1", &format!("/{strategy}"), &r);
+        let hit = Hit::new(&key, r, strategy);
+        // The first charge of the key leaves no room for the second: the batch is denied
+        // and rolled back, so nothing is charged.
+        let twice = [hit, hit];
+        let d = store.decide(&twice, t0()).await.unwrap();
+        assert_eq!(d, memory.decide_now(&twice, t0()), "{strategy}");
+        assert_eq!(d.breached, Some(1), "{strategy}");
+
+        // Alone, the request fits: Redis admits it, and so must the store.
+        let later = Timestamp::from_micros(t0().as_micros() + 1_000);
+        let alone = store.decide(&[hit], later).await.unwrap();
+        assert!(alone.admitted, "{strategy}: {alone:?}");
+        assert_eq!(alone, memory.decide_now(&[hit], later), "{strategy}");
+
+        // Now the key is full: the batch's first charge is denied by Redis' own count, and
+        // that denial is cached, with the stats Redis gave.
+        let d = store.decide(&twice, later).await.unwrap();
+        assert_eq!(d, memory.decide_now(&twice, later), "{strategy}");
+        assert_eq!(d.breached, Some(0), "{strategy}");
+        reset_stats(&mut admin);
+        let local = store.decide(&[hit], later).await.unwrap();
+        assert_eq!(script_calls(&mut admin), 0, "{strategy}");
+        assert_eq!(local, memory.decide_now(&[hit], later), "{strategy}");
+    }
 }
 
 #[tokio::test]

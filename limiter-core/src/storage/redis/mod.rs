@@ -39,10 +39,13 @@
 //! This is exact for time-based expiry: the strategies' retry-after is the first instant at
 //! which the request fits, so the cache never denies past the moment Redis would admit, and
 //! charges made meanwhile by other processes only lengthen a block (which Redis reports when
-//! asked again). What it cannot see: a `clear`/`reset` or a refund done by *another* process
-//! (or by hand in Redis) takes effect here only when the entry expires. This store's own
-//! [`Storage::clear`], [`Storage::reset`], [`Storage::refund`] and the refund of
-//! [`Storage::refund_and_decide`] drop the entries they touch.
+//! asked again). A key named twice in one batch is cached only from its first mention: a
+//! later one may have been denied by the batch's own earlier charge, which the rollback
+//! undid, so the same limit alone would pass. What it cannot see: a `clear`/`reset` or a
+//! refund done by *another* process (or by hand in Redis) takes effect here only when the
+//! entry expires. This store's own [`Storage::clear`], [`Storage::reset`],
+//! [`Storage::refund`] and the refund of [`Storage::refund_and_decide`] drop the entries they
+//! touch.
 //!
 //! [`Storage::refund_and_decide`] is one call of the general script too (its `swap` mode):
 //! what a refund then a decision would do, in one round trip, when both batches are in one
@@ -414,8 +417,13 @@ impl RedisStore {
         if decision.admitted {
             return;
         }
-        for (hit, stats) in hits.iter().zip(&decision.stats) {
-            if !stats.admitted && !hit.strategy.is_elastic() {
+        for (i, (hit, stats)) in hits.iter().zip(&decision.stats).enumerate() {
+            // A key named earlier in the batch may have been denied by the batch's own
+            // charge, rolled back since: Redis would admit the same request alone.
+            if !stats.admitted
+                && !hit.strategy.is_elastic()
+                && !hits[..i].iter().any(|h| h.key == hit.key)
+            {
                 cache.record(hit, stats, now);
             }
         }
