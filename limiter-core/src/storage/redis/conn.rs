@@ -490,12 +490,16 @@ mod tests {
 
     #[test]
     fn slots_match_redis_cluster() {
+        // The cluster spec's check value of its CRC16: "123456789" hashes to 0x31C3, which
+        // is below 16384, so it is the slot too.
+        assert_eq!(key_slot("123456789"), 0x31C3);
         // Values from CLUSTER KEYSLOT.
         assert_eq!(key_slot("foo"), 12_182);
         assert_eq!(key_slot("{user1000}.following"), key_slot("user1000"));
         assert_eq!(key_slot("user1000"), 3_443);
-        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
-        assert_ne!(key_slot("foo{}{bar}"), key_slot("bar"));
+        // An empty first tag: the whole key is hashed, not "bar".
+        assert_eq!(key_slot("foo{}{bar}"), 8_363);
+        assert_eq!(key_slot("bar"), 5_061);
         assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
     }
 }
