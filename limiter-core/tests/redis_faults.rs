@@ -1,6 +1,7 @@
 //! Faults on the test's own server: kill it, pause it (SIGSTOP) past the deadline, restart
-//! it, flush its scripts. Nothing panics; the failure policy holds; every call returns
-//! within the deadline (plus slack); the store goes back to Redis once it answers.
+//! it, flush its scripts, close its clients, and a proxy that goes silent or drops a reply.
+//! Nothing panics; the failure policy holds; every call returns within the deadline (plus
+//! slack); no request is counted twice; the store goes back to Redis once it answers.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -221,28 +222,31 @@ async fn fail_closed_returns_errors_while_redis_is_down() {
     assert!(store.refund(&hits, NOW).await.is_ok());
 }
 
-/// A TCP proxy to `target` that can go silent on the connections it already carries (it
-/// swallows their bytes both ways, as a dead host or a dropped conntrack entry would) while
-/// new connections still get through.
-struct SilencingProxy {
+/// A TCP proxy to `target` that fails as networks do. It can go silent on the connections it
+/// already carries (it swallows their bytes both ways, as a dead host or a dropped conntrack
+/// entry would) while new connections still get through. Or it can close a connection in
+/// place of the next reply it carries: the server ran the command, the client never hears.
+struct FaultyProxy {
     port: u16,
     /// Connections numbered below this are silent.
     silent_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
     opened: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut_next_reply: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl SilencingProxy {
-    fn start(target: u16) -> SilencingProxy {
+impl FaultyProxy {
+    fn start(target: u16) -> FaultyProxy {
         use std::io::{Read, Write};
-        use std::net::{TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::Arc;
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let silent_below = Arc::new(AtomicU64::new(0));
         let opened = Arc::new(AtomicU64::new(0));
-        let (silent, count) = (silent_below.clone(), opened.clone());
+        let cut_next_reply = Arc::new(AtomicBool::new(false));
+        let (silent, count, cut) = (silent_below.clone(), opened.clone(), cut_next_reply.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -250,15 +254,24 @@ impl SilencingProxy {
                     return;
                 };
                 let id = count.fetch_add(1, Ordering::SeqCst);
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
+                for (mut from, mut to, replies) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        false,
+                    ),
+                    (server, client, true),
                 ] {
-                    let silent = silent.clone();
+                    let (silent, cut) = (silent.clone(), cut.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16 * 1024];
                         while let Ok(n) = from.read(&mut buf) {
                             if n == 0 {
+                                return;
+                            }
+                            if replies && cut.swap(false, Ordering::SeqCst) {
+                                let _ = to.shutdown(Shutdown::Both);
+                                let _ = from.shutdown(Shutdown::Both);
                                 return;
                             }
                             let quiet = id < silent.load(Ordering::SeqCst);
@@ -270,11 +283,16 @@ impl SilencingProxy {
                 }
             }
         });
-        SilencingProxy {
+        FaultyProxy {
             port,
             silent_below,
             opened,
+            cut_next_reply,
         }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// Every connection open now goes silent for good.
@@ -282,6 +300,12 @@ impl SilencingProxy {
         use std::sync::atomic::Ordering;
         let opened = self.opened.load(Ordering::SeqCst);
         self.silent_below.store(opened, Ordering::SeqCst);
+    }
+
+    /// The next reply from the server is not delivered: its connection is closed instead.
+    fn cut_next_reply(&self) {
+        self.cut_next_reply
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -291,8 +315,8 @@ async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
         return;
     }
     let server = RedisServer::start();
-    let proxy = SilencingProxy::start(server.port);
-    let store = RedisStore::builder(&format!("redis://127.0.0.1:{}/0", proxy.port))
+    let proxy = FaultyProxy::start(server.port);
+    let store = RedisStore::builder(&proxy.url())
         .unwrap()
         .deadline(DEADLINE)
         .on_failure(FailurePolicy::FailClosed)
@@ -312,4 +336,70 @@ async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
     let decision = until_back_on_redis(&store, &hits).await;
     assert!(decision.admitted);
     assert_eq!(decision.stats[0].remaining, 1, "the first hit was counted");
+}
+
+#[tokio::test]
+async fn a_reply_lost_with_its_connection_is_not_charged_twice() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let proxy = FaultyProxy::start(server.port);
+    let store = RedisStore::builder(&proxy.url())
+        .unwrap()
+        .deadline(DEADLINE)
+        .on_failure(FailurePolicy::FailClosed)
+        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let hits = hit("3 per minute");
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    // The script runs on Redis, then the connection drops before its reply arrives. The
+    // store cannot tell that from a call that never reached Redis, so it must not send the
+    // call again: the failure policy answers, as for any outage.
+    proxy.cut_next_reply();
+    let lost = timed(&store, &hits).await;
+    assert!(
+        matches!(lost, Err(StorageError::Unavailable(_))),
+        "{lost:?}"
+    );
+    assert_eq!(
+        remaining_on_redis(&server).await,
+        1,
+        "the request whose reply was lost is counted once"
+    );
+    let back = until_back_on_redis(&store, &hits).await;
+    assert!(back.admitted);
+    assert_eq!(back.stats[0].remaining, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_server_closed_while_idle_is_replaced_without_an_outage() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = store(&server, FailurePolicy::FailClosed);
+    let hits = hit("3 per minute");
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    // An idle timeout, a restart or a Sentinel failover closes the store's connections.
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut server.admin())
+        .unwrap();
+    assert!(killed >= 1);
+    // The store sees the socket close on its own (its connection task reads the EOF); a
+    // moment for that task to run, not a wait for a window.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = timed(&store, &hits)
+        .await
+        .expect("decided on a fresh connection");
+    assert!(d.admitted);
+    assert!(!store.is_degraded());
+    assert_eq!(remaining_on_redis(&server).await, 1);
 }

@@ -128,6 +128,14 @@ async fn sentinel_failover_is_survived() {
         .on_failure(FailurePolicy::FailClosed)
         .build()
         .unwrap();
+    // Another store, on database 1 so that its connections can be told apart: the ones
+    // Sentinel would close when it reconfigures the old primary are closed.
+    let killed = RedisStore::builder(&uri.replace("/limiter/0", "/limiter/1"))
+        .unwrap()
+        .deadline(Duration::from_secs(2))
+        .on_failure(FailurePolicy::FailClosed)
+        .build()
+        .unwrap();
     let rate: Rate = "10 per minute".parse().unwrap();
     let now = Timestamp::from_secs(1_700_000_000);
     let keys: Vec<String> = Strategy::ALL
@@ -154,6 +162,25 @@ async fn sentinel_failover_is_survived() {
             tokio::spawn(async move {
                 let hit = [Hit::new(&key, rate, strategy)];
                 store.peek(&hit, now).await.map(|d| d.stats[0].remaining)
+            })
+        })
+        .collect();
+    for peek in peeks {
+        assert_eq!(peek.await.unwrap().unwrap(), 4);
+    }
+    for hit in &hits {
+        for _ in 0..6 {
+            assert!(killed.decide(hit, now).await.unwrap().admitted);
+        }
+    }
+    let peeks: Vec<_> = hits
+        .iter()
+        .map(|hit| {
+            let (killed, hit) = (killed.clone(), hit[0]);
+            let key = hit.key.to_string();
+            tokio::spawn(async move {
+                let hit = [Hit::new(&key, hit.rate, hit.strategy)];
+                killed.peek(&hit, now).await.map(|d| d.stats[0].remaining)
             })
         })
         .collect();
@@ -199,6 +226,29 @@ async fn sentinel_failover_is_survived() {
     wait_until(Duration::from_secs(15), "the old primary to follow", || {
         role(primary.port) == "slave"
     });
+    // Sentinel also closes the normal clients of an instance it reconfigures (CLIENT KILL
+    // TYPE normal): the second store's connections here. Those of the first stay open and
+    // get READONLY.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut primary.admin())
+        .unwrap();
+    let ids: Vec<&str> = clients
+        .lines()
+        .filter(|line| line.contains(" db=1 "))
+        .filter_map(|line| line.strip_prefix("id=")?.split(' ').next())
+        .collect();
+    assert!(!ids.is_empty());
+    for id in ids {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(id)
+            .exec(&mut primary.admin())
+            .unwrap();
+    }
+    // A moment for the store's connection tasks to read the closed sockets.
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // The store's connections still point at the old primary, now read-only: it must move
     // to the new one without an error, keeping the counts.
@@ -209,6 +259,18 @@ async fn sentinel_failover_is_survived() {
         }
         let d = store.decide(hit, now).await.unwrap();
         assert!(!d.admitted, "{strategy}: the 11th hit must be denied");
+        for i in 0..4 {
+            let d = killed
+                .decide(hit, now)
+                .await
+                .expect("decide after the kill");
+            assert!(d.admitted, "{strategy}: hit {} of 10 on database 1", 7 + i);
+        }
+        let d = killed.decide(hit, now).await.unwrap();
+        assert!(
+            !d.admitted,
+            "{strategy}: the 11th hit on database 1 must be denied"
+        );
     }
     let on_new_primary: Vec<String> = redis::cmd("KEYS")
         .arg("LIMITER*")

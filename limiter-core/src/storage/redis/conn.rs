@@ -1,17 +1,45 @@
-//! Connection pools (deadpool-redis managers behind one enum) and the script call with its
-//! NOSCRIPT fallback and one retry on a fresh connection.
+//! Connection pools (deadpool managers behind one enum) and the script call with its
+//! NOSCRIPT fallback, and one retry on a fresh connection when the call surely did not run.
+//!
+//! # What a failed call tells
+//!
+//! The redis crate (0.32) reports a multiplexed connection whose socket closed with the same
+//! error, an I/O `BrokenPipe`, whether the command was never written (the connection's task
+//! had already stopped, or stopped with the command still queued) or was written and its
+//! reply lost (the server ran it, then the connection dropped); a reset read after the write
+//! is `ConnectionReset`, and a failed write `BrokenPipe` or `ConnectionReset` too, after some
+//! bytes may have gone out. `is_connection_dropped`, `is_io_error` and `retry_method` are
+//! alike for all of them. So a connection error after sending proves nothing, and a decision
+//! is not idempotent: sent again, it is charged twice. What does prove the call did not run:
+//! a connection seen closed before anything is sent on it (single servers and Sentinel
+//! primaries: this module runs each connection's task, see [`Watched`], and so knows when its
+//! socket closed), and the replies of a server that refuses to run it (READONLY from a former
+//! primary, MASTERDOWN, CLUSTERDOWN; NOSCRIPT is answered by sending the script). Only those
+//! are retried; any other connection failure is returned as [`StorageError::Unavailable`],
+//! and the failure policy answers, as after a deadline.
+//!
+//! On a Cluster this holds for the errors that reach this module only: the crate's cluster
+//! client itself sends a command again after its node connection failed (it follows MOVED
+//! and ASK the same way, under one retry count), so there a lost reply can still count a
+//! request twice.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ::redis::aio::ConnectionLike;
+use ::redis::aio::{ConnectionLike, MultiplexedConnection};
+use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use ::redis::{Cmd, ErrorKind, RedisError, Value};
+use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use ::redis::{
+    Client, Cmd, ErrorKind, RedisConnectionInfo, RedisError, RedisFuture, TlsMode, Value,
+};
 use deadpool::managed::{
     Manager, Metrics, Object, Pool, PoolError, QueueMode, RecycleResult, Timeouts,
 };
 use deadpool::Runtime;
-use deadpool_redis::sentinel::{SentinelNodeConnectionInfo, SentinelServerType, TlsMode};
 
 use super::options::{RedisOptions, Target};
 use crate::error::{ConfigError, StorageError};
@@ -21,26 +49,32 @@ use crate::error::{ConfigError, StorageError};
 /// opening a connection) and takes the pool's semaphore and lock. The pool opens the
 /// connection, and a fresh one after a connection error.
 pub(crate) struct Shared {
-    pool: Pool<Lane<deadpool_redis::Manager>>,
-    current: Mutex<Option<::redis::aio::MultiplexedConnection>>,
+    pool: Pool<Opener>,
+    current: Mutex<Option<Watched>>,
 }
 
 impl Shared {
-    /// The shared connection, opened through the pool when there is none.
-    async fn connection(&self) -> Result<::redis::aio::MultiplexedConnection, StorageError> {
+    /// The shared connection, opened through the pool when there is none, or when its socket
+    /// closed while idle (a restart, an idle timeout, CLIENT KILL): nothing was sent on it.
+    async fn connection(&self) -> Result<Watched, StorageError> {
         if let Some(conn) = self.current_connection() {
-            return Ok(conn);
+            if !conn.is_closed() {
+                return Ok(conn);
+            }
+            tracing::debug!("redis closed the shared connection; opening another");
+            self.forget();
         }
         // Boxed: the pool's future is large, and needed only to (re)connect.
-        let object = Box::pin(self.pool.get()).await.map_err(pool_error)?;
-        let conn = (*object).clone();
+        let object = Box::pin(checkout(&self.pool)).await?;
+        let conn = object.get().clone();
+        object.release();
         if let Ok(mut current) = self.current.lock() {
             *current = Some(conn.clone());
         }
         Ok(conn)
     }
 
-    fn current_connection(&self) -> Option<::redis::aio::MultiplexedConnection> {
+    fn current_connection(&self) -> Option<Watched> {
         self.current.lock().ok()?.clone()
     }
 
@@ -53,9 +87,121 @@ impl Shared {
     }
 }
 
-/// A deadpool-redis manager whose connections are not pinged on every checkout: that PING
-/// would be a second round trip per request. A connection that fails is detached instead
-/// (see [`Checked`]), so the pool opens a fresh one.
+/// A multiplexed connection whose task (the one that writes commands and reads replies) this
+/// module spawns, so that it knows when the socket closed: the task ends then. The redis
+/// crate's own connections hide that, and report a command sent on a closed socket as they
+/// report a reply lost after the command ran (see the module docs). A clone costs one
+/// reference count more than the connection's own; the task stops, closing the socket, when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Watched {
+    conn: MultiplexedConnection,
+    task: Arc<Task>,
+}
+
+struct Task {
+    ended: Arc<AtomicBool>,
+    handle: tokio::task::AbortHandle,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+impl Watched {
+    async fn open(client: &Client) -> Result<Watched, RedisError> {
+        let (conn, driver) = client.create_multiplexed_tokio_connection().await?;
+        let ended = Arc::new(AtomicBool::new(false));
+        let flag = ended.clone();
+        let handle = tokio::spawn(async move {
+            // The driver returns once the socket is closed or failed (or every clone of the
+            // connection is gone).
+            driver.await;
+            flag.store(true, Ordering::Release);
+        })
+        .abort_handle();
+        Ok(Watched {
+            conn,
+            task: Arc::new(Task { ended, handle }),
+        })
+    }
+}
+
+impl ConnectionLike for Watched {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.conn.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a ::redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.conn.req_packed_commands(cmd, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
+/// What a connection knows of its socket before anything is sent on it.
+pub(crate) trait Liveness {
+    /// The socket closed: a command sent now would not be written.
+    fn is_closed(&self) -> bool;
+}
+
+impl Liveness for Watched {
+    fn is_closed(&self) -> bool {
+        self.task.ended.load(Ordering::Acquire)
+    }
+}
+
+impl Liveness for ClusterConnection {
+    /// The cluster client keeps a connection per node and reconnects them itself.
+    fn is_closed(&self) -> bool {
+        false
+    }
+}
+
+/// Opens [`Watched`] connections: to one server, or to the primary the Sentinels name (asked
+/// again for every new connection, so a failover is followed). Connections are not pinged on
+/// checkout (that PING would be a second round trip per request); one that fails is detached
+/// instead (see [`Checked`]), and one whose socket closed is passed over.
+pub(crate) enum Opener {
+    Single(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Manager for Opener {
+    type Type = Watched;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Watched, RedisError> {
+        // Boxed, its type erased: inline, the redis crate's connecting futures nested in every
+        // caller's future took the compiler past its query depth limit. Connecting is rare.
+        let open: Pin<Box<dyn Future<Output = Result<Watched, RedisError>> + Send + '_>> =
+            Box::pin(async move {
+                let client = match self {
+                    Opener::Single(client) => client.clone(),
+                    Opener::Sentinel(sentinels) => {
+                        sentinels.lock().await.async_get_client().await?
+                    }
+                };
+                Watched::open(&client).await
+            });
+        open.await
+    }
+
+    async fn recycle(&self, _: &mut Watched, _: &Metrics) -> RecycleResult<RedisError> {
+        Ok(())
+    }
+}
+
+/// deadpool-redis' cluster manager without the PING on every checkout (see [`Opener`]).
 pub(crate) struct Lane<M>(M);
 
 impl<M: Manager> Manager for Lane<M> {
@@ -75,7 +221,7 @@ impl<M: Manager> Manager for Lane<M> {
 pub(crate) enum Pools {
     Single(Shared),
     Cluster(Pool<Lane<deadpool_redis::cluster::Manager>>),
-    Sentinel(Pool<Lane<deadpool_redis::sentinel::Manager>>),
+    Sentinel(Pool<Opener>),
 }
 
 impl Pools {
@@ -96,9 +242,9 @@ impl Pools {
         };
         Ok(match target {
             Target::Single(url) => {
-                let manager = deadpool_redis::Manager::new(url.as_str()).map_err(bad)?;
+                let manager = Opener::Single(Client::open(url.as_str()).map_err(bad)?);
                 Pools::Single(Shared {
-                    pool: Pool::builder(Lane(manager))
+                    pool: Pool::builder(manager)
                         .max_size(o.pool_size)
                         // The connection given back last first: administrative calls
                         // (SCAN) reuse the shared one's socket rather than open another.
@@ -137,14 +283,14 @@ impl Pools {
                     } else {
                         TlsMode::Secure
                     }),
-                    redis_connection_info: Some(deadpool_redis::RedisConnectionInfo {
+                    redis_connection_info: Some(RedisConnectionInfo {
                         db: *db,
                         username: username.clone(),
                         password: password.clone(),
                         ..Default::default()
                     }),
                 };
-                let manager = deadpool_redis::sentinel::Manager::new(
+                let client = SentinelClient::build(
                     sentinels.clone(),
                     service.clone(),
                     Some(node),
@@ -152,7 +298,7 @@ impl Pools {
                 )
                 .map_err(bad)?;
                 Pools::Sentinel(
-                    Pool::builder(Lane(manager))
+                    Pool::builder(Opener::Sentinel(tokio::sync::Mutex::new(client)))
                         .max_size(o.pool_size)
                         .timeouts(timeouts)
                         .runtime(Runtime::Tokio1)
@@ -175,19 +321,22 @@ impl Pools {
     }
 
     /// Sends `cmd`; on NOSCRIPT sends `on_noscript` (the same call as EVAL) on the same
-    /// connection. A broken connection is dropped and the call retried once on a fresh one.
+    /// connection. A connection that failed is dropped. The call is sent once more, on a
+    /// fresh connection, when it surely did not run, or whatever the failure when `repeat`
+    /// allows it (see the module docs).
     pub(crate) async fn query(
         &self,
         cmd: &Cmd,
         on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
+        repeat: Repeat,
     ) -> Result<Value, StorageError> {
         // The cluster's and Sentinel's futures boxed: inline, the largest (some 20 KB, the
         // cluster client's) would size every caller's future, copied into a fresh allocation
         // on every request. A single server's is a few hundred bytes (see `Shared`).
         match self {
-            Pools::Single(p) => query_shared(p, cmd, on_noscript).await,
-            Pools::Cluster(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
-            Pools::Sentinel(p) => Box::pin(query_on(p, cmd, on_noscript)).await,
+            Pools::Single(p) => query_shared(p, cmd, on_noscript, repeat).await,
+            Pools::Cluster(p) => Box::pin(query_on(p, cmd, on_noscript, repeat)).await,
+            Pools::Sentinel(p) => Box::pin(query_on(p, cmd, on_noscript, repeat)).await,
         }
     }
 
@@ -273,18 +422,12 @@ impl Pools {
     }
 }
 
-async fn scan_delete_on<M>(
-    pool: &Pool<Lane<M>>,
+async fn scan_delete_on(
+    pool: &Pool<Opener>,
     pattern: &str,
     deadline: Duration,
-) -> Result<u64, StorageError>
-where
-    M: Manager<Error = RedisError>,
-    M::Type: ConnectionLike + Send,
-{
-    let mut conn = Checked(Some(
-        timed(deadline, pool.get()).await?.map_err(pool_error)?,
-    ));
+) -> Result<u64, StorageError> {
+    let mut conn = timed(deadline, checkout(pool)).await??;
     let mut cursor = 0u64;
     let mut deleted = 0;
     loop {
@@ -342,6 +485,10 @@ impl<M: Manager> Checked<M> {
         self.0.as_mut().expect("present until released")
     }
 
+    fn get(&self) -> &M::Type {
+        self.0.as_ref().expect("present until released")
+    }
+
     fn release(mut self) {
         drop(self.0.take());
     }
@@ -355,19 +502,89 @@ impl<M: Manager> Drop for Checked<M> {
     }
 }
 
+/// Whether a call may be sent again after a failure that does not tell whether it ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Running it twice does no harm (PING, DEL).
+    Safe,
+    /// Running it twice counts a request twice (the decision scripts).
+    OnlyIfNotRun,
+}
+
+/// How a call failed, as far as the error tells (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The server refused to run it: the connection points at the wrong server (a former
+    /// primary answers READONLY after a failover), or the cluster client found no
+    /// connection to send it on.
+    NotRun,
+    /// The connection failed after the call was handed to it: it may have run.
+    Unknown,
+    /// Any other error reply; the connection is fine.
+    Reply,
+}
+
+impl Failure {
+    fn of(e: &RedisError) -> Failure {
+        match e.kind() {
+            ErrorKind::ReadOnly
+            | ErrorKind::MasterDown
+            | ErrorKind::ClusterDown
+            | ErrorKind::ClusterConnectionNotFound => Failure::NotRun,
+            _ if is_connection_error(e) => Failure::Unknown,
+            _ => Failure::Reply,
+        }
+    }
+
+    /// Whether the call goes once more to a fresh connection (its first failure).
+    fn retried(self, repeat: Repeat) -> bool {
+        self == Failure::NotRun || (self == Failure::Unknown && repeat == Repeat::Safe)
+    }
+
+    /// The error returned when the call is not retried (again).
+    fn error(self, e: RedisError) -> StorageError {
+        match self {
+            Failure::Unknown => {
+                StorageError::Unavailable(format!("redis connection lost during a call: {e}"))
+            }
+            Failure::NotRun => StorageError::Unavailable(e.to_string()),
+            Failure::Reply => backend(e),
+        }
+    }
+}
+
+/// A connection of `pool` not known to be closed. One whose socket closed while it sat idle
+/// (a restart, an idle timeout, a failover's CLIENT KILL) is dropped with every idle one
+/// found closed too, and another one taken.
+async fn checkout<M>(pool: &Pool<M>) -> Result<Checked<M>, StorageError>
+where
+    M: Manager<Error = RedisError>,
+    M::Type: Liveness,
+{
+    let conn = Checked(Some(pool.get().await.map_err(pool_error)?));
+    if !conn.get().is_closed() {
+        return Ok(conn);
+    }
+    tracing::debug!("redis closed an idle connection; taking another");
+    drop(conn);
+    pool.retain(|conn, _| !conn.is_closed());
+    Ok(Checked(Some(pool.get().await.map_err(pool_error)?)))
+}
+
 async fn query_on<M>(
-    pool: &Pool<Lane<M>>,
+    pool: &Pool<M>,
     cmd: &Cmd,
     on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
+    repeat: Repeat,
 ) -> Result<Value, StorageError>
 where
     M: Manager<Error = RedisError>,
-    M::Type: ConnectionLike + Send,
+    M::Type: ConnectionLike + Liveness + Send,
 {
-    let mut attempt = 0;
+    let mut attempt = 0u8;
     loop {
         attempt += 1;
-        let mut conn = Checked(Some(pool.get().await.map_err(pool_error)?));
+        let mut conn = checkout(pool).await?;
         let mut result = cmd.query_async::<Value>(conn.conn()).await;
         if let (Err(e), Some(eval)) = (&result, on_noscript) {
             if e.kind() == ErrorKind::NoScriptError {
@@ -377,27 +594,27 @@ where
                 result = eval().query_async::<Value>(conn.conn()).await;
             }
         }
-        match result {
+        let e = match result {
             Ok(value) => {
                 conn.release();
                 return Ok(value);
             }
-            Err(e) if is_connection_error(&e) => {
-                drop(conn);
-                // The idle ones most likely share its fate (after a Sentinel failover they all
-                // point at the old primary): the retry opens a fresh connection.
-                pool.retain(|_, _| false);
-                if attempt >= 2 {
-                    return Err(StorageError::Unavailable(e.to_string()));
-                }
-                tracing::debug!("redis connection failed ({e}); retrying on a fresh one");
-            }
-            Err(e) => {
-                // The server answered: the connection is fine.
-                conn.release();
-                return Err(backend(e));
-            }
+            Err(e) => e,
+        };
+        let failure = Failure::of(&e);
+        if failure == Failure::Reply {
+            // The server answered: the connection is fine.
+            conn.release();
+            return Err(failure.error(e));
         }
+        drop(conn);
+        // The idle ones most likely share its fate (after a Sentinel failover they all
+        // point at the old primary): the retry opens a fresh connection.
+        pool.retain(|_, _| false);
+        if attempt >= 2 || !failure.retried(repeat) {
+            return Err(failure.error(e));
+        }
+        tracing::debug!("redis call failed ({e}); retrying on a fresh connection");
     }
 }
 
@@ -411,8 +628,10 @@ async fn query_shared(
     shared: &Shared,
     cmd: &Cmd,
     on_noscript: Option<&(dyn Fn() -> Cmd + Sync)>,
+    repeat: Repeat,
 ) -> Result<Value, StorageError> {
-    let mut attempt = 0;
+    // A byte, packed with `repeat`: the decision's future stays within 1 KB (see `decide`).
+    let mut attempt = 0u8;
     loop {
         attempt += 1;
         let mut conn = shared.connection().await?;
@@ -423,17 +642,19 @@ async fn query_shared(
                 result = eval().query_async::<Value>(&mut conn).await;
             }
         }
-        match result {
+        let e = match result {
             Ok(value) => return Ok(value),
-            Err(e) if is_connection_error(&e) => {
-                shared.forget();
-                if attempt >= 2 {
-                    return Err(StorageError::Unavailable(e.to_string()));
-                }
-                tracing::debug!("redis connection failed ({e}); retrying on a fresh one");
-            }
-            Err(e) => return Err(backend(e)),
+            Err(e) => e,
+        };
+        let failure = Failure::of(&e);
+        if failure == Failure::Reply {
+            return Err(failure.error(e));
         }
+        shared.forget();
+        if attempt >= 2 || !failure.retried(repeat) {
+            return Err(failure.error(e));
+        }
+        tracing::debug!("redis call failed ({e}); retrying on a fresh connection");
     }
 }
 

@@ -105,7 +105,7 @@ use crate::storage::memory::MemoryStore;
 use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, LimitStats, State, Strategy};
 use block_cache::BlockCache;
-use conn::{key_slot, Pools};
+use conn::{key_slot, Pools, Repeat};
 use fast::{FastLimit, FastMode};
 use options::Target;
 
@@ -567,7 +567,10 @@ impl RedisStore {
         };
         let evalsha = build("EVALSHA", &script.sha);
         let eval = || build("EVAL", script.source);
-        self.inner.pools.query(&evalsha, Some(&eval)).await
+        self.inner
+            .pools
+            .query(&evalsha, Some(&eval), Repeat::OnlyIfNotRun)
+            .await
     }
 
     /// The batch split by cluster hash slot, in order of first appearance, when it spans
@@ -785,7 +788,10 @@ impl RedisStore {
             cmd.arg(key);
             cmd
         };
-        match self.guarded(|| self.inner.pools.query(&cmd, None)).await {
+        match self
+            .guarded(|| self.inner.pools.query(&cmd, None, Repeat::Safe))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if self.inner.options.on_failure == FailurePolicy::FailClosed => Err(e),
             Err(_) => Ok(()),
@@ -807,7 +813,9 @@ impl RedisStore {
     async fn health_inner(&self) -> Result<(), StorageError> {
         let ping = ::redis::cmd("PING");
         let deadline = self.inner.options.deadline;
-        match tokio::time::timeout(deadline, self.inner.pools.query(&ping, None)).await {
+        match tokio::time::timeout(deadline, self.inner.pools.query(&ping, None, Repeat::Safe))
+            .await
+        {
             Ok(result) => result.map(|_| ()),
             Err(_) => Err(StorageError::Timeout(deadline)),
         }
@@ -821,7 +829,7 @@ impl Storage for RedisStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
         // Answered before the future exists: the round trip's future would be moved around
-        // for nothing; it is boxed, and only made when needed. It is 1 016 bytes on x86-64,
+        // for nothing; it is boxed, and only made when needed. It is 1 024 bytes on x86-64,
         // within what glibc serves from its per-thread cache (up to 1 032 bytes): keep it so.
         let local = self.decide_locally(hits, now);
         async move {
