@@ -1,6 +1,7 @@
 //! A 3-primary Redis Cluster started by the test: decisions agree with the memory store,
 //! within one slot (one client) and across slots (limits keyed on different clients), keys
-//! spread over every node, and reset() reaches them all.
+//! spread over every node, and reset() reaches them all. A batch across slots whose later
+//! call fails leaves no charge behind; failovers are followed.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -199,6 +200,62 @@ async fn cluster_decides_like_memory_within_and_across_slots() {
         .map(|n| all_keys(&mut admin(n.port)).len())
         .collect();
     assert_eq!(counts, [0, 0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_later_slot_fails_leaves_no_charge_in_the_earlier_one() {
+    if !redis_available() {
+        return;
+    }
+    let nodes = start_cluster();
+    let uri = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+    let store = strict_store(&uri).block_cache(0).build().unwrap();
+    let rate: Rate = "3 per minute".parse().unwrap();
+    let now = Timestamp::from_secs(1_700_000_010);
+    // The node that holds a key answers EXISTS; the others redirect (MOVED).
+    let owner = |key: &str| {
+        nodes
+            .iter()
+            .position(|n| {
+                redis::cmd("EXISTS")
+                    .arg(key)
+                    .query::<i64>(&mut n.admin())
+                    .is_ok()
+            })
+            .expect("a node holds the key")
+    };
+    let key_of = |client: &str| format!("LIMITER{{{client}}}:/x:3/1minute");
+    let first = key_of(CLIENTS[0]);
+    let second = CLIENTS
+        .iter()
+        .map(|c| key_of(c))
+        .find(|k| owner(k) != owner(&first))
+        .expect("clients on two nodes");
+    let hits = [
+        Hit::new(&first, rate, Strategy::FixedWindow),
+        Hit::new(&second, rate, Strategy::FixedWindow),
+    ];
+    assert!(store.decide(&hits, now).await.unwrap().admitted);
+
+    // The second slot's node now refuses the scripts (NOPERM): its call fails after the
+    // first slot was charged, and the failure policy answers.
+    let acl = |rule: &[&str]| {
+        redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .exec(&mut nodes[owner(&second)].admin())
+            .unwrap();
+    };
+    acl(&["-eval", "-evalsha"]);
+    assert!(store.decide(&hits, now).await.is_err());
+    acl(&["+eval", "+evalsha"]);
+
+    // Redis holds only the first request's charges.
+    let other = strict_store(&uri).block_cache(0).build().unwrap();
+    let left = other.peek(&hits, now).await.unwrap();
+    assert_eq!(left.stats[0].remaining, 2, "{left:?}");
+    assert_eq!(left.stats[1].remaining, 2, "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

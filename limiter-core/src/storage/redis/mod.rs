@@ -18,9 +18,10 @@
 //! clients (a per-IP and a per-API-key limit, say) land in different slots; they are decided
 //! one slot after another, each slot atomically: if a later slot denies the request, the
 //! slots already charged are refunded, and the slots after it only record what the elastic
-//! strategies record. Between those calls other requests may see the charge (a concurrent
-//! request can then be denied, never wrongly admitted), and the refund cannot move back the
-//! window end of a `fixed-window-elastic-expiry` limit in an earlier slot.
+//! strategies record. If a later slot's call fails, the charged slots are refunded too, and
+//! the [`FailurePolicy`] answers. Between those calls other requests may see the charge (a
+//! concurrent request can then be denied, never wrongly admitted), and the refund cannot move
+//! back the window end of a `fixed-window-elastic-expiry` limit in an earlier slot.
 //!
 //! Every call has a deadline; when Redis fails, [`FailurePolicy`] decides.
 //!
@@ -626,7 +627,17 @@ impl RedisStore {
         for (g, members) in groups.iter().enumerate() {
             let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
             let mode = if denied { "deny" } else { "decide" };
-            let group_stats = self.call(mode, &sub, now).await?;
+            let group_stats = match self.call(mode, &sub, now).await {
+                Ok(group_stats) => group_stats,
+                Err(e) => {
+                    // The failure policy answers the request, not Redis: the slots it charged
+                    // are given back, as far as Redis takes the refunds.
+                    let _ = self
+                        .refund_slots(hits, &groups, &charged, now, &mut stats)
+                        .await;
+                    return Err(e);
+                }
+            };
             if !denied {
                 if group_stats.iter().all(|s| s.admitted) {
                     charged.push(g);
@@ -639,13 +650,8 @@ impl RedisStore {
             }
         }
         if denied {
-            for &g in &charged {
-                let sub: SmallVec<[Hit<'_>; 4]> = groups[g].iter().map(|&i| hits[i]).collect();
-                let group_stats = self.call("refund", &sub, now).await?;
-                for (&i, s) in groups[g].iter().zip(group_stats) {
-                    stats[i] = Some(s);
-                }
-            }
+            self.refund_slots(hits, &groups, &charged, now, &mut stats)
+                .await?;
         }
         Ok(Decision::from_stats(
             stats
@@ -653,6 +659,35 @@ impl RedisStore {
                 .map(|s| s.expect("every limit decided"))
                 .collect(),
         ))
+    }
+
+    /// Refunds the slot groups `charged` of [`Self::decide_by_slot`], one call each, every
+    /// one even when another fails (a charge left behind counts against the client); the
+    /// refunded limits' stats go to `stats`. Returns the first error.
+    async fn refund_slots(
+        &self,
+        hits: &[Hit<'_>],
+        groups: &[SmallVec<[usize; 4]>],
+        charged: &[usize],
+        now: Option<u64>,
+        stats: &mut [Option<LimitStats>],
+    ) -> Result<(), StorageError> {
+        let mut first_error = None;
+        for &g in charged {
+            let sub: SmallVec<[Hit<'_>; 4]> = groups[g].iter().map(|&i| hits[i]).collect();
+            match self.call("refund", &sub, now).await {
+                Ok(group_stats) => {
+                    for (&i, s) in groups[g].iter().zip(group_stats) {
+                        stats[i] = Some(s);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("redis refund of a slot's charge failed: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Runs `mode` (peek or refund) slot by slot, stats in the batch's order.
