@@ -217,27 +217,48 @@ pub(crate) struct Post {
     learn: Learn,
     /// With headers on: the charged batch, with what its headers show.
     headers: Option<Box<Batch>>,
-    /// On a [`RouteState::Fallible`] route: the application limits, keyed before routing
-    /// and charged only if the request fails before its wrapper.
-    pending: Option<Box<Batch>>,
-    /// With `pending`: where the request's head is, by which its wrapper says it ran
-    /// ([`RouteView::note_wrapped`]); 0 otherwise.
+    /// Boxed: rare, and the response future, which holds it, is copied.
+    pending: Option<Box<Pending>>,
+}
+
+/// On a [`RouteState::Fallible`] route: the application limits, keyed before routing and
+/// charged only if the request fails before its wrapper, which says when it ran
+/// ([`RouteView::note_wrapped`]).
+struct Pending {
+    /// Taken only to be charged; given back when dropped.
+    batch: Option<Box<Batch>>,
+    /// The request's head, by which its wrapper is known.
     head: usize,
+    routes: Rc<RouteView>,
+}
+
+impl Pending {
+    /// The keyed limits, unless the request's wrapper ran (and decided them itself).
+    fn unwrapped(&mut self) -> Option<Box<Batch>> {
+        let wrapped = self.routes.forget_wrapped(std::mem::take(&mut self.head));
+        if wrapped {
+            return None;
+        }
+        self.batch.take()
+    }
+}
+
+impl Drop for Pending {
+    /// Also when the request is dropped unanswered: the head's address may serve another.
+    fn drop(&mut self) {
+        if self.head != 0 {
+            self.routes.forget_wrapped(self.head);
+        }
+        if let Some(batch) = self.batch.take() {
+            batch.give();
+        }
+    }
 }
 
 /// A request head's address: stable while the request lives, and seen alike by the
 /// middleware and the wrapper.
 pub(crate) fn head_address(head: &actix_web::dev::RequestHead) -> usize {
     std::ptr::addr_of!(*head) as usize
-}
-
-impl Drop for Post {
-    /// Forgets the request's wrapper, also when the request is dropped unanswered.
-    fn drop(&mut self) {
-        if self.head != 0 {
-            self.worker.routes.forget_wrapped(self.head);
-        }
-    }
 }
 
 impl Post {
@@ -248,20 +269,15 @@ impl Post {
     /// waits for, so that the client's next request already finds it counted. A route not
     /// known to fail yet has nothing left to key the request on, so this one stays
     /// uncharged, and the route becomes fallible.
-    fn failed(mut self) -> Option<JoinHandle<()>> {
+    fn failed(self) -> Option<JoinHandle<()>> {
         let limiter = &self.worker.limiter;
         let inner = &limiter.inner;
         // An error after the wrapper ran (an inner middleware turning its response into an
         // `Err`) was charged by the wrapper already.
-        let head = std::mem::take(&mut self.head);
-        let wrapped = head != 0 && self.worker.routes.forget_wrapped(head);
-        let charge = self.pending.take().and_then(|batch| {
-            if wrapped {
-                batch.give();
-                return None;
-            }
-            settle_batch(limiter, batch, inner.clock.now(), false)
-        });
+        let charge = self
+            .pending
+            .and_then(|mut pending| pending.unwrapped())
+            .and_then(|batch| settle_batch(limiter, batch, inner.clock.now(), false));
         let route = match &self.learn {
             Learn::Static {
                 method,
@@ -284,13 +300,13 @@ impl Post {
                 .routes
                 .record_failure(kind, &key, method, &inner.defaults);
         }
-        if let Some(batch) = self.headers.take() {
+        if let Some(batch) = self.headers {
             batch.give();
         }
         charge
     }
 
-    fn finish<B>(mut self, res: &mut ServiceResponse<B>) {
+    fn finish<B>(self, res: &mut ServiceResponse<B>) {
         // Handled by a wrapper of this limiter's: with another limiter inside this one (on a
         // scope), the innermost gives the wrappers their view, and the route is plain here.
         let handled = res.request().extensions().contains::<Handled>()
@@ -306,12 +322,10 @@ impl Post {
             RouteState::Plain
         };
         learn_route(&self.worker.limiter, &self.learn, res.request(), seen);
-        if let Some(batch) = self.pending.take() {
-            // The wrapper decided (or `learn_route` charged a response without it).
-            batch.give();
-        }
+        // The wrapper decided (or `learn_route` charged a response without it).
+        drop(self.pending);
         let inner = &self.worker.limiter.inner;
-        if let Some(batch) = self.headers.take() {
+        if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
             if let Some(shown) = batch.shown.as_ref().filter(|_| !handled) {
                 inner.add_shown(res.headers_mut(), &batch, shown);
@@ -346,6 +360,10 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, s
             prior,
         } => (KeyKind::Pattern, Some(pattern.as_str()), *method, *prior),
     };
+    // Nearly every response confirms what the table knows.
+    if seen == prior {
+        return;
+    }
     let charged = prior.charged_before_routing();
     // A wrapper that ran settled the charge itself.
     let owed = match seen {
@@ -353,7 +371,7 @@ fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, s
         seen => seen.charged_before_routing(),
     };
     let learned = prior.observe(seen) != prior;
-    // Checked before the path is read: nearly every response confirms what the table knows.
+    // Checked before the path is read.
     if owed == charged && !learned {
         return;
     }
@@ -551,7 +569,6 @@ where
             learn: Learn::Nothing,
             headers: None,
             pending: None,
-            head: 0,
         };
         // Find the route and, unless it decides for itself, build the charge.
         let charge = {
@@ -601,8 +618,11 @@ where
                     }
                 }
                 None => {
-                    post.pending = Some(batch);
-                    post.head = head_address(req.head());
+                    post.pending = Some(Box::new(Pending {
+                        batch: Some(batch),
+                        head: head_address(req.head()),
+                        routes: Rc::clone(&worker.routes),
+                    }));
                     LimiterFuture::Inner {
                         fut: self.service.call(req),
                         post: Some(post),
