@@ -76,9 +76,10 @@ if mode == 'decide' and ARGV[4] == '0' then
       local q = math.floor(t / p)
       if q * p > t then q = q - 1 elseif (q + 1) * p <= t then q = q + 1 end
       local start = q * p
-      -- A window that has ended counts as a fresh one (decide()'s replace).
+      -- A window that has ended counts as a fresh one; a later one (this request dated
+      -- before it) is the one it counts in, as in decide().
       local count = 0
-      if s and s + 0 == start then count = c + 0 end
+      if s and s + p > t then start, count = s + 0, c + 0 end
       if count + cost > n then all = false end
       if i == 1 then
         start1, count1, n1, p1, cost1 = start, count, n, p, cost
@@ -245,14 +246,17 @@ local function decide(key, s, n, p, cost, hit)
   local st = load(key, s)
   local impossible = cost > n
   if hit then period_of[key] = p end
+  -- The windows and GCRA: the state is read into locals and written only by a hit that
+  -- charges (or an elastic record), so that a peek or a denial leaves it as it was.
   if s == FIXED then
-    local start = idiv(t, p) * p
-    if st.k ~= 'w' or st.start ~= start then
-      st = replace(key, st, { k = 'w', start = start, count = 0 })
-    end
-    local admitted = st.count + cost <= n
+    -- The state's window, or a later one when t is before it: a key's state never moves back.
+    local start, count = idiv(t, p) * p, 0
+    if st.k == 'w' and st.start + p > t then start, count = st.start, st.count end
+    local admitted = count + cost <= n
     if hit and admitted then
-      st.count = st.count + cost
+      if st.k ~= 'w' then st = replace(key, st, { k = 'w' }) end
+      count = count + cost
+      st.start, st.count = start, count
       dirty[key] = true
     end
     local reset = start + p
@@ -260,26 +264,26 @@ local function decide(key, s, n, p, cost, hit)
     if not admitted then
       if impossible then retry = p else retry = reset - t end
     end
-    return admitted, sat_sub(n, st.count), reset, retry
+    return admitted, sat_sub(n, count), reset, retry
   elseif s == FIXED_ELASTIC then
-    if st.k == 'e' then
-      if st.expires <= t then st.count = 0 end
-    else
-      st = replace(key, st, { k = 'e', expires = t, count = 0 })
-    end
-    local admitted = st.count + cost <= n
+    local expires, count = t, 0
+    if st.k == 'e' and st.expires > t then expires, count = st.expires, st.count end
+    local admitted = count + cost <= n
     if hit and (admitted or hit == true) then
-      if admitted then st.count = st.count + cost end
-      st.expires = t + p
+      if st.k ~= 'e' then st = replace(key, st, { k = 'e' }) end
+      if admitted then count = count + cost end
+      -- Never back: after the clock stepped back, t + p may fall before the end.
+      expires = math.max(expires, t + p)
+      st.expires, st.count = expires, count
       dirty[key] = true
     end
     local reset
-    if st.expires > t then reset = st.expires else reset = t + p end
+    if expires > t then reset = expires else reset = t + p end
     local retry = -1
     if not admitted then
       if impossible then retry = p else retry = reset - t end
     end
-    return admitted, sat_sub(n, st.count), reset, retry
+    return admitted, sat_sub(n, count), reset, retry
   elseif s == MOVING or s == MOVING_ELASTIC then
     if st.k ~= 'log' then
       st = replace(key, st, { k = 'log' })
@@ -341,22 +345,24 @@ local function decide(key, s, n, p, cost, hit)
     end
     return admitted, sat_sub(n, used), reset, retry
   elseif s == SLIDING then
-    local start = idiv(t, p) * p
+    -- The bucket holding t (the state's current count becoming the previous one if
+    -- adjacent), or the state's own when t is before its end (sliding_bucket).
+    local start, current, previous = idiv(t, p) * p, 0, 0
     if st.k == 's' then
-      if st.start ~= start then
-        if st.start + p == start then st.previous = st.current else st.previous = 0 end
-        st.current = 0
-        st.start = start
+      if st.start + p > t then
+        start, current, previous = st.start, st.current, st.previous
+      elseif st.start + p == start then
+        previous = st.current
       end
-    else
-      st = replace(key, st, { k = 's', start = start, current = 0, previous = 0 })
     end
-    local elapsed = t - start
-    local weighted = sliding_weighted(st.previous, p, elapsed) + st.current
+    -- Dated before the bucket: counted as at its start.
+    local elapsed = sat_sub(t, start)
+    local weighted = sliding_weighted(previous, p, elapsed) + current
     local admitted = weighted + cost <= n
     local used = weighted
     if hit and admitted then
-      st.current = st.current + cost
+      if st.k ~= 's' then st = replace(key, st, { k = 's' }) end
+      st.start, st.current, st.previous = start, current + cost, previous
       used = used + cost
       dirty[key] = true
     end
@@ -365,24 +371,24 @@ local function decide(key, s, n, p, cost, hit)
       if impossible then
         retry = p
       else
-        retry = sliding_retry(st.previous, st.current, n, cost, p, elapsed)
+        retry = sat_sub(start, t) + sliding_retry(previous, current, n, cost, p, elapsed)
       end
     end
     return admitted, sat_sub(n, used), start + p, retry
   else -- GCRA
-    if st.k ~= 'g' then
-      st = replace(key, st, { k = 'g', tat = t })
-    end
     if n == 0 then
       return false, 0, t, p
     end
+    local tat = t
+    if st.k == 'g' then tat = st.tat end
     local interval = math.max(idiv(p + n - 1, n), 1)
     local tolerance = n * interval
-    local base = math.max(st.tat, t)
+    local base = math.max(tat, t)
     local new_tat = base + cost * interval
     local admitted = new_tat - t <= tolerance
     local after = base
     if hit and admitted then
+      if st.k ~= 'g' then st = replace(key, st, { k = 'g' }) end
       st.tat = new_tat
       after = new_tat
       dirty[key] = true
@@ -519,8 +525,7 @@ end
 
 if mode == 'refund' then
   for i = 1, count do refund(KEYS[i], arg(i, 1), arg(i, 2), arg(i, 3), arg(i, 4)) end
-  -- Only the refunds are written: the time may be the refunded decision's, and a peek at a
-  -- past time would replace the state as a clock stepping back does.
+  -- Only the refunds are written (a peek writes nothing anyway).
   for key, _ in pairs(period_of) do store(key) end
   for i = 1, count do run(i, false) end
 elseif mode == 'peek' then
@@ -533,7 +538,8 @@ else
   -- The memory store's batch: charge in order, remembering each state; on the first denial
   -- roll the earlier charges back (newest first: a key may be named twice) and report them
   -- as peeked, then treat the rest as after a denial.
-  local snapshots = {}
+  -- Each snapshot, and whether its key was to be written then (a swap's refund, say).
+  local snapshots, was_dirty, overwritten = {}, {}, {}
   local denied = nil
   for i = first, count do
     local s = arg(i, 1)
@@ -545,6 +551,7 @@ else
       local copy = {}
       for field, value in pairs(st) do copy[field] = value end
       snapshots[i] = copy
+      was_dirty[i] = dirty[KEYS[i]]
     end
     -- The denial itself changes nothing yet: an elastic limit records it after the
     -- rollback, which could otherwise undo the record when the key is named twice.
@@ -558,13 +565,17 @@ else
     for j = denied - 1, first, -1 do
       local key = KEYS[j]
       if snapshots[j] then
-        -- Restored, and written back over whatever the charge wrote. A list the charge
-        -- pushed is not the restored state's: it counts as foreign until then.
+        -- Restored. A string state is written by store() alone, at the end, so Redis still
+        -- holds it as it was: written only if it was to be before the charge (an expired
+        -- one is not deleted, as memory keeps it for a request dated before its end). A
+        -- list the charge pushed is not the restored state's: written over, and it counts
+        -- as foreign until then.
         if cache[key].k == 'log' and snapshots[j].k ~= 'log' then
           snapshots[j].foreign = true
+          overwritten[key] = true
         end
         cache[key] = snapshots[j]
-        dirty[key] = true
+        dirty[key] = was_dirty[j] or overwritten[key]
       else
         refund(key, arg(j, 1), arg(j, 2), arg(j, 3), arg(j, 4))
       end

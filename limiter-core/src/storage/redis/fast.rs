@@ -13,7 +13,10 @@
 //! is 1 to 8 limits of one strategy on distinct keys ([`FastMode::of`]), decided all or
 //! nothing; a lone fixed-window or GCRA limit is answered with one integer, anything else with
 //! an array. A key holding anything else answers nil before anything is written, and the
-//! caller asks again through the general script.
+//! caller asks again through the general script. So does a fixed window or sliding bucket
+//! later than the one holding the caller's time (its clock behind another's): the request
+//! counts in that later one, whose start the caller did not know (rare, and its arithmetic
+//! stays in one place).
 //!
 //! Separate scripts, not modes of `decide.lua`, because a mode is an argument, and every
 //! argument costs a script about 1 300 instructions in `redis-server` (a Lua string made and
@@ -291,7 +294,7 @@ fn ttl_ms(until: u64, t: u64, grace_ms: u64) -> u64 {
 }
 
 /// The fast modes' reply: an integer for a lone one-value limit, else an array; nil when a
-/// key held something else, and the general path must decide.
+/// key held something else (or a later window), and the general path must decide.
 pub(super) fn parse_reply(
     value: &Value,
     limits: &[FastLimit],

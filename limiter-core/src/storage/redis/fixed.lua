@@ -8,13 +8,16 @@
 -- The value is the window's count.
 
 -- The count a key's value holds in the window `prefix` names: 0 for no value or an ended
--- window, nil for anything else. This window's count is read with tonumber, cheaper than
--- the pattern match: a value with this window's prefix is one a script wrote.
+-- window, nil for anything else, a later window included (a request dated before the
+-- window counts in it: the general script's work). This window's count is read with
+-- tonumber, cheaper than the pattern match: a value with this window's prefix is one a
+-- script wrote.
 local function count_of(value, prefix)
   if not value then return 0 end
   if type(value) ~= 'string' then return nil end
   if string.find(value, prefix, 1, true) == 1 then return tonumber(string.sub(value, #prefix + 1)) end
-  if string.find(value, '^w:%d+:%d+$') then return 0 end
+  local start = string.match(value, '^w:(%d+):%d+$')
+  if start and start + 0 < string.sub(prefix, 3, -2) + 0 then return 0 end
   return nil
 end
 local nkeys = #KEYS

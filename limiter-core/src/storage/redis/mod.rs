@@ -521,8 +521,8 @@ impl RedisStore {
     }
 
     /// A fast mode's script (see `fast`): the batch's arithmetic done here, the script only
-    /// compares and adds. `None` when a key holds something else; the script
-    /// wrote nothing then.
+    /// compares and adds. `None` when a key holds something else (or a later window); the
+    /// script wrote nothing then.
     async fn call_fast(
         &self,
         mode: FastMode,

@@ -21,11 +21,14 @@ for i = 1, nkeys do
     if type(value) ~= 'string' then return nil end
     local start, c, prev = string.match(value, '^s:(%d+):(%d+):(%d+)$')
     if not start then return nil end
-    -- decide()'s roll: the same bucket, the one after it, or a fresh one.
+    -- decide()'s roll: the same bucket, the one after it, or a fresh one. A later bucket
+    -- (a request dated before it counts in it) is the general script's work.
     if start == ARGV[at] then
       current, previous = c + 0, prev + 0
     elseif start == ARGV[at + 1] then
       previous = c + 0
+    elseif start + 0 > ARGV[at] + 0 then
+      return nil
     end
   end
   counts[2 * i - 1], counts[2 * i] = current, previous
