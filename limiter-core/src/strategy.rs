@@ -592,14 +592,14 @@ pub(crate) fn sliding_weighted(previous: u32, p: u64, elapsed: u64) -> u64 {
         return 0;
     }
     // Through i64, one instruction per conversion: below 2^53 (every operand here) it gives
-    // the same doubles as the unsigned conversions, and `elapsed < p` makes the product
+    // the same doubles as the unsigned conversions, and `elapsed <= p` makes the product
     // non-negative, where truncation is the floor.
     let weight = (p - elapsed) as i64 as f64 / p as i64 as f64;
     (f64::from(previous) * weight) as i64 as u64
 }
 
 /// How long until `floor(weighted) + cost <= n` holds again, for a denied sliding-window
-/// request (`cost <= n`).
+/// request (`cost <= n`): exactly the first microsecond at which the decision admits it.
 pub(crate) fn sliding_retry(
     previous: u64,
     current: u64,
@@ -619,18 +619,61 @@ pub(crate) fn sliding_retry(
     p - elapsed + crossing
 }
 
-/// The first elapsed time e with `count × (p − e) / p < bound`, computed in doubles.
+/// The first elapsed time e in `0..=p` at which `floor(count × (p − e) / p) < bound`, as
+/// [`sliding_weighted`] rounds it (at e = p the count weighs nothing), so that the retry-after
+/// is the first microsecond the decision admits. The closed form `p − bound × p / count`, in
+/// doubles, lands a microsecond off now and then; it is the first guess, from which a search
+/// on the decision's own arithmetic (monotonic in e) steps to the crossing: usually one step,
+/// and never more than about 2 × 64 evaluations.
 fn first_elapsed_below(count: u64, bound: u64, p: u64) -> u64 {
-    if count == 0 {
+    // Counts never exceed the amount, at most `u32::MAX`.
+    let count = u32::try_from(count).unwrap_or(u32::MAX);
+    let below = |e: u64| sliding_weighted(count, p, e) < bound;
+    if below(0) {
         return 0;
     }
     let pf = p as f64;
-    let x = pf - (bound as f64 * pf) / count as f64;
-    if x < 0.0 {
+    let x = pf - (bound as f64 * pf) / f64::from(count);
+    let guess = if x < 0.0 {
         0
     } else {
         (x.floor() as u64 + 1).min(p)
+    };
+    // `lo` denies and `hi` admits, all along: the crossing is in (lo, hi]. From the guess,
+    // steps that double until one crosses, then bisection.
+    let (mut lo, mut hi, mut step) = (0, p, 1);
+    if below(guess) {
+        hi = guess;
+        while hi - lo > 1 {
+            let probe = hi.saturating_sub(step).max(lo + 1);
+            if !below(probe) {
+                lo = probe;
+                break;
+            }
+            hi = probe;
+            step *= 2;
+        }
+    } else {
+        lo = guess;
+        while hi - lo > 1 {
+            let probe = (lo + step).min(hi - 1);
+            if below(probe) {
+                hi = probe;
+                break;
+            }
+            lo = probe;
+            step *= 2;
+        }
     }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if below(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
 }
 
 #[cfg(test)]

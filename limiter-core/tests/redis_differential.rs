@@ -792,3 +792,110 @@ async fn hits_dated_before_the_keys_window_agree_with_memory() {
         }
     }
 }
+
+/// Three charges (time in µs, cost), then a request of `cost` at `at`.
+struct RetryCase {
+    rate: Rate,
+    charges: [(u64, u64); 3],
+    cost: u64,
+    at: u64,
+}
+
+/// A sliding window's retry-after is the first microsecond at which the same request passes,
+/// on Redis as in memory: through the fast script (whose stats are worked out here) and the
+/// general script alike, where the closed form in doubles used to name a microsecond late
+/// (the first two cases), and on random charges.
+#[tokio::test]
+async fn sliding_retry_after_agrees_with_memory_to_the_microsecond() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = compared_store(&server);
+    let mut cases = vec![
+        RetryCase {
+            rate: "217 per 3 minutes".parse().unwrap(),
+            charges: [
+                (1_700_000_015_082_466, 11),
+                (1_700_000_057_239_296, 87),
+                (1_700_000_221_285_878, 150),
+            ],
+            cost: 95,
+            at: 1_700_000_221_537_305,
+        },
+        RetryCase {
+            rate: "259 per 2 seconds".parse().unwrap(),
+            charges: [
+                (1_700_000_000_169_172, 45),
+                (1_700_000_001_025_406, 45),
+                (1_700_000_001_402_067, 205),
+            ],
+            cost: 197,
+            at: 1_700_000_002_521_830,
+        },
+    ];
+    let mut rng = Rng::new(7);
+    for _ in 0..200 {
+        let amount = [10, 1_000, 1_000_000][rng.below(3) as usize];
+        let rate = Rate::parse(&format!(
+            "{} per {} {}",
+            1 + rng.below(amount),
+            1 + rng.below(5),
+            rng.pick(&["second", "minute", "hour"])
+        ))
+        .unwrap();
+        let (n, p) = (rate.amount(), rate.period_micros());
+        let mut t = 1_700_000_000_000_000 + rng.below(p);
+        let charges = [(); 3].map(|()| {
+            let charge = (t, 1 + rng.below(n));
+            t += rng.below(p);
+            charge
+        });
+        let cost = 1 + rng.below(n);
+        cases.push(RetryCase {
+            rate,
+            charges,
+            cost,
+            at: t,
+        });
+    }
+    let mut denials = 0;
+    for (i, case) in cases.into_iter().enumerate() {
+        let RetryCase {
+            rate,
+            charges,
+            cost,
+            at: t,
+        } = case;
+        let memory = MemoryStore::new(10);
+        let key = format!("L{{x}}:retry:{i}");
+        let hit = [Hit::new(&key, rate, Strategy::SlidingWindowCounter)];
+        for (at, cost) in charges {
+            let (hit, at) = ([hit[0].with_cost(cost)], Timestamp::from_micros(at));
+            assert_eq!(
+                store.decide(&hit, at).await.unwrap(),
+                memory.decide_now(&hit, at)
+            );
+        }
+        let (hit, now) = ([hit[0].with_cost(cost)], Timestamp::from_micros(t));
+        let context = format!("{rate}, cost {cost} at {now}");
+        let peeked = memory.peek_now(&hit, now);
+        assert_eq!(
+            store.peek(&hit, now).await.unwrap(),
+            peeked,
+            "peek, {context}"
+        );
+        // Decided twice (charged if admitted): by the general script, then by the store.
+        let general = decide_in_general_mode(&mut admin, &hit, now);
+        assert_eq!(
+            general,
+            memory.decide_now(&hit, now),
+            "general script, {context}"
+        );
+        let fast = store.decide(&hit, now).await.unwrap();
+        assert_eq!(fast, memory.decide_now(&hit, now), "{context}");
+        denials += u32::from(!peeked.admitted);
+    }
+    assert!(denials > 50, "{denials} denials");
+}

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use limiter_core::{Decision, Hit, ManualClock, MemoryStore, Rate, Strategy, Timestamp};
+use limiter_core::{
+    Decision, Hit, ManualClock, MemoryStore, Rate, Strategy, Timestamp, Unit, MAX_AMOUNT,
+};
+use proptest::prelude::{any, prop_oneof, proptest, ProptestConfig};
+use proptest::sample::select;
 
 /// Midnight of some day: windows of a minute, an hour and a day all start here.
 const MIDNIGHT: u64 = 1_700_006_400;
@@ -371,6 +375,112 @@ fn retry_after_is_the_earliest_time_the_request_passes() {
         }
         b.clock.set(denied_at.saturating_add(retry));
         assert!(b.admitted("5 per 10 seconds", strategy), "{strategy}");
+    }
+}
+
+/// Whether a request of `cost` on a store that took `charges` (time in µs, cost) passes at
+/// `at`: a peek, which writes nothing, so the same store answers every probe.
+fn probe(store: &MemoryStore, hit: Hit<'_>, cost: u64, at: u64) -> Decision {
+    store.peek_now(&[hit.with_cost(cost)], Timestamp::from_micros(at))
+}
+
+/// Checks that a denial at `t` names, as its retry-after, the first microsecond at which the
+/// same request passes: denied a microsecond before, admitted at it.
+fn check_retry_is_exact(store: &MemoryStore, hit: Hit<'_>, cost: u64, t: u64) -> Option<u64> {
+    let denied = probe(store, hit, cost, t);
+    let retry = denied.retry_after?.as_micros() as u64;
+    assert!(retry > 0, "{hit:?}, cost {cost} at {t}: {denied:?}");
+    let before = probe(store, hit, cost, t + retry - 1);
+    assert!(
+        !before.admitted,
+        "{hit:?}, cost {cost}: admitted at {t} + {retry} - 1 µs"
+    );
+    let at = probe(store, hit, cost, t + retry);
+    assert!(
+        at.admitted,
+        "{hit:?}, cost {cost}: denied at {t} + {retry} µs: {at:?}"
+    );
+    Some(retry)
+}
+
+/// A store that took `charges` (time in µs, cost) of `hit`.
+fn charged(hit: Hit<'_>, charges: &[(u64, u64)]) -> MemoryStore {
+    let store = MemoryStore::new(10);
+    for &(at, cost) in charges {
+        store.decide_now(&[hit.with_cost(cost)], Timestamp::from_micros(at));
+    }
+    store
+}
+
+#[test]
+fn sliding_retry_after_is_exact_where_doubles_crossed_a_microsecond_late() {
+    // The crossing used to be computed from the closed form in doubles, which the decision's
+    // own rounding could pass a microsecond earlier: 90 862 696 and 78 171 µs were named.
+    let cases = [
+        (
+            "217 per 3 minutes",
+            [
+                (1_700_000_015_082_466, 11),
+                (1_700_000_057_239_296, 87),
+                (1_700_000_221_285_878, 150),
+            ],
+            (95, 1_700_000_221_537_305),
+            90_862_695,
+        ),
+        (
+            "259 per 2 seconds",
+            [
+                (1_700_000_000_169_172, 45),
+                (1_700_000_001_025_406, 45),
+                (1_700_000_001_402_067, 205),
+            ],
+            (197, 1_700_000_002_521_830),
+            78_170,
+        ),
+    ];
+    for (rate, charges, (cost, t), retry) in cases {
+        let hit = Hit::new(
+            "k",
+            Rate::parse(rate).unwrap(),
+            Strategy::SlidingWindowCounter,
+        );
+        let store = charged(hit, &charges);
+        assert_eq!(
+            check_retry_is_exact(&store, hit, cost, t),
+            Some(retry),
+            "{rate}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4_000))]
+    /// Every strategy's retry-after is the first microsecond at which the same request
+    /// passes, after three charges anywhere in a period or two, at any amount and cost.
+    #[test]
+    fn retry_after_is_exactly_the_first_microsecond_that_admits(
+        strategy in select(&Strategy::ALL[..]),
+        amount in prop_oneof![1u64..10, 1u64..1_000, 1u64..=MAX_AMOUNT],
+        multiples in 1u64..=5,
+        unit in select(&[Unit::Second, Unit::Minute, Unit::Hour, Unit::Day][..]),
+        start in any::<u64>(),
+        gaps in any::<[u64; 3]>(),
+        costs in any::<[u64; 4]>(),
+    ) {
+        // A log holds one entry per unit: kept small.
+        let logged = matches!(strategy, Strategy::MovingWindow | Strategy::MovingWindowElastic);
+        let amount = if logged { amount % 1_000 + 1 } else { amount };
+        let rate = Rate::new(amount, multiples, unit).unwrap();
+        let p = rate.period_micros();
+        let hit = Hit::new("k", rate, strategy);
+        let mut t = 1_700_000_000_000_000 + start % p;
+        let mut charges = Vec::new();
+        for (gap, cost) in gaps.iter().zip(costs) {
+            charges.push((t, 1 + cost % amount));
+            t += gap % p;
+        }
+        let store = charged(hit, &charges);
+        check_retry_is_exact(&store, hit, 1 + costs[3] % amount, t);
     }
 }
 

@@ -221,12 +221,46 @@ local function sliding_weighted(previous, p, elapsed)
   return math.floor(previous * weight)
 end
 
+-- The first elapsed time e in 0..p with sliding_weighted(count, p, e) < bound: the closed
+-- form, a microsecond off now and then, is the first guess, from which a search on the
+-- decision's own arithmetic steps to the crossing (strategy.rs, line by line).
 local function first_elapsed_below(count, bound, p)
-  if count == 0 then return 0 end
+  local function below(e) return sliding_weighted(count, p, e) < bound end
+  if below(0) then return 0 end
   local pf = p
   local x = pf - (bound * pf) / count
-  if x < 0 then return 0 end
-  return math.min(math.floor(x) + 1, p)
+  local guess = 0
+  if x >= 0 then guess = math.min(math.floor(x) + 1, p) end
+  -- lo denies and hi admits, all along.
+  local lo, hi, step = 0, p, 1
+  if below(guess) then
+    hi = guess
+    while hi - lo > 1 do
+      local probe = math.max(hi - step, lo + 1)
+      if not below(probe) then
+        lo = probe
+        break
+      end
+      hi = probe
+      step = step * 2
+    end
+  else
+    lo = guess
+    while hi - lo > 1 do
+      local probe = math.min(lo + step, hi - 1)
+      if below(probe) then
+        hi = probe
+        break
+      end
+      lo = probe
+      step = step * 2
+    end
+  end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if below(mid) then hi = mid else lo = mid end
+  end
+  return hi
 end
 
 local function sliding_retry(previous, current, n, cost, p, elapsed)
