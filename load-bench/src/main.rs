@@ -162,7 +162,7 @@ fn main() {
         return;
     }
     if args.get(1).map(String::as_str) == Some("counted-run") {
-        inproc::counted_run(&args[2..]);
+        inproc::run_counted(&args[2..]);
         return;
     }
     if args.get(1).map(String::as_str) == Some("flood-side") {
