@@ -355,44 +355,8 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
     }
     let server = RedisServer::start();
     let clock = ManualClock::new(Timestamp::from_secs(START));
-    let limiter = builder(&server.url(), &clock)
-        .key_prefix("myapp")
-        .default_limits("1 per minute")
-        .build()
-        .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter.clone())
-            .route("/plain", web::get().to(plain)),
-    )
-    .await;
-    let call = || test::call_service(&app, get_req("/plain").to_request());
-    assert_eq!(call().await.status(), StatusCode::OK);
-    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
-    let keys = all_keys(&mut server.admin());
-    assert!(
-        !keys.is_empty() && keys.iter().all(|k| k.starts_with("myapp{")),
-        "{keys:?}"
-    );
-    limiter.reset().await.unwrap();
-    assert!(all_keys(&mut server.admin()).is_empty());
-    assert_eq!(
-        call().await.status(),
-        StatusCode::OK,
-        "reset forgot the count"
-    );
-
-    // A URI naming another prefix contradicts the limiter's.
-    let uri = format!("{}?key_prefix=other", server.url());
-    let err = builder(&uri, &clock)
-        .key_prefix("myapp")
-        .build()
-        .unwrap_err();
-    assert!(err.to_string().contains("key_prefix"), "{err}");
-
-    // So does a store built elsewhere under another prefix; one left at the default is taken
-    // with the limiter's (`reset` then deletes what the limiter wrote).
-    let built = |prefix: &str| {
+    // The prefix set on the limiter, or, left unset, the one of a store built elsewhere.
+    let store = |prefix: &str| {
         let store = RedisStore::builder(&server.url())
             .unwrap()
             .key_prefix(prefix)
@@ -400,36 +364,45 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
             .unwrap();
         builder("memory://", &clock).store(Store::Redis(store))
     };
-    let err = built("LIMITER").key_prefix("myapp").build().unwrap_err();
+    let own = builder(&server.url(), &clock).key_prefix("myapp");
+    for (limiter, prefix) in [(own, "myapp"), (store("theirs"), "theirs")] {
+        let limiter = limiter.default_limits("1 per minute").build().unwrap();
+        let app = test::init_service(
+            App::new()
+                .wrap(limiter.clone())
+                .route("/plain", web::get().to(plain)),
+        )
+        .await;
+        let call = || test::call_service(&app, get_req("/plain").to_request());
+        assert_eq!(call().await.status(), StatusCode::OK);
+        assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+        let keys = all_keys(&mut server.admin());
+        assert!(
+            !keys.is_empty() && keys.iter().all(|k| k.starts_with(&format!("{prefix}{{"))),
+            "{prefix}: {keys:?}"
+        );
+        limiter.reset().await.unwrap();
+        assert!(all_keys(&mut server.admin()).is_empty(), "{prefix}");
+        assert_eq!(
+            call().await.status(),
+            StatusCode::OK,
+            "{prefix}: reset forgot the count"
+        );
+        limiter.reset().await.unwrap();
+    }
+
+    // A URI naming another prefix contradicts the limiter's; so does a store built elsewhere.
+    let uri = format!("{}?key_prefix=other", server.url());
+    let err = builder(&uri, &clock)
+        .key_prefix("myapp")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("key_prefix"), "{err}");
+    let err = store("LIMITER").key_prefix("myapp").build().unwrap_err();
     assert!(
         err.to_string()
             .contains("the store's key_prefix differs from the limiter's (\"myapp\")"),
         "{err}"
-    );
-    let limiter = built("theirs")
-        .default_limits("1 per minute")
-        .build()
-        .unwrap();
-    let app = test::init_service(
-        App::new()
-            .wrap(limiter.clone())
-            .route("/plain", web::get().to(plain)),
-    )
-    .await;
-    let call = || test::call_service(&app, get_req("/plain").to_request());
-    assert_eq!(call().await.status(), StatusCode::OK);
-    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
-    let keys = all_keys(&mut server.admin());
-    assert!(
-        keys.iter().any(|k| k.starts_with("theirs{"))
-            && !keys.iter().any(|k| k.starts_with("LIMITER")),
-        "the limiter wrote under its default prefix, not the store's: {keys:?}"
-    );
-    limiter.reset().await.unwrap();
-    assert_eq!(
-        call().await.status(),
-        StatusCode::OK,
-        "reset forgot nothing"
     );
 }
 

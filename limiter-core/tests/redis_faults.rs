@@ -309,6 +309,19 @@ impl FaultyProxy {
     }
 }
 
+/// A store reaching Redis through `proxy` that fails closed, probes again soon and has no
+/// block cache: every decision is a call that shows what the proxy did to it.
+fn fail_closed_through(proxy: &FaultyProxy) -> RedisStore {
+    RedisStore::builder(&proxy.url())
+        .unwrap()
+        .deadline(DEADLINE)
+        .on_failure(FailurePolicy::FailClosed)
+        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .block_cache(0)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
     if !redis_available() {
@@ -316,14 +329,7 @@ async fn a_connection_gone_silent_is_replaced_after_a_timeout() {
     }
     let server = RedisServer::start();
     let proxy = FaultyProxy::start(server.port);
-    let store = RedisStore::builder(&proxy.url())
-        .unwrap()
-        .deadline(DEADLINE)
-        .on_failure(FailurePolicy::FailClosed)
-        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = fail_closed_through(&proxy);
     let hits = hit("3 per minute");
     assert!(timed(&store, &hits).await.unwrap().admitted);
     // The socket stays open but nothing comes back: no error, only the deadline. The
@@ -345,14 +351,7 @@ async fn a_reply_lost_with_its_connection_is_not_charged_twice() {
     }
     let server = RedisServer::start();
     let proxy = FaultyProxy::start(server.port);
-    let store = RedisStore::builder(&proxy.url())
-        .unwrap()
-        .deadline(DEADLINE)
-        .on_failure(FailurePolicy::FailClosed)
-        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = fail_closed_through(&proxy);
     let hits = hit("3 per minute");
     assert!(timed(&store, &hits).await.unwrap().admitted);
     // The script runs on Redis, then the connection drops before its reply arrives. The
