@@ -337,13 +337,10 @@ impl Post {
 
 /// Whether a response that no wrapper made came without reaching a route: a 404 from a
 /// default service (the router matched no resource, so part of the path is left unmatched;
-/// a handler's own 404 leaves none) or a 405 (a resource none of whose routes takes the
-/// method).
+/// a handler's own 404 leaves none). A 405 is not: a resource's and a handler's own look
+/// alike, and taking a handler's for no route would stop charging its route's defaults.
 fn unrouted<B>(res: &ServiceResponse<B>) -> bool {
-    match res.status() {
-        StatusCode::NOT_FOUND => !res.request().match_info().unprocessed().is_empty(),
-        status => status == StatusCode::METHOD_NOT_ALLOWED,
-    }
+    res.status() == StatusCode::NOT_FOUND && !res.request().match_info().unprocessed().is_empty()
 }
 
 /// Settles what a response showed about its route (`seen`, see [`RouteState::observe`]):

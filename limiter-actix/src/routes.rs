@@ -67,8 +67,8 @@ pub(crate) enum RouteState {
     /// runs gives that charge back as it decides, in the same store call.
     Ambiguous,
     /// Seen answered without reaching a route: a 404 (the pattern's handlers are guarded for
-    /// other methods or headers) or a 405. Charge the application limits only, as for a path
-    /// no pattern matches.
+    /// other methods or headers). Charge the application limits only, as for a path no
+    /// pattern matches.
     Unrouted,
 }
 
