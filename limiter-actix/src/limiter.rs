@@ -287,7 +287,8 @@ pub struct LimiterBuilder {
     headers: Headers,
     names: [String; 4],
     retry_after: RetryAfter,
-    prefix: String,
+    /// `None` until set: [`DEFAULT_PREFIX`], or a built store's.
+    prefix: Option<String>,
     enabled: bool,
     filter: Option<RequestFilter>,
     on_breach: Option<OnBreach>,
@@ -319,7 +320,7 @@ impl Default for LimiterBuilder {
                 "Retry-After".into(),
             ],
             retry_after: RetryAfter::Seconds,
-            prefix: DEFAULT_PREFIX.into(),
+            prefix: None,
             enabled: true,
             filter: None,
             on_breach: None,
@@ -472,7 +473,7 @@ impl LimiterBuilder {
     /// With a Redis store built elsewhere ([`LimiterBuilder::store`]), the store's
     /// `key_prefix` is the one used: leave this unset or give the same.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.prefix = Some(prefix.into());
         self
     }
 
@@ -518,7 +519,7 @@ impl LimiterBuilder {
     /// # Errors
     /// A [`ConfigError`] naming the bad value: a rate string, a strategy, a storage URI, a
     /// trusted proxy, a header name or a failure status.
-    pub fn build(mut self) -> Result<Limiter, ConfigError> {
+    pub fn build(self) -> Result<Limiter, ConfigError> {
         let strategy: Strategy = self.strategy.parse()?;
         let rates = |text: &Option<String>, origin: &str| -> Result<Vec<Rate>, ConfigError> {
             match text {
@@ -580,19 +581,20 @@ impl LimiterBuilder {
                 reason: "expected 503 (fail closed, retry later) or 429".into(),
             });
         }
-        if self.prefix.contains(['{', '}']) {
+        let set = self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+        if set.contains(['{', '}']) {
             return Err(ConfigError::Invalid {
                 setting: "key_prefix",
-                value: self.prefix,
+                value: set.into(),
                 reason: "braces are reserved for the client part of counter keys".into(),
             });
         }
-        let store = match self.store {
+        let (store, prefix) = match self.store {
             Some(store) => {
-                self.prefix = prefix_of_built_store(&store, self.prefix)?;
-                store
+                let prefix = prefix_of_built_store(&store, self.prefix)?;
+                (store, prefix)
             }
-            None => store_for(&self.storage_uri, &self.prefix)?,
+            None => (store_for(&self.storage_uri, set)?, set.to_owned()),
         };
         Ok(Limiter {
             inner: Arc::new(Inner {
@@ -600,7 +602,7 @@ impl LimiterBuilder {
                 store,
                 clock: self.clock,
                 strategy,
-                prefix: self.prefix.into_boxed_str(),
+                prefix: prefix.into_boxed_str(),
                 key,
                 proxies: Proxies {
                     nets: trusted,
@@ -669,19 +671,19 @@ fn store_for(uri: &str, prefix: &str) -> Result<Store, ConfigError> {
     }
 }
 
-/// The key prefix of a limiter given a store built elsewhere. A Redis store writes and, on
-/// `reset()`, deletes keys under its own `key_prefix`: the limiter's must be the same, or left
-/// at its default (then it is the store's), else `reset()` would keep this limiter's counters
-/// and delete another's.
+/// The key prefix of a limiter given a store built elsewhere, `set` the limiter's if set. A
+/// Redis store writes and, on `reset()`, deletes keys under its own `key_prefix`: the
+/// limiter's must be the same, or unset (then it is the store's), else `reset()` would keep
+/// this limiter's counters and delete another's.
 #[cfg_attr(not(feature = "redis"), allow(clippy::unnecessary_wraps))]
-fn prefix_of_built_store(store: &Store, prefix: String) -> Result<String, ConfigError> {
-    match store {
+fn prefix_of_built_store(store: &Store, set: Option<String>) -> Result<String, ConfigError> {
+    match (store, set) {
         #[cfg(feature = "redis")]
-        Store::Redis(redis) => {
+        (Store::Redis(redis), set) => {
             let named = &redis.options().key_prefix;
-            if *named == prefix || prefix == DEFAULT_PREFIX {
+            let Some(prefix) = set.filter(|prefix| prefix != named) else {
                 return Ok(named.clone());
-            }
+            };
             Err(ConfigError::Invalid {
                 setting: "key_prefix",
                 value: named.clone(),
@@ -691,7 +693,7 @@ fn prefix_of_built_store(store: &Store, prefix: String) -> Result<String, Config
                 ),
             })
         }
-        _ => Ok(prefix),
+        (_, set) => Ok(set.unwrap_or_else(|| DEFAULT_PREFIX.into())),
     }
 }
 

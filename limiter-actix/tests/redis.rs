@@ -398,12 +398,11 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("key_prefix"), "{err}");
-    let err = store("LIMITER").key_prefix("myapp").build().unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("the store's key_prefix differs from the limiter's (\"myapp\")"),
-        "{err}"
-    );
+    for (theirs, ours) in [("LIMITER", "myapp"), ("theirs", "LIMITER")] {
+        let err = store(theirs).key_prefix(ours).build().unwrap_err();
+        let expected = format!("the store's key_prefix differs from the limiter's (\"{ours}\")");
+        assert!(err.to_string().contains(&expected), "{err}");
+    }
 }
 
 #[actix_web::test]
