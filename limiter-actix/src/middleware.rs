@@ -4,7 +4,7 @@
 //! [`Limiter`] (the `Limiter` itself is app data too, for handlers that want it).
 
 use std::borrow::Cow;
-use std::cell::{Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -29,6 +29,11 @@ use crate::routes::{
 /// for itself". A zero-sized value: inserting it allocates nothing.
 pub(crate) struct Handled;
 
+/// Put in the request extensions of a [`Before::Keyed`] request, shared with the middleware's
+/// [`Pending`]: its wrapper sets it when it runs, so that a failure after the handler (which
+/// leaves the middleware no request to look at) is known to be charged already.
+pub(crate) struct WrapperRan(pub(crate) Rc<Cell<bool>>);
+
 /// What the middleware did with a request before routing, told to the route's wrapper.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Before {
@@ -38,8 +43,7 @@ pub(crate) enum Before {
     /// before deciding itself.
     Charged = 1,
     /// Keyed its application limits, to charge them should the request fail before its
-    /// wrapper ([`RouteState::Fallible`]): a wrapper that runs says so (see
-    /// [`RouteView::note_wrapped`]).
+    /// wrapper ([`RouteState::Fallible`]): a wrapper that runs says so ([`WrapperRan`]).
     Keyed = 2,
     /// Charged it the application limits only ([`RouteState::Unrouted`]), which a wrapper
     /// gives back.
@@ -77,9 +81,6 @@ impl Worker {
 pub(crate) struct RouteView {
     pub(crate) limiter: Limiter,
     snapshot: RefCell<(u64, Arc<Routes>)>,
-    /// The heads (by address) of the [`Before::Keyed`] requests in flight whose wrapper ran:
-    /// it decided their application limits, so a failure after it charges nothing more.
-    wrapped: RefCell<Vec<usize>>,
 }
 
 impl RouteView {
@@ -101,22 +102,6 @@ impl RouteView {
             .iter()
             .find(|(_, e)| std::ptr::addr_of!(**e) as usize == entry)?;
         Some(path.clone())
-    }
-
-    /// Notes that the wrapper of `req`, a [`Before::Keyed`] request, runs.
-    pub(crate) fn note_wrapped(&self, req: &actix_web::HttpRequest) {
-        let head = head_address(req.head());
-        let mut wrapped = self.wrapped.borrow_mut();
-        if !wrapped.contains(&head) {
-            wrapped.push(head);
-        }
-    }
-
-    /// Whether the wrapper of the request whose head is at `head` ran; forgets it.
-    fn forget_wrapped(&self, head: usize) -> bool {
-        let mut wrapped = self.wrapped.borrow_mut();
-        let at = wrapped.iter().position(|&h| h == head);
-        at.map(|at| wrapped.swap_remove(at)).is_some()
     }
 
     /// The route table, refreshed only when another worker changed it.
@@ -155,7 +140,6 @@ where
         let routes = Rc::new(RouteView {
             limiter: self.clone(),
             snapshot: RefCell::new(self.inner.routes.snapshot()),
-            wrapped: RefCell::default(),
         });
         let data = |before| {
             let mut data = Extensions::new();
@@ -222,43 +206,10 @@ pub(crate) struct Post {
 }
 
 /// On a [`RouteState::Fallible`] route: the application limits, keyed before routing and
-/// charged only if the request fails before its wrapper, which says when it ran
-/// ([`RouteView::note_wrapped`]).
+/// charged only if the request fails before its wrapper, which says when it ran.
 struct Pending {
-    /// Taken only to be charged; given back when dropped.
-    batch: Option<Box<Batch>>,
-    /// The request's head, by which its wrapper is known.
-    head: usize,
-    routes: Rc<RouteView>,
-}
-
-impl Pending {
-    /// The keyed limits, unless the request's wrapper ran (and decided them itself).
-    fn unwrapped(&mut self) -> Option<Box<Batch>> {
-        let wrapped = self.routes.forget_wrapped(std::mem::take(&mut self.head));
-        if wrapped {
-            return None;
-        }
-        self.batch.take()
-    }
-}
-
-impl Drop for Pending {
-    /// Also when the request is dropped unanswered: the head's address may serve another.
-    fn drop(&mut self) {
-        if self.head != 0 {
-            self.routes.forget_wrapped(self.head);
-        }
-        if let Some(batch) = self.batch.take() {
-            batch.give();
-        }
-    }
-}
-
-/// A request head's address: stable while the request lives, and seen alike by the
-/// middleware and the wrapper.
-pub(crate) fn head_address(head: &actix_web::dev::RequestHead) -> usize {
-    std::ptr::addr_of!(*head) as usize
+    batch: Box<Batch>,
+    wrapper_ran: Rc<Cell<bool>>,
 }
 
 impl Post {
@@ -274,10 +225,14 @@ impl Post {
         let inner = &limiter.inner;
         // An error after the wrapper ran (an inner middleware turning its response into an
         // `Err`) was charged by the wrapper already.
-        let charge = self
-            .pending
-            .and_then(|mut pending| pending.unwrapped())
-            .and_then(|batch| settle_batch(limiter, batch, inner.clock.now(), false));
+        let charge = self.pending.and_then(|pending| {
+            let Pending { batch, wrapper_ran } = *pending;
+            if wrapper_ran.get() {
+                batch.give();
+                return None;
+            }
+            settle_batch(limiter, batch, inner.clock.now(), false)
+        });
         let route = match &self.learn {
             Learn::Static {
                 method,
@@ -322,8 +277,10 @@ impl Post {
             RouteState::Plain
         };
         learn_route(&self.worker.limiter, &self.learn, res.request(), seen);
-        // The wrapper decided (or `learn_route` charged a response without it).
-        drop(self.pending);
+        if let Some(pending) = self.pending {
+            // The wrapper decided (or `learn_route` charged a response without it).
+            pending.batch.give();
+        }
         let inner = &self.worker.limiter.inner;
         if let Some(batch) = self.headers {
             // A wrapper that ran set the headers of its own, complete decision.
@@ -615,11 +572,10 @@ where
                     }
                 }
                 None => {
-                    post.pending = Some(Box::new(Pending {
-                        batch: Some(batch),
-                        head: head_address(req.head()),
-                        routes: Rc::clone(&worker.routes),
-                    }));
+                    let wrapper_ran = Rc::new(Cell::new(false));
+                    req.extensions_mut()
+                        .insert(WrapperRan(Rc::clone(&wrapper_ran)));
+                    post.pending = Some(Box::new(Pending { batch, wrapper_ran }));
                     LimiterFuture::Inner {
                         fut: self.service.call(req),
                         post: Some(post),

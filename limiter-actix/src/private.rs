@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
 use crate::limiter::{Breach, BreachFn, Inner, Shown};
-use crate::middleware::{Before, Handled, RouteView, Visit};
+use crate::middleware::{Before, Handled, RouteView, Visit, WrapperRan};
 use crate::routes::{default_suffixes, method_index, routing_path, METHODS, METHOD_NAMES};
 
 /// A rate written in the attribute, checked by the macro.
@@ -372,10 +372,15 @@ where
     };
     let view = &visit.view;
     let inner = &*view.limiter.inner;
-    req.extensions_mut().insert(Handled);
     let before = visit.before;
-    if before == Before::Keyed {
-        view.note_wrapped(&req);
+    {
+        let mut extensions = req.extensions_mut();
+        extensions.insert(Handled);
+        if before == Before::Keyed {
+            if let Some(WrapperRan(ran)) = extensions.get::<WrapperRan>() {
+                ran.set(true);
+            }
+        }
     }
     let charged = matches!(before, Before::Charged | Before::ChargedApplication);
     if charged || route.groups.iter().any(|g| g.deduct_when.is_some()) {
