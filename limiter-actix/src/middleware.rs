@@ -699,19 +699,20 @@ fn pattern_route(
     }
 }
 
-/// The limits a request is keyed with before routing: the application and default limits,
-/// or the application limits alone on a [`RouteState::Fallible`] route (its wrapper applies
-/// the default limits if the route has them) and on a [`RouteState::Unrouted`] one.
+/// The limits a request is keyed with before routing: what its route's state charges
+/// ([`RouteState::charged_before_routing`]); on a [`RouteState::Fallible`] route, which
+/// charges nothing there, the application limits (its wrapper applies the default limits if
+/// the route has them).
 fn push_before_routing(
     inner: &Inner,
     batch: &mut Batch,
     prior: RouteState,
     default_suffixes: &[Box<str>],
 ) {
-    if matches!(prior, RouteState::Fallible | RouteState::Unrouted) {
-        inner.push_application(batch);
-    } else {
+    if prior.charged_before_routing() == Charge::All {
         inner.push_app_and_defaults(batch, Some(default_suffixes));
+    } else {
+        inner.push_application(batch);
     }
 }
 
@@ -735,10 +736,9 @@ fn decided(
         req.add_data_container(post.worker.data(Before::Passed));
         return Some(rejection(req, batch, decision, post));
     }
-    let charged = if post.learn.prior() == Some(RouteState::Unrouted) {
-        Before::ChargedApplication
-    } else {
-        Before::Charged
+    let charged = match post.learn.prior().map(RouteState::charged_before_routing) {
+        Some(Charge::Application) => Before::ChargedApplication,
+        _ => Before::Charged,
     };
     req.add_data_container(post.worker.data(charged));
     if inner.headers == Headers::Off {
