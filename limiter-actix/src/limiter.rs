@@ -470,8 +470,8 @@ impl LimiterBuilder {
     }
 
     /// The prefix of every counter key (default `LIMITER`), so several apps can share a store.
-    /// With a Redis store built elsewhere ([`LimiterBuilder::store`]), the store's
-    /// `key_prefix` is the one used: leave this unset or give the same.
+    /// A Redis store built elsewhere ([`LimiterBuilder::store`]) or a storage URI may name
+    /// its own `key_prefix`: it is used when this is left unset, and must be the same if not.
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
@@ -581,11 +581,10 @@ impl LimiterBuilder {
                 reason: "expected 503 (fail closed, retry later) or 429".into(),
             });
         }
-        let set = self.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
-        if set.contains(['{', '}']) {
+        if let Some(set) = self.prefix.as_ref().filter(|set| set.contains(['{', '}'])) {
             return Err(ConfigError::Invalid {
                 setting: "key_prefix",
-                value: set.into(),
+                value: set.clone(),
                 reason: "braces are reserved for the client part of counter keys".into(),
             });
         }
@@ -594,7 +593,7 @@ impl LimiterBuilder {
                 let prefix = prefix_of_built_store(&store, self.prefix)?;
                 (store, prefix)
             }
-            None => (store_for(&self.storage_uri, set)?, set.to_owned()),
+            None => store_for(&self.storage_uri, self.prefix)?,
         };
         Ok(Limiter {
             inner: Arc::new(Inner {
@@ -644,56 +643,55 @@ impl Limiter {
     }
 }
 
-/// The store a storage URI names. A Redis store deletes on `reset()` the keys under its
-/// `key_prefix`, which must be the limiter's (the counter keys are written with it): the URI
-/// may leave it out or repeat it, not name another.
-#[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-fn store_for(uri: &str, prefix: &str) -> Result<Store, ConfigError> {
+/// The store a storage URI names, and the limiter's key prefix, `set` if set. A Redis store
+/// deletes on `reset()` the keys under its `key_prefix`, which must be the one the counter
+/// keys are written with: see [`agreed_prefix`].
+fn store_for(uri: &str, set: Option<String>) -> Result<(Store, String), ConfigError> {
     match StorageUri::parse(uri)? {
         #[cfg(feature = "redis")]
         StorageUri::Redis { .. } => {
             use limiter_core::storage::redis::{RedisOptions, RedisStore};
             let builder = RedisStore::builder(uri)?;
+            // The URI's prefix only when it names one: the store takes whichever is agreed.
             let named = &builder.current_options().key_prefix;
-            if named != prefix && *named != RedisOptions::default().key_prefix {
-                return Err(ConfigError::Invalid {
-                    setting: "key_prefix",
-                    value: named.clone(),
-                    reason: format!(
-                        "the storage URI's key_prefix differs from the limiter's (\"{prefix}\"); \
-                         set it in one place"
-                    ),
-                });
-            }
-            builder.key_prefix(prefix).build().map(Store::Redis)
+            let named = (*named != RedisOptions::default().key_prefix).then_some(named.as_str());
+            let prefix = agreed_prefix(named, set, "storage URI's")?;
+            let store = builder.key_prefix(&prefix).build()?;
+            Ok((Store::Redis(store), prefix))
         }
-        parsed => Store::from_uri(&parsed),
+        parsed => Ok((Store::from_uri(&parsed)?, agreed_prefix(None, set, "")?)),
     }
 }
 
-/// The key prefix of a limiter given a store built elsewhere, `set` the limiter's if set. A
-/// Redis store writes and, on `reset()`, deletes keys under its own `key_prefix`: the
-/// limiter's must be the same, or unset (then it is the store's), else `reset()` would keep
-/// this limiter's counters and delete another's.
-#[cfg_attr(not(feature = "redis"), allow(clippy::unnecessary_wraps))]
+/// The key prefix of a limiter given a store built elsewhere, `set` the limiter's if set: a
+/// Redis store keeps its own (see [`agreed_prefix`]).
 fn prefix_of_built_store(store: &Store, set: Option<String>) -> Result<String, ConfigError> {
-    match (store, set) {
+    match store {
         #[cfg(feature = "redis")]
-        (Store::Redis(redis), set) => {
-            let named = &redis.options().key_prefix;
-            let Some(prefix) = set.filter(|prefix| prefix != named) else {
-                return Ok(named.clone());
-            };
-            Err(ConfigError::Invalid {
-                setting: "key_prefix",
-                value: named.clone(),
-                reason: format!(
-                    "the store's key_prefix differs from the limiter's (\"{prefix}\"); \
-                     set it in one place"
-                ),
-            })
-        }
-        (_, set) => Ok(set.unwrap_or_else(|| DEFAULT_PREFIX.into())),
+        Store::Redis(redis) => agreed_prefix(Some(&redis.options().key_prefix), set, "store's"),
+        _ => agreed_prefix(None, set, ""),
+    }
+}
+
+/// One key prefix from the limiter's (`set`, if set) and the one `whose` Redis store names
+/// (`named`, if any): either alone, or both the same, else `reset()` would keep this
+/// limiter's counters and delete another's. Neither: [`DEFAULT_PREFIX`].
+fn agreed_prefix(
+    named: Option<&str>,
+    set: Option<String>,
+    whose: &str,
+) -> Result<String, ConfigError> {
+    match (named, set) {
+        (Some(named), Some(set)) if named != set => Err(ConfigError::Invalid {
+            setting: "key_prefix",
+            value: named.into(),
+            reason: format!(
+                "the {whose} key_prefix differs from the limiter's (\"{set}\"); set it in one place"
+            ),
+        }),
+        (_, Some(set)) => Ok(set),
+        (Some(named), None) => Ok(named.into()),
+        (None, None) => Ok(DEFAULT_PREFIX.into()),
     }
 }
 

@@ -355,7 +355,8 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
     }
     let server = RedisServer::start();
     let clock = ManualClock::new(Timestamp::from_secs(START));
-    // The prefix set on the limiter, or, left unset, the one of a store built elsewhere.
+    // The prefix set on the limiter, or, left unset, the one of a store built elsewhere or
+    // of the storage URI.
     let store = |prefix: &str| {
         let store = RedisStore::builder(&server.url())
             .unwrap()
@@ -365,7 +366,8 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
         builder("memory://", &clock).store(Store::Redis(store))
     };
     let own = builder(&server.url(), &clock).key_prefix("myapp");
-    for (limiter, prefix) in [(own, "myapp"), (store("theirs"), "theirs")] {
+    let uri = builder(&format!("{}?key_prefix=viauri", server.url()), &clock);
+    for (limiter, prefix) in [(own, "myapp"), (store("theirs"), "theirs"), (uri, "viauri")] {
         let limiter = limiter.default_limits("1 per minute").build().unwrap();
         let app = test::init_service(
             App::new()
