@@ -220,7 +220,21 @@ impl State {
             Strategy::FixedWindowElastic => {
                 let (expires, count) = match self {
                     State::Elastic { expires, count } if t < *expires => (expires, count),
-                    _ => return self.decide_elastic_afresh(t, p, n, cost, action),
+                    // As for the fixed window: a window that has ended (or none) is replaced
+                    // only by a hit that charges or records.
+                    _ if !(hit && (cost <= n || record_denial)) => {
+                        return uncounted(t + p, p, n, cost)
+                    }
+                    _ => {
+                        *self = State::Elastic {
+                            expires: t + p,
+                            count: 0,
+                        };
+                        let State::Elastic { expires, count } = self else {
+                            unreachable!()
+                        };
+                        (expires, count)
+                    }
                 };
                 let admitted = count.saturating_add(cost) <= n;
                 if hit && (admitted || record_denial) {
@@ -335,48 +349,15 @@ impl State {
         }
     }
 
-    /// The elastic window's slow path: its window has ended (or there is none), so it counts
-    /// nothing. A fresh window is written only by a hit that charges or records: a peek or an
-    /// unrecorded denial writes nothing (as on Redis), so a request dated earlier still
-    /// counts in the state's window.
-    // Inlined, rare as it is, like every slow path of `decide`: stats returned from a call
-    // are written to memory and read back, and that stall showed on every strategy's hot
-    // path (5 % more time for the same instructions).
-    #[inline(always)]
-    fn decide_elastic_afresh(
-        &mut self,
-        t: u64,
-        p: u64,
-        n: u64,
-        cost: u64,
-        action: Action,
-    ) -> LimitStats {
-        let admitted = cost <= n;
-        let charged = admitted && action != Action::Peek;
-        if charged || action == Action::Hit {
-            *self = State::Elastic {
-                expires: t + p,
-                count: if charged { cost } else { 0 },
-            };
-        }
-        // Denied, it can never pass: a full period either way.
-        let retry = (!admitted).then_some(p);
-        stats(
-            admitted,
-            n,
-            n - if charged { cost } else { 0 },
-            t + p,
-            retry,
-        )
-    }
-
     /// The sliding window counter's slow path: `t` is outside the state's current bucket (or
     /// there is no sliding state). Decides in the bucket a request at `t` counts in: the
     /// state's own when `t` is before it (a key's state never moves back), else the one
     /// holding `t`, the state's current count becoming the previous one if adjacent. The
     /// state moves there only if the request is charged: a peek or a denial writes nothing
     /// (as on Redis), so a request dated earlier still counts in the state's bucket.
-    // Inlined: see `decide_elastic_afresh`.
+    // Inlined, rare as it is, like every slow path of `decide`: stats returned from a call
+    // are written to memory and read back, and that stall showed on every strategy's hot
+    // path (5 % more time for the same instructions).
     #[inline(always)]
     fn decide_sliding_elsewhere(
         &mut self,

@@ -246,10 +246,11 @@ impl HitLog {
             if self.wide {
                 entries::<u64>(block).add(slot).write(t);
             } else {
-                match u32::try_from(t.wrapping_sub(read_u64(block, 0))) {
-                    Ok(offset) => entries::<u32>(block).add(slot).write(offset),
-                    Err(_) => return false,
+                let base = read_u64(block, 0);
+                if !fits(t, base) {
+                    return false;
                 }
+                entries::<u32>(block).add(slot).write((t - base) as u32);
             }
         }
         self.head = self.slot(1) as u32;

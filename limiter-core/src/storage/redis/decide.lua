@@ -300,7 +300,7 @@ local function decide(key, s, n, p, cost, hit)
     end
     return admitted, sat_sub(n, count), reset, retry
   elseif s == FIXED_ELASTIC then
-    local expires, count = t, 0
+    local expires, count = t + p, 0
     if st.k == 'e' and st.expires > t then expires, count = st.expires, st.count end
     local admitted = count + cost <= n
     if hit and (admitted or hit == true) then
@@ -311,8 +311,7 @@ local function decide(key, s, n, p, cost, hit)
       st.expires, st.count = expires, count
       dirty[key] = true
     end
-    local reset
-    if expires > t then reset = expires else reset = t + p end
+    local reset = expires
     local retry = -1
     if not admitted then
       if impossible then retry = p else retry = reset - t end
