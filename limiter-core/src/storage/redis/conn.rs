@@ -30,14 +30,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionLike, MultiplexedConnection};
-use ::redis::cluster_async::ClusterConnection;
 use ::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use ::redis::{
     Client, Cmd, ErrorKind, RedisConnectionInfo, RedisError, RedisFuture, TlsMode, Value,
 };
 use deadpool::managed::{
-    Manager, Metrics, Object, Pool, PoolError, QueueMode, RecycleResult, Timeouts,
+    Manager, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult, Timeouts,
 };
 use deadpool::Runtime;
 
@@ -65,9 +64,7 @@ impl Shared {
             self.forget();
         }
         // Boxed: the pool's future is large, and needed only to (re)connect.
-        let object = Box::pin(checkout(&self.pool)).await?;
-        let conn = object.get().clone();
-        object.release();
+        let conn = (*Box::pin(self.pool.get()).await.map_err(pool_error)?).clone();
         if let Ok(mut current) = self.current.lock() {
             *current = Some(conn.clone());
         }
@@ -111,6 +108,11 @@ impl Drop for Task {
 }
 
 impl Watched {
+    /// The socket closed: a command sent now would not be written.
+    fn is_closed(&self) -> bool {
+        self.task.ended.load(Ordering::Acquire)
+    }
+
     async fn open(client: &Client) -> Result<Watched, RedisError> {
         let (conn, driver) = client.create_multiplexed_tokio_connection().await?;
         let ended = Arc::new(AtomicBool::new(false));
@@ -148,29 +150,12 @@ impl ConnectionLike for Watched {
     }
 }
 
-/// What a connection knows of its socket before anything is sent on it.
-pub(crate) trait Liveness {
-    /// The socket closed: a command sent now would not be written.
-    fn is_closed(&self) -> bool;
-}
-
-impl Liveness for Watched {
-    fn is_closed(&self) -> bool {
-        self.task.ended.load(Ordering::Acquire)
-    }
-}
-
-impl Liveness for ClusterConnection {
-    /// The cluster client keeps a connection per node and reconnects them itself.
-    fn is_closed(&self) -> bool {
-        false
-    }
-}
-
 /// Opens [`Watched`] connections: to one server, or to the primary the Sentinels name (asked
 /// again for every new connection, so a failover is followed). Connections are not pinged on
 /// checkout (that PING would be a second round trip per request); one that fails is detached
-/// instead (see [`Checked`]), and one whose socket closed is passed over.
+/// instead (see [`Checked`]), and one whose socket closed while idle (a restart, an idle
+/// timeout, a failover's CLIENT KILL) is dropped by the pool as it hands it out, and the
+/// next idle or a new one taken.
 pub(crate) enum Opener {
     Single(Client),
     Sentinel(tokio::sync::Mutex<SentinelClient>),
@@ -196,7 +181,11 @@ impl Manager for Opener {
         open.await
     }
 
-    async fn recycle(&self, _: &mut Watched, _: &Metrics) -> RecycleResult<RedisError> {
+    async fn recycle(&self, conn: &mut Watched, _: &Metrics) -> RecycleResult<RedisError> {
+        if conn.is_closed() {
+            tracing::debug!("redis closed an idle connection; taking another");
+            return Err(RecycleError::message("closed by the server"));
+        }
         Ok(())
     }
 }
@@ -427,7 +416,9 @@ async fn scan_delete_on(
     pattern: &str,
     deadline: Duration,
 ) -> Result<u64, StorageError> {
-    let mut conn = timed(deadline, checkout(pool)).await??;
+    let mut conn = Checked(Some(
+        timed(deadline, pool.get()).await?.map_err(pool_error)?,
+    ));
     let mut cursor = 0u64;
     let mut deleted = 0;
     loop {
@@ -483,10 +474,6 @@ struct Checked<M: Manager>(Option<Object<M>>);
 impl<M: Manager> Checked<M> {
     fn conn(&mut self) -> &mut M::Type {
         self.0.as_mut().expect("present until released")
-    }
-
-    fn get(&self) -> &M::Type {
-        self.0.as_ref().expect("present until released")
     }
 
     fn release(mut self) {
@@ -553,24 +540,6 @@ impl Failure {
     }
 }
 
-/// A connection of `pool` not known to be closed. One whose socket closed while it sat idle
-/// (a restart, an idle timeout, a failover's CLIENT KILL) is dropped with every idle one
-/// found closed too, and another one taken.
-async fn checkout<M>(pool: &Pool<M>) -> Result<Checked<M>, StorageError>
-where
-    M: Manager<Error = RedisError>,
-    M::Type: Liveness,
-{
-    let conn = Checked(Some(pool.get().await.map_err(pool_error)?));
-    if !conn.get().is_closed() {
-        return Ok(conn);
-    }
-    tracing::debug!("redis closed an idle connection; taking another");
-    drop(conn);
-    pool.retain(|conn, _| !conn.is_closed());
-    Ok(Checked(Some(pool.get().await.map_err(pool_error)?)))
-}
-
 async fn query_on<M>(
     pool: &Pool<M>,
     cmd: &Cmd,
@@ -579,12 +548,12 @@ async fn query_on<M>(
 ) -> Result<Value, StorageError>
 where
     M: Manager<Error = RedisError>,
-    M::Type: ConnectionLike + Liveness + Send,
+    M::Type: ConnectionLike + Send,
 {
     let mut attempt = 0u8;
     loop {
         attempt += 1;
-        let mut conn = checkout(pool).await?;
+        let mut conn = Checked(Some(pool.get().await.map_err(pool_error)?));
         let mut result = cmd.query_async::<Value>(conn.conn()).await;
         if let (Err(e), Some(eval)) = (&result, on_noscript) {
             if e.kind() == ErrorKind::NoScriptError {
