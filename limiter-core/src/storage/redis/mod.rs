@@ -625,10 +625,9 @@ impl RedisStore {
         let mut denied = false;
         let mut charged: SmallVec<[usize; 4]> = SmallVec::new();
         for (g, members) in groups.iter().enumerate() {
-            let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
             let mode = if denied { "deny" } else { "decide" };
-            let group_stats = match self.call(mode, &sub, now).await {
-                Ok(group_stats) => group_stats,
+            let admitted = match self.call_group(mode, hits, members, now, &mut stats).await {
+                Ok(admitted) => admitted,
                 Err(e) => {
                     // The failure policy answers the request, not Redis: the slots it charged
                     // are given back, as far as Redis takes the refunds.
@@ -639,14 +638,11 @@ impl RedisStore {
                 }
             };
             if !denied {
-                if group_stats.iter().all(|s| s.admitted) {
+                if admitted {
                     charged.push(g);
                 } else {
                     denied = true;
                 }
-            }
-            for (&i, s) in members.iter().zip(group_stats) {
-                stats[i] = Some(s);
             }
         }
         if denied {
@@ -674,20 +670,34 @@ impl RedisStore {
     ) -> Result<(), StorageError> {
         let mut first_error = None;
         for &g in charged {
-            let sub: SmallVec<[Hit<'_>; 4]> = groups[g].iter().map(|&i| hits[i]).collect();
-            match self.call("refund", &sub, now).await {
-                Ok(group_stats) => {
-                    for (&i, s) in groups[g].iter().zip(group_stats) {
-                        stats[i] = Some(s);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("redis refund of a slot's charge failed: {e}");
-                    first_error.get_or_insert(e);
-                }
+            if let Err(e) = self
+                .call_group("refund", hits, &groups[g], now, stats)
+                .await
+            {
+                tracing::debug!("redis refund of a slot's charge failed: {e}");
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Runs `mode` on the limits `members` of `hits` (one slot's), their stats into `stats`
+    /// at their places in the batch; whether all of them admitted.
+    async fn call_group(
+        &self,
+        mode: &str,
+        hits: &[Hit<'_>],
+        members: &[usize],
+        now: Option<u64>,
+        stats: &mut [Option<LimitStats>],
+    ) -> Result<bool, StorageError> {
+        let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
+        let group_stats = self.call(mode, &sub, now).await?;
+        let admitted = group_stats.iter().all(|s| s.admitted);
+        for (&i, s) in members.iter().zip(group_stats) {
+            stats[i] = Some(s);
+        }
+        Ok(admitted)
     }
 
     /// Runs `mode` (peek or refund) slot by slot, stats in the batch's order.
@@ -703,10 +713,8 @@ impl RedisStore {
         };
         let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
         for members in &groups {
-            let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
-            for (&i, s) in members.iter().zip(self.call(mode, &sub, now).await?) {
-                stats[i] = Some(s);
-            }
+            self.call_group(mode, hits, members, now, &mut stats)
+                .await?;
         }
         Ok(stats
             .into_iter()
