@@ -604,8 +604,8 @@ pub(crate) fn sliding_retry(
 /// [`sliding_weighted`] rounds it (at e = p the count weighs nothing), so that the retry-after
 /// is the first microsecond the decision admits. The closed form `p − bound × p / count`, in
 /// doubles, lands a microsecond off now and then; it is the first guess, from which a search
-/// on the decision's own arithmetic (monotonic in e) steps to the crossing: usually one step,
-/// and never more than about 2 × 64 evaluations.
+/// on the decision's own arithmetic (monotonic in e) steps to the crossing: two or three
+/// evaluations, and never more than about 70 (bisection over the period).
 fn first_elapsed_below(count: u64, bound: u64, p: u64) -> u64 {
     // Counts never exceed the amount, at most `u32::MAX`.
     let count = u32::try_from(count).unwrap_or(u32::MAX);
@@ -620,30 +620,19 @@ fn first_elapsed_below(count: u64, bound: u64, p: u64) -> u64 {
     } else {
         (x.floor() as u64 + 1).min(p)
     };
-    // `lo` denies and `hi` admits, all along: the crossing is in (lo, hi]. From the guess,
-    // steps that double until one crosses, then bisection.
-    let (mut lo, mut hi, mut step) = (0, p, 1);
-    if below(guess) {
-        hi = guess;
-        while hi - lo > 1 {
-            let probe = hi.saturating_sub(step).max(lo + 1);
-            if !below(probe) {
-                lo = probe;
-                break;
-            }
-            hi = probe;
-            step *= 2;
+    // `lo` denies and `hi` admits, all along: the crossing is in (lo, hi]. The guess is right
+    // or a microsecond off: a few steps from it, then (never in practice) bisection.
+    let (mut lo, mut hi, mut probe) = (0, p, guess);
+    for _ in 0..3 {
+        if probe <= lo || probe >= hi {
+            break;
         }
-    } else {
-        lo = guess;
-        while hi - lo > 1 {
-            let probe = (lo + step).min(hi - 1);
-            if below(probe) {
-                hi = probe;
-                break;
-            }
+        if below(probe) {
+            hi = probe;
+            probe -= 1;
+        } else {
             lo = probe;
-            step *= 2;
+            probe += 1;
         }
     }
     while hi - lo > 1 {

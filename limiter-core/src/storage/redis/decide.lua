@@ -231,29 +231,14 @@ local function first_elapsed_below(count, bound, p)
   local x = pf - (bound * pf) / count
   local guess = 0
   if x >= 0 then guess = math.min(math.floor(x) + 1, p) end
-  -- lo denies and hi admits, all along.
-  local lo, hi, step = 0, p, 1
-  if below(guess) then
-    hi = guess
-    while hi - lo > 1 do
-      local probe = math.max(hi - step, lo + 1)
-      if not below(probe) then
-        lo = probe
-        break
-      end
-      hi = probe
-      step = step * 2
-    end
-  else
-    lo = guess
-    while hi - lo > 1 do
-      local probe = math.min(lo + step, hi - 1)
-      if below(probe) then
-        hi = probe
-        break
-      end
-      lo = probe
-      step = step * 2
+  -- lo denies and hi admits, all along: a few steps from the guess, then bisection.
+  local lo, hi, probe = 0, p, guess
+  for _ = 1, 3 do
+    if probe <= lo or probe >= hi then break end
+    if below(probe) then
+      hi, probe = probe, probe - 1
+    else
+      lo, probe = probe, probe + 1
     end
   end
   while hi - lo > 1 do
