@@ -600,6 +600,8 @@ async fn query_shared(
     repeat: Repeat,
 ) -> Result<Value, StorageError> {
     // A byte, packed with `repeat`: the decision's future stays within 1 KB (see `decide`).
+    // For the same reason the NOSCRIPT resend is written out here as in `query_on`: an async
+    // helper shared by both made the decision's future 1 120 bytes.
     let mut attempt = 0u8;
     loop {
         attempt += 1;
