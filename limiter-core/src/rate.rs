@@ -25,6 +25,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// A time unit of a rate string.
+///
+/// ```
+/// use limiter_core::{Rate, Unit};
+/// let rate = Rate::parse("3 per 2 hours").unwrap();
+/// assert_eq!(rate.unit(), Unit::Hour);
+/// assert_eq!(rate.unit().seconds() * rate.multiples(), 7_200);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Unit {
     /// One second.
@@ -52,6 +59,11 @@ impl Unit {
     ];
 
     /// The unit's singular name, as written in rate strings and in Flask-Limiter's messages.
+    ///
+    /// ```
+    /// use limiter_core::Unit;
+    /// assert_eq!(Unit::Month.name(), "month");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             Unit::Second => "second",
@@ -64,6 +76,12 @@ impl Unit {
     }
 
     /// The unit's length in seconds.
+    ///
+    /// ```
+    /// use limiter_core::Unit;
+    /// assert_eq!(Unit::Day.seconds(), 86_400);
+    /// assert_eq!(Unit::Year.seconds(), 360 * Unit::Day.seconds()); // not 365
+    /// ```
     pub const fn seconds(self) -> u64 {
         match self {
             Unit::Second => 1,
@@ -83,6 +101,15 @@ impl Unit {
 }
 
 /// One rate: at most `amount` hits per `multiples` × `unit`.
+///
+/// ```
+/// use limiter_core::{Rate, Unit};
+/// let rate: Rate = "10/minute".parse().unwrap();
+/// assert_eq!(rate, Rate::new(10, 1, Unit::Minute).unwrap());
+/// assert_eq!(rate.to_string(), "10 per 1 minute");
+/// // Rates compare as written: the same pace in other units is another rate (and counter).
+/// assert_ne!(rate, "600 per hour".parse().unwrap());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rate {
     amount: u64,
@@ -95,6 +122,13 @@ const MAX_PERIOD_SECS: u64 = 1_000 * 360 * 86_400;
 
 /// Most hits a rate may allow per period. A moving window keeps one entry per hit (16 GiB at
 /// this many), the sliding window counts in 32 bits: past this, no strategy could keep its word.
+///
+/// ```
+/// use limiter_core::{Rate, Unit, MAX_AMOUNT};
+/// assert!(Rate::new(MAX_AMOUNT, 1, Unit::Second).is_ok());
+/// let err = Rate::parse("4294967296 per second").unwrap_err();
+/// assert!(err.to_string().starts_with("count \"4294967296\" is too large"));
+/// ```
 pub const MAX_AMOUNT: u64 = u32::MAX as u64;
 
 impl Rate {
@@ -138,6 +172,13 @@ impl Rate {
 
     /// Parses exactly one rate (`"10 per minute"`); use [`parse_rates`] for lists.
     ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// assert_eq!(Rate::parse(" 5 per 30 seconds ").unwrap().period().as_secs(), 30);
+    /// let err = Rate::parse("1/second; 10/minute").unwrap_err();
+    /// assert_eq!(err.to_string(), "expected exactly one rate, found 2");
+    /// ```
+    ///
     /// # Errors
     /// As [`parse_rates`], and a list of more than one rate.
     pub fn parse(text: &str) -> Result<Rate, RateParseError> {
@@ -152,26 +193,53 @@ impl Rate {
     }
 
     /// Hits allowed per period.
+    ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// assert_eq!(Rate::parse("10 per 2 minutes").unwrap().amount(), 10);
+    /// ```
     pub const fn amount(&self) -> u64 {
         self.amount
     }
 
     /// How many units make the period (the `2` of `10 per 2 minutes`).
+    ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// assert_eq!(Rate::parse("10 per 2 minutes").unwrap().multiples(), 2);
+    /// assert_eq!(Rate::parse("10 per minute").unwrap().multiples(), 1);
+    /// ```
     pub const fn multiples(&self) -> u64 {
         self.multiples
     }
 
     /// The period's unit.
+    ///
+    /// ```
+    /// use limiter_core::{Rate, Unit};
+    /// assert_eq!(Rate::parse("10 per 2 MINUTES").unwrap().unit(), Unit::Minute);
+    /// ```
     pub const fn unit(&self) -> Unit {
         self.unit
     }
 
     /// The period's length.
+    ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// use std::time::Duration;
+    /// assert_eq!(Rate::parse("10 per 2 minutes").unwrap().period(), Duration::from_secs(120));
+    /// ```
     pub const fn period(&self) -> Duration {
         Duration::from_secs(self.multiples * self.unit.seconds())
     }
 
     /// The period's length in microseconds, the unit of every timestamp in this crate.
+    ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// assert_eq!(Rate::parse("1/second").unwrap().period_micros(), 1_000_000);
+    /// ```
     pub const fn period_micros(&self) -> u64 {
         self.multiples * self.unit.seconds() * 1_000_000
     }
@@ -198,6 +266,14 @@ impl FromStr for Rate {
 }
 
 /// Why a rate string was rejected, with the byte range of the offending token.
+///
+/// ```
+/// use limiter_core::Rate;
+/// let text = "5 per fortnight";
+/// let err = Rate::parse(text).unwrap_err();
+/// assert_eq!(&text[err.span()], "fortnight");
+/// assert!(err.to_string().starts_with("unknown unit \"fortnight\" (units: second, minute"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}")]
 pub struct RateParseError {
@@ -212,11 +288,27 @@ impl RateParseError {
 
     /// Byte range of the offending token in the parsed string (empty at the point where
     /// something is missing).
+    ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// let err = Rate::parse("5 per").unwrap_err();
+    /// // Nothing to point at: an empty range where the unit should be.
+    /// assert_eq!(err.span(), 5..5);
+    /// assert!(err.to_string().starts_with("missing unit after \"5 per\"; write e.g. \"5 per minute\""));
+    /// ```
     pub fn span(&self) -> Range<usize> {
         self.span.clone()
     }
 
     /// Moves the span by `offset` bytes, for a rate string embedded in a larger text.
+    ///
+    /// ```
+    /// use limiter_core::Rate;
+    /// let line = "limit = 10 per minit";
+    /// let at = line.find('=').unwrap() + 2;
+    /// let err = Rate::parse(&line[at..]).unwrap_err().offset_by(at);
+    /// assert_eq!(&line[err.span()], "minit");
+    /// ```
     pub fn offset_by(mut self, offset: usize) -> Self {
         self.span = self.span.start + offset..self.span.end + offset;
         self
