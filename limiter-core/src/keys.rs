@@ -22,9 +22,28 @@ use sha2::{Digest, Sha256};
 use crate::rate::Rate;
 
 /// Longest client key stored as written.
+///
+/// ```
+/// use limiter_core::keys::{push_client_tag, MAX_PLAIN_CLIENT_KEY};
+/// let mut tag = String::new();
+/// push_client_tag(&mut tag, &"a".repeat(MAX_PLAIN_CLIENT_KEY));
+/// assert_eq!(tag.len(), MAX_PLAIN_CLIENT_KEY + 2); // as written, in braces
+/// tag.clear();
+/// push_client_tag(&mut tag, &"a".repeat(MAX_PLAIN_CLIENT_KEY + 1));
+/// assert!(tag.starts_with("{#")); // hashed
+/// ```
 pub const MAX_PLAIN_CLIENT_KEY: usize = 64;
 
 /// The storage key of one counter.
+///
+/// ```
+/// use limiter_core::{keys::counter_key, Rate};
+/// let rate = Rate::parse("10 per 2 minutes").unwrap();
+/// assert_eq!(counter_key("LIMITER", "10.0.0.1", "/api", &rate), "LIMITER{10.0.0.1}:/api:10/2minute");
+/// // A brace in the client key would break the hash tag: the key is hashed instead.
+/// let key = counter_key("LIMITER", "user{1}", "/api", &rate);
+/// assert!(key.starts_with("LIMITER{#") && key.ends_with("}:/api:10/2minute"));
+/// ```
 pub fn counter_key(prefix: &str, client: &str, scope: &str, rate: &Rate) -> String {
     let suffix = key_suffix(scope, rate);
     let mut key = String::with_capacity(prefix.len() + suffix.len() + 2 + client.len().min(65));
@@ -54,6 +73,19 @@ pub fn key_suffix(scope: &str, rate: &Rate) -> String {
 
 /// Appends `{prefix}{{client}}{suffix}` to `out`, hashing long client keys exactly as
 /// [`counter_key`] does; `suffix` comes from [`key_suffix`].
+///
+/// ```
+/// use limiter_core::{keys, Rate};
+/// let rate = Rate::parse("1 per second").unwrap();
+/// let suffix = keys::key_suffix("/search", &rate); // once per limit
+/// let mut key = String::new();
+/// for client in ["10.0.0.1", "10.0.0.2"] {
+///     key.clear();
+///     keys::push_counter_key(&mut key, "LIMITER", client, &suffix);
+///     assert_eq!(key, keys::counter_key("LIMITER", client, "/search", &rate));
+/// }
+/// assert_eq!(key, "LIMITER{10.0.0.2}:/search:1/1second");
+/// ```
 pub fn push_counter_key(out: &mut String, prefix: &str, client: &str, suffix: &str) {
     out.push_str(prefix);
     push_client_tag(out, client);
