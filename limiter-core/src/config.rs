@@ -20,6 +20,17 @@ use crate::error::ConfigError;
 use crate::storage::memory::DEFAULT_MAX_KEYS;
 
 /// How a Redis deployment is reached.
+///
+/// ```
+/// use limiter_core::{config::RedisTopology, StorageUri};
+/// let topology = |uri| match StorageUri::parse(uri).unwrap() {
+///     StorageUri::Redis { topology, .. } => topology,
+///     other => panic!("{other:?}"),
+/// };
+/// assert_eq!(topology("rediss://cache:6380/0"), RedisTopology::Standalone);
+/// assert_eq!(topology("redis+unix:///run/redis.sock"), RedisTopology::Unix);
+/// assert_eq!(topology("valkey+sentinel://s1:26379,s2:26379/primary"), RedisTopology::Sentinel);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RedisTopology {
     /// One server over TCP (`redis://`), or TLS (`rediss://`).
@@ -33,6 +44,13 @@ pub enum RedisTopology {
 }
 
 /// A parsed storage URI.
+///
+/// ```
+/// use limiter_core::StorageUri;
+/// let uri: StorageUri = "valkey://cache:6379/0".parse().unwrap();
+/// // Valkey is spoken to as Redis.
+/// assert!(matches!(uri, StorageUri::Redis { uri, .. } if uri == "redis://cache:6379/0"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageUri {
@@ -52,6 +70,14 @@ pub enum StorageUri {
 
 impl StorageUri {
     /// Parses and checks a storage URI.
+    ///
+    /// ```
+    /// use limiter_core::{ConfigError, StorageUri};
+    /// assert_eq!(StorageUri::parse("memory://?max_keys=10").unwrap(), StorageUri::Memory { max_keys: 10 });
+    /// let err = StorageUri::parse("redis+sentinel://s1:26379").unwrap_err();
+    /// assert!(matches!(err, ConfigError::BadUri { .. }));
+    /// assert!(err.to_string().ends_with("no service name; write redis+sentinel://host:26379,host:26380/mymaster"));
+    /// ```
     ///
     /// # Errors
     /// [`ConfigError::UnknownScheme`] or [`ConfigError::BadUri`], naming the bad part.

@@ -6,6 +6,13 @@ use crate::rate::RateParseError;
 
 /// A configuration value that cannot work. Every message names the bad value and what is
 /// accepted instead.
+///
+/// ```
+/// use limiter_core::{ConfigError, Strategy};
+/// let err = "leaky-bucket".parse::<Strategy>().unwrap_err();
+/// assert_eq!(err, ConfigError::UnknownStrategy { value: "leaky-bucket".into() });
+/// assert!(err.to_string().starts_with("unknown strategy \"leaky-bucket\"; expected one of fixed-window,"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -69,6 +76,19 @@ pub enum ConfigError {
 }
 
 /// A storage operation that did not complete.
+///
+/// ```
+/// use limiter_core::StorageError;
+/// use std::time::Duration;
+/// let err = StorageError::Timeout(Duration::from_millis(100));
+/// assert_eq!(err.to_string(), "storage did not answer within 100ms");
+/// // Non-exhaustive: a match needs a catch-all arm.
+/// let transient = match err {
+///     StorageError::Timeout(_) | StorageError::Unavailable(_) => true,
+///     _ => false,
+/// };
+/// assert!(transient);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
