@@ -45,6 +45,15 @@ pub enum Strategy {
 
 impl Strategy {
     /// Every strategy, in documentation order.
+    ///
+    /// ```
+    /// use limiter_core::Strategy;
+    /// // Every strategy's name parses back to it.
+    /// for strategy in Strategy::ALL {
+    ///     assert_eq!(strategy.name().parse::<Strategy>().unwrap(), strategy);
+    /// }
+    /// assert_eq!(Strategy::ALL[0], Strategy::default());
+    /// ```
     pub const ALL: [Strategy; 6] = [
         Strategy::FixedWindow,
         Strategy::FixedWindowElastic,
@@ -55,6 +64,12 @@ impl Strategy {
     ];
 
     /// The canonical name (`fixed-window`, `moving-window`, ...).
+    ///
+    /// ```
+    /// use limiter_core::Strategy;
+    /// assert_eq!(Strategy::FixedWindowElastic.name(), "fixed-window-elastic-expiry");
+    /// assert_eq!(Strategy::Gcra.to_string(), "gcra");
+    /// ```
     pub const fn name(self) -> &'static str {
         match self {
             Strategy::FixedWindow => "fixed-window",
@@ -67,6 +82,19 @@ impl Strategy {
     }
 
     /// Whether rejected hits are recorded too.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// use std::time::Duration;
+    ///
+    /// assert!(Strategy::FixedWindowElastic.is_elastic() && !Strategy::FixedWindow.is_elastic());
+    /// let store = MemoryStore::default();
+    /// let hit = [Hit::new("k", Rate::parse("1 per minute").unwrap(), Strategy::FixedWindowElastic)];
+    /// assert!(store.decide_now(&hit, Timestamp::from_secs(0)).admitted);
+    /// // A rejected hit at 50 s pushes the window's end to 110 s.
+    /// let denied = store.decide_now(&hit, Timestamp::from_secs(50));
+    /// assert_eq!(denied.retry_after, Some(Duration::from_secs(60)));
+    /// ```
     pub const fn is_elastic(self) -> bool {
         matches!(
             self,
@@ -102,6 +130,23 @@ impl FromStr for Strategy {
 }
 
 /// What one limit says about one request.
+///
+/// ```
+/// use limiter_core::{Hit, LimitStats, MemoryStore, Rate, Strategy, Timestamp};
+/// use std::time::Duration;
+///
+/// let store = MemoryStore::default();
+/// let hit = [Hit::new("k", Rate::parse("2 per minute").unwrap(), Strategy::FixedWindow)];
+/// let now = Timestamp::from_secs(90);
+/// let first = store.decide_now(&hit, now).stats[0];
+/// assert_eq!(
+///     first,
+///     LimitStats { admitted: true, limit: 2, remaining: 1, reset: Timestamp::from_secs(120), retry_after: None }
+/// );
+/// store.decide_now(&hit, now);
+/// let third = store.decide_now(&hit, now).stats[0];
+/// assert_eq!((third.remaining, third.retry_after), (0, Some(Duration::from_secs(30))));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitStats {
     /// Whether this limit admits the request.
