@@ -18,6 +18,35 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The header trusted proxies write the client's address in. Only that one is read: the
 /// other is whatever the client sent, passed through.
+///
+/// ```
+/// use actix_web::{test, web, App};
+/// use limiter_actix::{Limiter, ProxyHeader};
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let limiter = Limiter::builder()
+///     .trusted_proxies(["10.0.0.1"])
+///     .proxy_header(ProxyHeader::Forwarded)
+///     .default_limits("1 per minute")
+///     .build()
+///     .unwrap();
+/// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+/// let app = test::init_service(app).await;
+/// let status = |forwarded: &'static str| {
+///     let req = test::TestRequest::get()
+///         .insert_header(("Forwarded", forwarded))
+///         .insert_header(("X-Forwarded-For", "198.51.100.1"))
+///         .peer_addr("10.0.0.1:4000".parse().unwrap());
+///     let app = &app;
+///     async move { test::call_service(app, req.to_request()).await.status().as_u16() }
+/// };
+/// // Counted by `for=`; the X-Forwarded-For the client sent is ignored.
+/// assert_eq!(status("for=203.0.113.7").await, 200);
+/// assert_eq!(status("for=203.0.113.8").await, 200);
+/// assert_eq!(status("for=203.0.113.7").await, 429);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProxyHeader {
     /// `X-Forwarded-For`: nginx, HAProxy's `forwardfor`, Envoy, Traefik, Caddy and the
@@ -41,7 +70,17 @@ impl Proxies {
     }
 }
 
-/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, or a bare address).
+/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, or a bare address), as
+/// [`LimiterBuilder::trusted_proxies`](crate::LimiterBuilder::trusted_proxies) reads them.
+///
+/// ```
+/// use limiter_actix::Cidr;
+///
+/// let net: Cidr = "10.0.0.0/8".parse().unwrap();
+/// assert!(net.contains("10.1.2.3".parse().unwrap()));
+/// assert!(!net.contains("192.0.2.1".parse().unwrap()));
+/// assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
     addr: IpAddr,
@@ -50,6 +89,13 @@ pub struct Cidr {
 
 impl Cidr {
     /// Whether `ip` is in this network (IPv4-mapped addresses count as IPv4).
+    ///
+    /// ```
+    /// use limiter_actix::Cidr;
+    ///
+    /// let net: Cidr = "192.0.2.0/24".parse().unwrap();
+    /// assert!(net.contains("::ffff:192.0.2.9".parse().unwrap()));
+    /// ```
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {

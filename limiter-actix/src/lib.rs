@@ -40,9 +40,7 @@ pub mod __private {
 mod private;
 
 pub use key::{remote_address, Cidr, ProxyHeader};
-pub use limiter::{
-    Breach, Headers, KeyFn, LimitKind, Limiter, LimiterBuilder, OnBreach, RequestFilter, RetryAfter,
-};
+pub use limiter::{Breach, Headers, LimitKind, Limiter, LimiterBuilder, RetryAfter};
 pub use middleware::{LimiterFuture, LimiterMiddleware};
 
 /// The engine underneath: rate strings, strategies, storage.

@@ -21,13 +21,37 @@ use crate::key::{client_ip, header_text, write_ip_key, Cidr, Proxies, ProxyHeade
 use crate::routes::RouteTable;
 
 /// A custom key function: the client a request counts against, or `None` to skip the limit.
-pub type KeyFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
+type KeyFn = Arc<dyn Fn(&HttpRequest) -> Option<String> + Send + Sync>;
 /// A request filter: `true` exempts the request from every limit.
-pub type RequestFilter = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
+type RequestFilter = Arc<dyn Fn(&HttpRequest) -> bool + Send + Sync>;
 /// A custom response for a rejected request.
-pub type OnBreach = Arc<dyn Fn(&HttpRequest, &Breach) -> HttpResponse + Send + Sync>;
+type OnBreach = Arc<dyn Fn(&HttpRequest, &Breach) -> HttpResponse + Send + Sync>;
 
 /// Which rate-limit headers responses carry.
+///
+/// ```
+/// use actix_web::{test, web, App};
+/// use limiter_actix::{Headers, Limiter, ManualClock, Timestamp};
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// // The top of a minute, so the fixed window resets 60 s from now.
+/// let clock = ManualClock::new(Timestamp::from_secs(1_700_006_400));
+/// let limiter = Limiter::builder()
+///     .default_limits("10 per minute")
+///     .headers(Headers::XRateLimit)
+///     .clock(clock)
+///     .build()
+///     .unwrap();
+/// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+/// let app = test::init_service(app).await;
+/// let req = test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+/// let res = test::call_service(&app, req.to_request()).await;
+/// assert_eq!(res.headers().get("x-ratelimit-limit").unwrap(), "10");
+/// assert_eq!(res.headers().get("x-ratelimit-remaining").unwrap(), "9");
+/// assert_eq!(res.headers().get("x-ratelimit-reset").unwrap(), "1700006460");
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Headers {
@@ -43,6 +67,29 @@ pub enum Headers {
 }
 
 /// How `Retry-After` is written.
+///
+/// ```
+/// use actix_web::{test, web, App};
+/// use limiter_actix::{Limiter, ManualClock, RetryAfter, Timestamp};
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// // Wednesday 15 November 2023, 00:00:00 UTC.
+/// let clock = ManualClock::new(Timestamp::from_secs(1_700_006_400));
+/// let limiter = Limiter::builder()
+///     .default_limits("1 per minute")
+///     .retry_after(RetryAfter::HttpDate)
+///     .clock(clock)
+///     .build()
+///     .unwrap();
+/// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+/// let app = test::init_service(app).await;
+/// let get = || test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+/// test::call_service(&app, get().to_request()).await;
+/// let refused = test::call_service(&app, get().to_request()).await;
+/// assert_eq!(refused.headers().get("retry-after").unwrap(), "Wed, 15 Nov 2023 00:01:00 GMT");
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RetryAfter {
     /// Seconds to wait, rounded up (`Retry-After: 42`).
@@ -52,7 +99,20 @@ pub enum RetryAfter {
     HttpDate,
 }
 
-/// Where a breached limit was declared.
+/// Where a breached limit was declared: [`Breach::kind`], in an
+/// [`on_breach`](LimiterBuilder::on_breach) function.
+///
+/// ```
+/// use limiter_actix::{Breach, LimitKind};
+///
+/// fn blame(breach: &Breach) -> &'static str {
+///     match breach.kind() {
+///         LimitKind::Route => "this endpoint's limit",
+///         LimitKind::Default => "the default limit",
+///         LimitKind::Application => "your overall quota",
+///     }
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitKind {
     /// A `#[limit]` on the handler.
@@ -74,7 +134,42 @@ impl LimitKind {
     }
 }
 
-/// What an `on_breach` function is told about a rejected request.
+/// What an [`on_breach`](LimiterBuilder::on_breach) function is told about a rejected
+/// request.
+///
+/// ```
+/// use actix_web::http::StatusCode;
+/// use actix_web::{test, web, App, HttpRequest, HttpResponse};
+/// use limiter_actix::{Breach, LimitKind, Limiter, ManualClock, Timestamp};
+///
+/// fn busy(_req: &HttpRequest, breach: &Breach) -> HttpResponse {
+///     assert_eq!(breach.kind(), LimitKind::Application);
+///     assert_eq!(breach.limit().amount(), 1);
+///     assert_eq!(breach.stats().remaining, 0);
+///     let wait = breach.retry_after().as_secs();
+///     HttpResponse::ServiceUnavailable().body(format!("{}; retry in {wait} s", breach.message()))
+/// }
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let limiter = Limiter::builder()
+///     .application_limits("1 per minute")
+///     .on_breach(busy)
+///     .clock(ManualClock::new(Timestamp::from_secs(1_700_006_400)))
+///     .build()
+///     .unwrap();
+/// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+/// let app = test::init_service(app).await;
+/// let get = || test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+/// test::call_service(&app, get().to_request()).await;
+/// let refused = test::call_service(&app, get().to_request()).await;
+/// assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// // A `Retry-After` is added when the response has none.
+/// assert_eq!(refused.headers().get("retry-after").unwrap(), "60");
+/// let body = test::read_body(refused).await;
+/// assert_eq!(body, "1 per 1 minute; retry in 60 s");
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Breach {
     pub(crate) limit: Rate,
@@ -85,23 +180,25 @@ pub struct Breach {
 }
 
 impl Breach {
-    /// The breached limit (the first one, in route, default, application order).
+    /// The breached limit (the first one, in route, default, application order). See
+    /// [`Breach`]'s example.
     pub fn limit(&self) -> Rate {
         self.limit
     }
-    /// Where it was declared.
+    /// Where it was declared. See [`Breach`]'s example.
     pub fn kind(&self) -> LimitKind {
         self.kind
     }
-    /// Its counters (remaining, reset time).
+    /// Its counters (remaining, reset time). See [`Breach`]'s example.
     pub fn stats(&self) -> LimitStats {
         self.stats
     }
-    /// How long until the same request would pass every breached limit.
+    /// How long until the same request would pass every breached limit. See [`Breach`]'s
+    /// example.
     pub fn retry_after(&self) -> Duration {
         self.retry_after
     }
-    /// The message the default 429 would carry.
+    /// The message the default 429 would carry. See [`Breach`]'s example.
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -333,6 +430,41 @@ impl Default for LimiterBuilder {
 impl LimiterBuilder {
     /// Identifies clients by what `f` returns instead of the peer IP (an API key, a user id,
     /// a combination). `None` skips the limits keyed by it for that request (logged at debug).
+    ///
+    /// ```
+    /// use actix_web::{test, web, App, HttpRequest};
+    /// use limiter_actix::{remote_address, Limiter};
+    ///
+    /// // Signed-in users by their id, everyone else by address.
+    /// fn user_or_address(req: &HttpRequest) -> Option<String> {
+    ///     match req.headers().get("X-User-Id").and_then(|id| id.to_str().ok()) {
+    ///         Some(id) => Some(format!("user:{id}")),
+    ///         None => remote_address(req),
+    ///     }
+    /// }
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .key_fn(user_or_address)
+    ///     .default_limits("1 per minute")
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let status = |user: &'static str| {
+    ///     let req = test::TestRequest::get()
+    ///         .insert_header(("X-User-Id", user))
+    ///         .peer_addr("192.0.2.1:4000".parse().unwrap());
+    ///     let app = &app;
+    ///     async move { test::call_service(app, req.to_request()).await.status().as_u16() }
+    /// };
+    /// // One address, two users: one bucket each.
+    /// assert_eq!(status("alice").await, 200);
+    /// assert_eq!(status("alice").await, 429);
+    /// assert_eq!(status("bob").await, 200);
+    /// # }
+    /// ```
     pub fn key_fn(
         mut self,
         f: impl Fn(&HttpRequest) -> Option<String> + Send + Sync + 'static,
@@ -371,6 +503,44 @@ impl LimiterBuilder {
     /// Proxies whose forwarding header ([`LimiterBuilder::proxy_header`], `X-Forwarded-For`
     /// by default) is believed: addresses or networks (`"10.0.0.0/8"`, `"::1"`). Headers from
     /// any other peer are ignored.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .trusted_proxies(["10.0.0.0/8"])
+    ///     .default_limits("1 per minute")
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let status = |peer: &'static str, client: &'static str| {
+    ///     let req = test::TestRequest::get()
+    ///         .insert_header(("X-Forwarded-For", client))
+    ///         .peer_addr(peer.parse().unwrap());
+    ///     let app = &app;
+    ///     async move { test::call_service(app, req.to_request()).await.status().as_u16() }
+    /// };
+    /// // Through the proxy, each client is counted apart.
+    /// assert_eq!(status("10.0.0.1:4000", "203.0.113.7").await, 200);
+    /// assert_eq!(status("10.0.0.1:4000", "203.0.113.8").await, 200);
+    /// assert_eq!(status("10.0.0.1:4000", "203.0.113.7").await, 429);
+    /// // Anyone else's header is ignored: this client is its own address.
+    /// assert_eq!(status("192.0.2.1:4000", "203.0.113.9").await, 200);
+    /// assert_eq!(status("192.0.2.1:4000", "203.0.113.10").await, 429);
+    /// # }
+    /// ```
+    ///
+    /// An entry that is not an address or a network fails [`build`](Self::build):
+    ///
+    /// ```
+    /// use limiter_actix::Limiter;
+    /// let err = Limiter::builder().trusted_proxies(["10.0.0.0/33"]).build().unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid trusted_proxies \"10.0.0.0/33\""));
+    /// ```
     pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -400,51 +570,201 @@ impl LimiterBuilder {
         self
     }
 
-    /// Where counters live: `memory://` (default) or a Redis URI when that storage is built in.
+    /// Where counters live: `memory://` (default) or a Redis URI when that storage is built in
+    /// (see the README's "Redis storage" for every URI form and option). Nothing connects
+    /// before the first request; a URI that cannot work fails [`build`](Self::build).
+    ///
+    /// ```
+    /// use limiter_actix::Limiter;
+    ///
+    /// let limiter = Limiter::builder().storage_uri("memory://").build().unwrap();
+    ///
+    /// let err = Limiter::builder().storage_uri("memcached://localhost:11211").build().unwrap_err();
+    /// assert!(err.to_string().starts_with("unknown storage scheme \"memcached\""));
+    /// ```
     pub fn storage_uri(mut self, uri: impl Into<String>) -> Self {
         self.storage_uri = uri.into();
         self.store = None;
         self
     }
 
-    /// A store built elsewhere (overrides [`LimiterBuilder::storage_uri`]).
+    /// A store built elsewhere (overrides [`LimiterBuilder::storage_uri`]): a memory store with
+    /// a cap of its own, a Redis store with options the URI does not carry, or one store shared
+    /// by several limiters.
+    ///
+    /// ```
+    /// use limiter_actix::core::storage::memory::MemoryStore;
+    /// use limiter_actix::{Limiter, Store};
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .store(Store::Memory(MemoryStore::new(10_000)))
+    ///     .build()
+    ///     .unwrap();
+    /// let Store::Memory(memory) = limiter.store() else { unreachable!() };
+    /// assert_eq!(memory.max_keys(), 10_000);
+    /// ```
     pub fn store(mut self, store: Store) -> Self {
         self.store = Some(store);
         self
     }
 
     /// The strategy, by Flask-Limiter name (`fixed-window`, `moving-window`, ...) or as a
-    /// [`Strategy`].
+    /// [`Strategy`]. A `#[limit(.., strategy = "..")]` overrides it for its limit.
+    ///
+    /// ```
+    /// use limiter_actix::{Limiter, Strategy};
+    ///
+    /// let limiter = Limiter::builder().strategy("moving-window").build().unwrap();
+    /// let limiter = Limiter::builder().strategy(Strategy::Gcra).build().unwrap();
+    ///
+    /// let err = Limiter::builder().strategy("leaky-bucket").build().unwrap_err();
+    /// assert!(err.to_string().starts_with("unknown strategy \"leaky-bucket\""));
+    /// ```
     pub fn strategy(mut self, strategy: impl ToString) -> Self {
         self.strategy = strategy.to_string();
         self
     }
 
     /// Limits for every route without limits of its own, one bucket per route and client.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder().default_limits("1 per minute").build().unwrap();
+    /// let hi = || async { "hi" };
+    /// let app = App::new()
+    ///     .wrap(limiter)
+    ///     .route("/a", web::get().to(hi))
+    ///     .route("/b", web::get().to(hi));
+    /// let app = test::init_service(app).await;
+    /// let status = |uri: &'static str| {
+    ///     let req = test::TestRequest::get().uri(uri).peer_addr("192.0.2.1:4000".parse().unwrap());
+    ///     let app = &app;
+    ///     async move { test::call_service(app, req.to_request()).await.status().as_u16() }
+    /// };
+    /// assert_eq!(status("/a").await, 200);
+    /// assert_eq!(status("/a").await, 429);
+    /// assert_eq!(status("/b").await, 200); // a bucket of its own
+    /// # }
+    /// ```
     pub fn default_limits(mut self, rates: impl Into<String>) -> Self {
         self.defaults = Some(rates.into());
         self
     }
 
     /// Limits on every route together, one bucket per client.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder().application_limits("1 per minute").build().unwrap();
+    /// let hi = || async { "hi" };
+    /// let app = App::new()
+    ///     .wrap(limiter)
+    ///     .route("/a", web::get().to(hi))
+    ///     .route("/b", web::get().to(hi));
+    /// let app = test::init_service(app).await;
+    /// let status = |uri: &'static str| {
+    ///     let req = test::TestRequest::get().uri(uri).peer_addr("192.0.2.1:4000".parse().unwrap());
+    ///     let app = &app;
+    ///     async move { test::call_service(app, req.to_request()).await.status().as_u16() }
+    /// };
+    /// assert_eq!(status("/a").await, 200);
+    /// assert_eq!(status("/b").await, 429); // one bucket for the whole app
+    /// # }
+    /// ```
     pub fn application_limits(mut self, rates: impl Into<String>) -> Self {
         self.application = Some(rates.into());
         self
     }
 
-    /// The 429 body (default: the breached rate, `1 per 1 minute`).
+    /// The 429 body (default: the breached rate, `1 per 1 minute`). A
+    /// `#[limit(.., error_message = "..")]` overrides it for its limit.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .default_error_message("You've hit the rate limit!")
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let get = || test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    /// test::call_service(&app, get().to_request()).await;
+    /// let refused = test::call_service(&app, get().to_request()).await;
+    /// assert_eq!(refused.status(), 429);
+    /// assert_eq!(test::read_body(refused).await, "You've hit the rate limit!");
+    /// # }
+    /// ```
     pub fn default_error_message(mut self, message: impl Into<String>) -> Self {
         self.default_message = Some(message.into());
         self
     }
 
-    /// Which rate-limit headers to send (default: none but `Retry-After`).
+    /// Which rate-limit headers to send (default: none but `Retry-After`). [`Headers`] shows
+    /// `X-RateLimit-*`; here are the IETF draft's fields:
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::{Headers, Limiter, ManualClock, Timestamp};
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("10 per minute")
+    ///     .headers(Headers::Ietf)
+    ///     .clock(ManualClock::new(Timestamp::from_secs(1_700_006_400)))
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let req = test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    /// let res = test::call_service(&app, req.to_request()).await;
+    /// assert_eq!(res.headers().get("ratelimit-policy").unwrap(), "\"default-0\";q=10;w=60");
+    /// assert_eq!(res.headers().get("ratelimit").unwrap(), "\"default-0\";r=9;t=60");
+    /// # }
+    /// ```
     pub fn headers(mut self, headers: Headers) -> Self {
         self.headers = headers;
         self
     }
 
     /// Names of the [`Headers::XRateLimit`] headers.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::{Headers, Limiter};
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("10 per minute")
+    ///     .headers(Headers::XRateLimit)
+    ///     .header_names("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let req = test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    /// let res = test::call_service(&app, req.to_request()).await;
+    /// assert_eq!(res.headers().get("ratelimit-remaining").unwrap(), "9");
+    /// assert!(!res.headers().contains_key("x-ratelimit-remaining"));
+    ///
+    /// let err = Limiter::builder().header_names("Limit:", "Left", "Reset").build().unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid header name \"Limit:\""));
+    /// # }
+    /// ```
     pub fn header_names(
         mut self,
         limit: impl Into<String>,
@@ -458,12 +778,38 @@ impl LimiterBuilder {
     }
 
     /// Name of the retry header (default `Retry-After`).
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .retry_after_header("X-Retry-In")
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let get = || test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    /// test::call_service(&app, get().to_request()).await;
+    /// let refused = test::call_service(&app, get().to_request()).await;
+    /// assert!(refused.headers().contains_key("x-retry-in"));
+    /// assert!(!refused.headers().contains_key("retry-after"));
+    /// # }
+    /// ```
     pub fn retry_after_header(mut self, name: impl Into<String>) -> Self {
         self.names[3] = name.into();
         self
     }
 
-    /// `Retry-After` as seconds (default) or as an HTTP date.
+    /// `Retry-After` as seconds (default) or as an HTTP date; [`RetryAfter`] shows both.
+    ///
+    /// ```
+    /// use limiter_actix::{Limiter, RetryAfter};
+    /// let limiter = Limiter::builder().retry_after(RetryAfter::HttpDate).build().unwrap();
+    /// ```
     pub fn retry_after(mut self, format: RetryAfter) -> Self {
         self.retry_after = format;
         self
@@ -472,18 +818,75 @@ impl LimiterBuilder {
     /// The prefix of every counter key (default `LIMITER`), so several apps can share a store.
     /// A Redis store built elsewhere ([`LimiterBuilder::store`]) or a storage URI may name
     /// its own `key_prefix`: it is used when this is left unset, and must be the same if not.
+    ///
+    /// ```
+    /// use limiter_actix::Limiter;
+    ///
+    /// let limiter = Limiter::builder().key_prefix("shop").build().unwrap();
+    ///
+    /// // Braces mark the client's part of a key (a Redis Cluster hash tag).
+    /// let err = Limiter::builder().key_prefix("{shop}").build().unwrap_err();
+    /// assert!(err.to_string().contains("braces are reserved"));
+    /// ```
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = Some(prefix.into());
         self
     }
 
-    /// `false` turns every limit off (default `true`).
+    /// `false` turns every limit off (default `true`), as Flask-Limiter's `RATELIMIT_ENABLED`.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let on_staging = true;
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .enabled(!on_staging)
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// for _ in 0..3 {
+    ///     let req = test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    ///     assert_eq!(test::call_service(&app, req.to_request()).await.status(), 200);
+    /// }
+    /// # }
+    /// ```
     pub fn enabled(mut self, enabled: bool) -> Self {
         self.enabled = enabled;
         self
     }
 
     /// Requests for which `f` returns `true` are exempt from every limit.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App, HttpRequest};
+    /// use limiter_actix::Limiter;
+    ///
+    /// fn internal(req: &HttpRequest) -> bool {
+    ///     req.headers().contains_key("X-Internal-Token")
+    /// }
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .request_filter(internal)
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// for _ in 0..3 {
+    ///     let req = test::TestRequest::get()
+    ///         .insert_header(("X-Internal-Token", "t"))
+    ///         .peer_addr("192.0.2.1:4000".parse().unwrap());
+    ///     assert_eq!(test::call_service(&app, req.to_request()).await.status(), 200);
+    /// }
+    /// # }
+    /// ```
     pub fn request_filter(
         mut self,
         f: impl Fn(&HttpRequest) -> bool + Send + Sync + 'static,
@@ -493,7 +896,23 @@ impl LimiterBuilder {
     }
 
     /// The response to a rejected request (default: 429 with the limit's message). A
-    /// `Retry-After` header is added when the response has none.
+    /// `Retry-After` header is added when the response has none. [`Breach`] shows one in use.
+    ///
+    /// ```
+    /// use actix_web::{HttpRequest, HttpResponse};
+    /// use limiter_actix::{Breach, Limiter};
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("100 per hour")
+    ///     .on_breach(|_req: &HttpRequest, breach: &Breach| {
+    ///         HttpResponse::TooManyRequests().json(serde_json::json!({
+    ///             "error": breach.message(),
+    ///             "retry_after": breach.retry_after().as_secs(),
+    ///         }))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// ```
     pub fn on_breach(
         mut self,
         f: impl Fn(&HttpRequest, &Breach) -> HttpResponse + Send + Sync + 'static,
@@ -502,13 +921,55 @@ impl LimiterBuilder {
         self
     }
 
-    /// Where "now" comes from (default: the system clock; a `ManualClock` in tests).
+    /// Where "now" comes from (default: the system clock; a [`ManualClock`](crate::ManualClock)
+    /// in tests, which moves only when told).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::{Limiter, ManualClock, Timestamp};
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let clock = ManualClock::new(Timestamp::from_secs(1_700_006_400));
+    /// let limiter = Limiter::builder()
+    ///     .default_limits("1 per minute")
+    ///     .clock(clock.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let app = App::new().wrap(limiter).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let get = || test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    /// assert_eq!(test::call_service(&app, get().to_request()).await.status(), 200);
+    /// assert_eq!(test::call_service(&app, get().to_request()).await.status(), 429);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(test::call_service(&app, get().to_request()).await.status(), 200);
+    /// # }
+    /// ```
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
         self.clock = clock.into();
         self
     }
 
-    /// The status answered when the store fails closed: 503 (default) or 429.
+    /// The status answered when the store fails closed: 503 (default) or 429. Whether it
+    /// fails closed is the store's failure policy (see the README's "When Redis fails").
+    ///
+    /// ```
+    /// use actix_web::http::StatusCode;
+    /// use limiter_actix::Limiter;
+    ///
+    /// let limiter = Limiter::builder()
+    ///     .storage_failure_status(StatusCode::TOO_MANY_REQUESTS)
+    ///     .build()
+    ///     .unwrap();
+    ///
+    /// let err = Limiter::builder()
+    ///     .storage_failure_status(StatusCode::INTERNAL_SERVER_ERROR)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("expected 503"));
+    /// ```
     pub fn storage_failure_status(mut self, status: StatusCode) -> Self {
         self.failure_status = status;
         self
@@ -519,6 +980,16 @@ impl LimiterBuilder {
     /// # Errors
     /// A [`ConfigError`] naming the bad value: a rate string, a strategy, a storage URI, a
     /// trusted proxy, a header name or a failure status.
+    ///
+    /// ```
+    /// use limiter_actix::{ConfigError, Limiter};
+    ///
+    /// let err = Limiter::builder().application_limits("5 per hour, 100 per fortnight").build();
+    /// let Err(ConfigError::Rate { origin, text, source }) = err else { panic!() };
+    /// assert_eq!(origin, "application limits");
+    /// // The error's span points at the offending part of `text`.
+    /// assert_eq!(&text[source.span()], "fortnight");
+    /// ```
     pub fn build(self) -> Result<Limiter, ConfigError> {
         let strategy: Strategy = self.strategy.parse()?;
         let rates = |text: &Option<String>, origin: &str| -> Result<Vec<Rate>, ConfigError> {
@@ -625,19 +1096,47 @@ impl LimiterBuilder {
 impl Limiter {
     /// A builder with Flask-Limiter's defaults: peer-IP keys, `memory://`, fixed window, no
     /// default or application limits, no headers but `Retry-After`.
+    ///
+    /// ```
+    /// let limiter = limiter_actix::Limiter::builder().build().unwrap();
+    /// ```
     pub fn builder() -> LimiterBuilder {
         LimiterBuilder::default()
     }
 
     /// The store counters live in.
+    ///
+    /// ```
+    /// use limiter_actix::{Limiter, Store};
+    ///
+    /// let limiter = Limiter::builder().build().unwrap();
+    /// assert!(matches!(limiter.store(), Store::Memory(_)));
+    /// ```
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
-    /// Forgets every counter.
+    /// Forgets every counter (on Redis, every key under the limiter's key prefix).
     ///
     /// # Errors
     /// The store's error, if it could not be reached.
+    ///
+    /// ```
+    /// use actix_web::{test, web, App};
+    /// use limiter_actix::Limiter;
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let limiter = Limiter::builder().default_limits("1 per minute").build().unwrap();
+    /// let app = App::new().wrap(limiter.clone()).route("/", web::get().to(|| async { "hi" }));
+    /// let app = test::init_service(app).await;
+    /// let get = || test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+    /// test::call_service(&app, get().to_request()).await;
+    /// assert_eq!(test::call_service(&app, get().to_request()).await.status(), 429);
+    /// limiter.reset().await.unwrap();
+    /// assert_eq!(test::call_service(&app, get().to_request()).await.status(), 200);
+    /// # }
+    /// ```
     pub async fn reset(&self) -> Result<(), StorageError> {
         self.inner.store.reset().await
     }

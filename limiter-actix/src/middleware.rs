@@ -119,7 +119,30 @@ impl RouteView {
     }
 }
 
-/// The middleware service made by [`Limiter`]'s `Transform`.
+/// The middleware service made by [`Limiter`]'s `Transform`: what `App::wrap(limiter)` puts
+/// in front of the app. Its calls answer a [`LimiterFuture`].
+///
+/// ```
+/// use actix_web::dev::{fn_service, Service, ServiceRequest, Transform};
+/// use actix_web::{test, Error, HttpResponse};
+/// use limiter_actix::{Limiter, LimiterFuture, LimiterMiddleware};
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let limiter = Limiter::builder().application_limits("1 per minute").build().unwrap();
+/// let ok = fn_service(|req: ServiceRequest| async {
+///     Ok::<_, Error>(req.into_response(HttpResponse::Ok().finish()))
+/// });
+/// let service: LimiterMiddleware<_> = limiter.new_transform(ok).await.unwrap();
+/// let call = || {
+///     let req = test::TestRequest::get().peer_addr("192.0.2.1:4000".parse().unwrap());
+///     let answer: LimiterFuture<_, _> = service.call(req.to_srv_request());
+///     answer
+/// };
+/// assert_eq!(call().await.unwrap().status(), 200);
+/// assert_eq!(call().await.unwrap().status(), 429);
+/// # }
+/// ```
 pub struct LimiterMiddleware<S> {
     service: Rc<S>,
     worker: Rc<Worker>,
@@ -417,7 +440,7 @@ mod future {
     use super::*;
 
     pin_project! {
-        /// The middleware's response future.
+        /// The middleware's response future: see [`LimiterMiddleware`]'s example.
         #[project = Projection]
         pub enum LimiterFuture<S, B>
         where
