@@ -71,7 +71,7 @@ pub use limiter_core::{
 /// | `override_defaults = false` | the default limits apply too (by default a route's own limits replace them) |
 /// | `error_message = ".."` | the 429 body when this limit is breached |
 /// | `on_breach = f` | `fn(&HttpRequest, &Breach) -> impl Responder` for this limit's rejections |
-/// | `dynamic = f` | instead of a string: `fn(&HttpRequest) -> &str` (or `String`, `Option<..>`) giving the rate string, parsed once per distinct value |
+/// | `dynamic = f` | instead of a string: `fn(&HttpRequest) -> &str` (or `String`, `Option<..>`) giving the rate string, parsed once per distinct value (`None` skips the limit; a string that does not parse is logged and the route falls back to the default limits, as in Flask-Limiter) |
 /// | `strategy = ".."` | this limit's strategy (default: the limiter's) |
 ///
 /// A decorated handler in an app without a [`Limiter`] answers 500 and logs, once, how to

@@ -238,7 +238,7 @@ impl CompiledGroup {
                     .collect(),
             ),
             Err(error) => {
-                tracing::error!(route, value = text, %error, "dynamic limit does not parse; it is skipped");
+                tracing::error!(route, value = text, %error, "dynamic limit does not parse; it is skipped (the default limits apply)");
                 None
             }
         };
@@ -718,6 +718,9 @@ fn collect(route: &Route, view: &RouteView, req: &HttpRequest, batch: &mut Batch
         {
             continue;
         }
+        // A dynamic string that does not parse overrides nothing: as in Flask-Limiter, the
+        // route falls back to the default limits rather than to no limit at all.
+        let defaults_before = defaults_apply;
         if group.override_defaults {
             defaults_apply = false;
         }
@@ -770,9 +773,9 @@ fn collect(route: &Route, view: &RouteView, req: &HttpRequest, batch: &mut Batch
             None => push(&compiled.rates, batch),
             Some(dynamic) => {
                 if let Some(text) = dynamic(req) {
-                    if let Some(rates) = compiled.dynamic_rates(route.name, &text, group.per_method)
-                    {
-                        push(&rates, batch);
+                    match compiled.dynamic_rates(route.name, &text, group.per_method) {
+                        Some(rates) => push(&rates, batch),
+                        None => defaults_apply = defaults_before,
                     }
                 }
             }

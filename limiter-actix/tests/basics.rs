@@ -1907,3 +1907,32 @@ mod names_and_attributes {
         assert_eq!(res.status(), StatusCode::OK);
     }
 }
+
+fn misspelt_rate(_req: &HttpRequest) -> &'static str {
+    "10 per minit"
+}
+
+#[get("/dynamic-misspelt")]
+#[limit(dynamic = misspelt_rate)]
+async fn dynamic_misspelt() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn a_dynamic_limit_that_does_not_parse_falls_back_to_the_defaults() {
+    // As in Flask-Limiter: a rate string that cannot be parsed leaves the route under the
+    // default limits (and logs), never under no limit at all.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("2 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(dynamic_misspelt)).await;
+    let call = get_status!(app);
+    assert_eq!(call("/dynamic-misspelt").await, StatusCode::OK);
+    assert_eq!(call("/dynamic-misspelt").await, StatusCode::OK);
+    assert_eq!(
+        call("/dynamic-misspelt").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
