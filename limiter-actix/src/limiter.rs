@@ -1052,12 +1052,18 @@ impl LimiterBuilder {
                 reason: "expected 503 (fail closed, retry later) or 429".into(),
             });
         }
-        if let Some(set) = self.prefix.as_ref().filter(|set| set.contains(['{', '}'])) {
-            return Err(ConfigError::Invalid {
-                setting: "key_prefix",
-                value: set.clone(),
-                reason: "braces are reserved for the client part of counter keys".into(),
-            });
+        let braces = |prefix: &str| -> Result<(), ConfigError> {
+            if prefix.contains(['{', '}']) {
+                return Err(ConfigError::Invalid {
+                    setting: "key_prefix",
+                    value: prefix.into(),
+                    reason: "braces are reserved for the client part of counter keys".into(),
+                });
+            }
+            Ok(())
+        };
+        if let Some(set) = &self.prefix {
+            braces(set)?;
         }
         let (store, prefix) = match self.store {
             Some(store) => {
@@ -1066,6 +1072,8 @@ impl LimiterBuilder {
             }
             None => store_for(&self.storage_uri, self.prefix)?,
         };
+        // The prefix a storage URI or a store built elsewhere names is held to the same rule.
+        braces(&prefix)?;
         Ok(Limiter {
             inner: Arc::new(Inner {
                 enabled: self.enabled,

@@ -1627,6 +1627,12 @@ async fn build_rejects_bad_values_naming_them() {
     assert!(err(Limiter::builder().trusted_proxies(["10.0.0.0/99"])).contains("10.0.0.0/99"));
     assert!(err(Limiter::builder().header_names("bad name", "b", "c")).contains("bad name"));
     assert!(err(Limiter::builder().storage_failure_status(StatusCode::OK)).contains("200"));
+    assert!(err(Limiter::builder().key_prefix("app{1}")).contains("key_prefix"));
+    // A storage URI's key_prefix is held to the same rule (nothing connects at start-up).
+    assert!(
+        err(Limiter::builder().storage_uri("redis://127.0.0.1:1/0?key_prefix=app{1}"))
+            .contains("invalid key_prefix \"app{1}\"")
+    );
 }
 
 #[actix_web::test]
