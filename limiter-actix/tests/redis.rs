@@ -408,6 +408,54 @@ async fn the_limiter_s_key_prefix_is_what_reset_deletes() {
 }
 
 #[actix_web::test]
+async fn reset_leaves_the_keys_of_a_longer_prefix_and_other_data_alone() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    // Two apps sharing one Redis, as `key_prefix` allows, one prefix the start of the other,
+    // and a key of the application's own that begins with a limiter's prefix.
+    redis::cmd("SET")
+        .arg("api-sessions:42")
+        .arg("alive")
+        .exec(&mut server.admin())
+        .unwrap();
+    let [api, api2] = ["api", "api2"].map(|prefix| {
+        builder(&server.url(), &clock)
+            .key_prefix(prefix)
+            .default_limits("1 per minute")
+            .build()
+            .unwrap()
+    });
+    let app = |limiter: &Limiter| {
+        test::init_service(
+            App::new()
+                .wrap(limiter.clone())
+                .route("/plain", web::get().to(plain)),
+        )
+    };
+    let (api_app, api2_app) = (app(&api).await, app(&api2).await);
+    for app in [&api_app, &api2_app] {
+        assert_eq!(test::call_service(app, get_req("/plain").to_request()).await.status(), StatusCode::OK);
+    }
+    api.reset().await.unwrap();
+    // api2's client is still over its limit, and the application's key is still there.
+    assert_eq!(
+        test::call_service(&api2_app, get_req("/plain").to_request()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut keys = all_keys(&mut server.admin());
+    keys.retain(|k| !k.starts_with("api2{"));
+    assert_eq!(keys, ["api-sessions:42"]);
+    // api's own count is gone.
+    assert_eq!(
+        test::call_service(&api_app, get_req("/plain").to_request()).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[actix_web::test]
 async fn a_failure_whose_response_is_dropped_is_still_charged() {
     if !redis_available() {
         return;

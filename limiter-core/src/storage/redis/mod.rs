@@ -846,7 +846,10 @@ impl RedisStore {
         if let Some(cache) = &self.inner.blocks {
             cache.clear();
         }
-        let pattern = format!("{}*", glob_escape(&self.inner.options.key_prefix));
+        // Every counter key is `{prefix}{{client}}...` (see `crate::keys`): matching the brace
+        // too leaves alone the keys of a longer prefix ("api2" beside "api") and anything
+        // else that merely begins with this one ("api-sessions:42").
+        let pattern = format!("{}{{*", glob_escape(&self.inner.options.key_prefix));
         let deadline = conn::admin_deadline(self.inner.options.deadline);
         let deleted = self.inner.pools.scan_delete(&pattern, deadline).await?;
         tracing::info!("redis storage reset: deleted {deleted} keys matching {pattern}");

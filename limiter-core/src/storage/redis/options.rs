@@ -74,7 +74,8 @@ pub struct RedisOptions {
     /// Where "now" comes from (`time`: `client` or `server`).
     pub time: TimeSource,
     /// Prefix of this limiter's keys (`key_prefix`, default `LIMITER`): what
-    /// [`crate::Storage::reset`] deletes. It must match the prefix the keys are built with.
+    /// [`crate::Storage::reset`] deletes: the keys `{prefix}{...}`, as [`crate::keys`] builds
+    /// them. It must match the prefix the keys are built with.
     pub key_prefix: String,
     /// Added to every key's TTL (`ttl_grace_ms`, default 1000 ms). TTLs only collect
     /// garbage; the grace keeps a key alive for hosts whose clocks lag a little.
