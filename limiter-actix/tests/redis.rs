@@ -437,12 +437,19 @@ async fn reset_leaves_the_keys_of_a_longer_prefix_and_other_data_alone() {
     };
     let (api_app, api2_app) = (app(&api).await, app(&api2).await);
     for app in [&api_app, &api2_app] {
-        assert_eq!(test::call_service(app, get_req("/plain").to_request()).await.status(), StatusCode::OK);
+        assert_eq!(
+            test::call_service(app, get_req("/plain").to_request())
+                .await
+                .status(),
+            StatusCode::OK
+        );
     }
     api.reset().await.unwrap();
     // api2's client is still over its limit, and the application's key is still there.
     assert_eq!(
-        test::call_service(&api2_app, get_req("/plain").to_request()).await.status(),
+        test::call_service(&api2_app, get_req("/plain").to_request())
+            .await
+            .status(),
         StatusCode::TOO_MANY_REQUESTS
     );
     let mut keys = all_keys(&mut server.admin());
@@ -450,7 +457,9 @@ async fn reset_leaves_the_keys_of_a_longer_prefix_and_other_data_alone() {
     assert_eq!(keys, ["api-sessions:42"]);
     // api's own count is gone.
     assert_eq!(
-        test::call_service(&api_app, get_req("/plain").to_request()).await.status(),
+        test::call_service(&api_app, get_req("/plain").to_request())
+            .await
+            .status(),
         StatusCode::OK
     );
 }
