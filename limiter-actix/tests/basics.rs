@@ -1942,3 +1942,33 @@ async fn a_dynamic_limit_that_does_not_parse_falls_back_to_the_defaults() {
         StatusCode::TOO_MANY_REQUESTS
     );
 }
+
+struct Items;
+
+impl Items {
+    fn name() -> &'static str {
+        "items"
+    }
+
+    /// An associated function registered by hand, whose body names `Self`.
+    #[limit("1 per minute")]
+    async fn list(path: web::Path<u32>) -> String {
+        format!("{} {path}", Self::name())
+    }
+}
+
+#[actix_web::test]
+async fn an_associated_handler_naming_self_is_limited() {
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/items/{page}", web::get().to(Items::list)),
+    )
+    .await;
+    let first = test::call_service(&app, get_from("/items/1", "10.0.0.1").to_request()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(body(first).await, "items 1");
+    let call = get_status!(app);
+    assert_eq!(call("/items/2").await, StatusCode::TOO_MANY_REQUESTS);
+}

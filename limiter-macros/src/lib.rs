@@ -572,14 +572,34 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     let (exempt_app, exempt_defaults) = (exempt.application, exempt.defaults);
 
     let mut inner_sig = func.sig.clone();
-    inner_sig.ident = Ident::new("__limiter_handler", Span::call_site());
     let block = &func.block;
-    let types = types.iter();
-    Ok(quote! {
-        #(#wrapper_attrs)*
-        #vis async fn #name(__limiter_parts: #krate::Parts) -> #krate::HttpResponse {
+    // The handler's own body runs as a function nested in the wrapper, except where it names
+    // `Self` (an associated function, registered by hand), which a nested function cannot
+    // see: there it is an associated function beside the wrapper, called through `Self`.
+    let (inner, beside, call) = if mentions_self(quote!(#sig #block)) {
+        let inner_name = format_ident!("__limiter_handler_{}", name);
+        inner_sig.ident = inner_name.clone();
+        let item = quote! {
+            #(#inner_attrs)*
+            #[doc(hidden)]
+            #inner_sig #block
+        };
+        (quote!(), item, quote!(Self::#inner_name))
+    } else {
+        let inner_name = Ident::new("__limiter_handler", Span::call_site());
+        inner_sig.ident = inner_name.clone();
+        let item = quote! {
             #(#inner_attrs)*
             #inner_sig #block
+        };
+        (item, quote!(), quote!(#inner_name))
+    };
+    let types = types.iter();
+    Ok(quote! {
+        #beside
+        #(#wrapper_attrs)*
+        #vis async fn #name(__limiter_parts: #krate::Parts) -> #krate::HttpResponse {
+            #inner
             #(#shims)*
             static __LIMITER_ROUTE: #krate::Route = #krate::Route::new(
                 ::core::concat!(::core::module_path!(), "::", #name_str),
@@ -599,10 +619,19 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
                         ::core::result::Result::Ok(args) => args,
                         ::core::result::Result::Err(error) => return #krate::extract_error(error),
                     };
-                    #krate::respond(__limiter_handler(#(#vars),*).await, &__limiter_req)
+                    #krate::respond(#call(#(#vars),*).await, &__limiter_req)
                 },
             )
             .await
         }
+    })
+}
+
+/// Whether `tokens` name `Self` anywhere.
+fn mentions_self(tokens: TokenStream2) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => ident == "Self",
+        proc_macro2::TokenTree::Group(group) => mentions_self(group.stream()),
+        _ => false,
     })
 }
