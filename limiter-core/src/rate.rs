@@ -325,8 +325,8 @@ enum ErrorKind {
     ExpectedCount(String),
     #[error("negative count \"{0}\": a rate allows 0 or more hits")]
     NegativeCount(String),
-    #[error("fractional count \"{0}\": counts are whole numbers; write \"{1}\" instead")]
-    FractionalCount(String, String),
+    #[error("fractional count \"{0}\": counts are whole numbers{1}")]
+    FractionalCount(String, WholeRate),
     #[error("count \"{0}\" is too large: a rate allows at most {MAX_AMOUNT} hits per period")]
     CountTooLarge(String),
     #[error("expected \"per\" or \"/\" after the count, found \"{0}\"")]
@@ -347,6 +347,20 @@ enum ErrorKind {
     EmptyBetweenSeparators(char),
     #[error("expected exactly one rate, found {0}")]
     NotOne(usize),
+}
+
+/// `; write "3 per 2 seconds" instead`, or nothing when the period after a fractional count
+/// does not parse, or its whole rate's period would be over the cap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct WholeRate(Option<String>);
+
+impl fmt::Display for WholeRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(rate) => write!(f, "; write \"{rate}\" instead"),
+            None => Ok(()),
+        }
+    }
 }
 
 /// `; did you mean "minute"?`, or nothing when no unit is close.
@@ -557,7 +571,7 @@ impl<'a> Parser<'a> {
             let literal = self.text[span.clone()].to_string();
             // A count too large for any whole rate gets that error instead of a suggestion.
             let kind = match whole_rate_for(digits, fraction, self.rest()) {
-                Some(suggestion) => ErrorKind::FractionalCount(literal, suggestion),
+                Some(suggestion) => ErrorKind::FractionalCount(literal, WholeRate(suggestion)),
                 None => ErrorKind::CountTooLarge(literal),
             };
             return Err(RateParseError::new(kind, span));
@@ -573,8 +587,9 @@ impl<'a> Parser<'a> {
 }
 
 /// `1.5` per second → `3 per 2 seconds`: the same rate with whole numbers; `None` when that
-/// rate's count would be over [`MAX_AMOUNT`].
-fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<String> {
+/// rate's count would be over [`MAX_AMOUNT`], `Some(None)` when there is no such rate to
+/// suggest (the period does not parse, or would be over the cap once scaled).
+fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<Option<String>> {
     let fraction = &fraction[..fraction.len().min(6)];
     let scale = 10u64.pow(fraction.len() as u32);
     let numerator = whole
@@ -584,12 +599,14 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<String> {
         .checked_add(fraction.parse::<u64>().unwrap_or(0))?;
     // The period as written after the count ("per 2 minutes"), read by the parser itself.
     let written = format!("1{rest}");
-    let (period_multiples, unit) = Parser {
+    let parsed = Parser {
         text: &written,
         pos: 0,
     }
-    .single()
-    .map_or((1, Unit::Second), |rate| (rate.multiples, rate.unit));
+    .single();
+    let (period_multiples, unit) = parsed
+        .as_ref()
+        .map_or((1, Unit::Second), |rate| (rate.multiples, rate.unit));
     // numerator / scale per M units = numerator per (M × scale) units, reduced.
     let period = period_multiples.saturating_mul(scale);
     let divisor = gcd(numerator.max(1), period);
@@ -597,8 +614,15 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<String> {
     if amount > MAX_AMOUNT {
         return None;
     }
+    // Only a rate the parser takes is suggested.
+    if parsed.is_err() || Rate::new(amount, multiples, unit).is_err() {
+        return Some(None);
+    }
     let plural = if multiples == 1 { "" } else { "s" };
-    Some(format!("{amount} per {multiples} {}{plural}", unit.name()))
+    Some(Some(format!(
+        "{amount} per {multiples} {}{plural}",
+        unit.name()
+    )))
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {

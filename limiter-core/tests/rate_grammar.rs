@@ -142,6 +142,18 @@ fn rejects_with_exact_message_and_span() {
                 .into(),
         ),
         (
+            // The period does not parse: no whole rate to suggest (not one per second).
+            "1.5 per minit",
+            0..3,
+            "fractional count \"1.5\": counts are whole numbers".into(),
+        ),
+        (
+            // Its whole rate, 3 per 2000 years, has a period over the cap: none to suggest.
+            "1.5 per 1000 years",
+            0..3,
+            "fractional count \"1.5\": counts are whole numbers".into(),
+        ),
+        (
             // The whole part alone fills a u64: the count is too large, with no suggestion.
             "18446744073709551615.9/second",
             0..22,
