@@ -41,6 +41,11 @@ use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, State};
 
 /// Default cap on keys: about 100 MB of state with typical keys.
+///
+/// ```
+/// use limiter_core::{storage::memory::DEFAULT_MAX_KEYS, MemoryStore};
+/// assert_eq!(MemoryStore::default().max_keys(), DEFAULT_MAX_KEYS);
+/// ```
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
 /// How long expired state stays while the shard has room (a GCRA key under its rate expires
@@ -48,6 +53,23 @@ pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 const SWEEP_GRACE_MICROS: u64 = 1_000_000;
 
 /// The in-process store. Cheap to share behind an `Arc`; every method takes `&self`.
+///
+/// ```
+/// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+/// use std::sync::Arc;
+///
+/// let store = Arc::new(MemoryStore::new(10_000));
+/// let hit = [Hit::new("k", Rate::parse("10 per minute").unwrap(), Strategy::MovingWindow)];
+/// let now = Timestamp::from_secs(60);
+/// // Four workers hammer one key: exactly ten requests get through between them.
+/// let admitted: usize = std::thread::scope(|s| {
+///     let workers: Vec<_> = (0..4)
+///         .map(|_| s.spawn(|| (0..10).filter(|_| store.decide_now(&hit, now).admitted).count()))
+///         .collect();
+///     workers.into_iter().map(|w| w.join().unwrap()).sum()
+/// });
+/// assert_eq!(admitted, 10);
+/// ```
 pub struct MemoryStore {
     shards: Box<[SpinLock<Shard>]>,
     shard_mask: u64,
@@ -91,6 +113,12 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// A store holding at most `max_keys` counters (at least one).
+    ///
+    /// ```
+    /// use limiter_core::MemoryStore;
+    /// assert_eq!(MemoryStore::new(5_000).max_keys(), 5_000);
+    /// assert_eq!(MemoryStore::new(0).max_keys(), 1);
+    /// ```
     pub fn new(max_keys: usize) -> MemoryStore {
         let max_keys = max_keys.max(1);
         // Small caps get few shards, so that each shard's share of the cap stays useful.
@@ -105,26 +133,79 @@ impl MemoryStore {
     }
 
     /// The cap on keys this store keeps (rounded down to a multiple of its shard count).
+    ///
+    /// ```
+    /// use limiter_core::MemoryStore;
+    /// // 3 001 keys make two shards of 1 500.
+    /// assert_eq!(MemoryStore::new(3_001).max_keys(), 3_000);
+    /// ```
     pub fn max_keys(&self) -> usize {
         self.per_shard_cap * self.shards.len()
     }
 
     /// Keys held now, expired ones not yet reclaimed included.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::default();
+    /// let hit = [Hit::new("k", Rate::parse("1 per second").unwrap(), Strategy::FixedWindow)];
+    /// store.decide_now(&hit, Timestamp::from_secs(1));
+    /// assert_eq!(store.len(), 1);
+    /// // Long expired, it is still held until a later insertion sweeps it.
+    /// store.peek_now(&hit, Timestamp::from_secs(3_600));
+    /// assert_eq!(store.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().table.len()).sum()
     }
 
     /// Whether the store holds no key.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::default();
+    /// let hit = [Hit::new("k", Rate::parse("1 per second").unwrap(), Strategy::FixedWindow)];
+    /// store.peek_now(&hit, Timestamp::from_secs(1)); // a peek stores nothing
+    /// assert!(store.is_empty());
+    /// store.decide_now(&hit, Timestamp::from_secs(1));
+    /// assert!(!store.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Keys evicted before their state expired because the store was full.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::new(2);
+    /// let rate = Rate::parse("1 per day").unwrap();
+    /// for key in ["a", "b", "c"] {
+    ///     store.decide_now(&[Hit::new(key, rate, Strategy::FixedWindow)], Timestamp::from_secs(0));
+    /// }
+    /// // The third key pushed out a live one: that client's count starts over.
+    /// assert_eq!((store.len(), store.evictions()), (2, 1));
+    /// ```
     pub fn evictions(&self) -> u64 {
         self.evictions.load(Ordering::Relaxed)
     }
 
     /// [`Storage::decide`] without the future: the memory store never waits.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Strategy, Timestamp};
+    /// use std::time::Duration;
+    ///
+    /// let store = MemoryStore::default();
+    /// let clock = ManualClock::new(Timestamp::from_secs(10));
+    /// let hit = [Hit::new("k", Rate::parse("2 per second").unwrap(), Strategy::Gcra)];
+    /// assert!(store.decide_now(&hit, clock.now()).admitted);
+    /// assert!(store.decide_now(&hit, clock.now()).admitted); // a burst of two
+    /// let third = store.decide_now(&hit, clock.now());
+    /// assert_eq!(third.retry_after, Some(Duration::from_millis(500))); // then one every 500 ms
+    /// clock.advance(Duration::from_millis(500));
+    /// assert!(store.decide_now(&hit, clock.now()).admitted);
+    /// ```
     // Inlined, so that the decision is built where the caller keeps it: returned from a
     // call, its 192 bytes would be copied once more (a tenth of a decision's time).
     #[inline(always)]
@@ -301,6 +382,16 @@ impl MemoryStore {
     }
 
     /// [`Storage::refund`] without the future.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::default();
+    /// let hit = [Hit::new("k", Rate::parse("2 per minute").unwrap(), Strategy::FixedWindow)];
+    /// let now = Timestamp::from_secs(60);
+    /// store.decide_now(&hit, now);
+    /// store.refund_now(&hit, now); // with the time the charge was made
+    /// assert_eq!(store.decide_now(&hit, now).stats[0].remaining, 1);
+    /// ```
     pub fn refund_now(&self, hits: &[Hit<'_>], now: Timestamp) {
         let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
         self.place_all(hits, &mut places);
@@ -315,6 +406,17 @@ impl MemoryStore {
     }
 
     /// [`Storage::peek`] without the future.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::default();
+    /// let hit = [Hit::new("k", Rate::parse("1 per minute").unwrap(), Strategy::FixedWindow)];
+    /// let now = Timestamp::from_secs(60);
+    /// assert!(store.peek_now(&hit, now).admitted);
+    /// assert!(store.peek_now(&hit, now).admitted); // peeking charges nothing
+    /// store.decide_now(&hit, now);
+    /// assert!(!store.peek_now(&hit, now).admitted);
+    /// ```
     pub fn peek_now(&self, hits: &[Hit<'_>], now: Timestamp) -> Decision {
         let mut places: SmallVec<[(u64, usize); 4]> = SmallVec::new();
         self.place_all(hits, &mut places);
@@ -329,6 +431,17 @@ impl MemoryStore {
     }
 
     /// [`Storage::clear`] without the future.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::default();
+    /// let hit = [Hit::new("k", Rate::parse("1 per hour").unwrap(), Strategy::FixedWindow)];
+    /// let now = Timestamp::from_secs(3_600);
+    /// store.decide_now(&hit, now);
+    /// store.clear_now("k");
+    /// assert!(store.is_empty());
+    /// assert!(store.decide_now(&hit, now).admitted);
+    /// ```
     pub fn clear_now(&self, key: &str) {
         let (hash, shard) = self.place(key.as_bytes());
         let mut shard = self.shards[shard].lock();
@@ -341,6 +454,17 @@ impl MemoryStore {
     }
 
     /// [`Storage::reset`] without the future.
+    ///
+    /// ```
+    /// use limiter_core::{Hit, MemoryStore, Rate, Strategy, Timestamp};
+    /// let store = MemoryStore::default();
+    /// let rate = Rate::parse("1 per hour").unwrap();
+    /// for key in ["a", "b"] {
+    ///     store.decide_now(&[Hit::new(key, rate, Strategy::FixedWindow)], Timestamp::from_secs(0));
+    /// }
+    /// store.reset_now();
+    /// assert_eq!(store.len(), 0);
+    /// ```
     pub fn reset_now(&self) {
         for shard in self.shards.iter() {
             *shard.lock() = Shard::default();
