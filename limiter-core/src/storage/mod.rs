@@ -74,7 +74,7 @@ impl<'a> Hit<'a> {
     }
 }
 
-/// Per-limit stats, inline for up to four limits (no allocation on the common path).
+/// Per-limit stats, inline for up to three limits (no allocation on the common path).
 ///
 /// ```
 /// use limiter_core::{Decision, LimitStats, StatsList, Timestamp};
