@@ -112,6 +112,13 @@ use options::Target;
 
 /// The decision script; see the header of the file for its arguments. Batches with a fast
 /// mode take a script of their own (see `fast`).
+///
+/// ```
+/// use limiter_core::storage::redis::SCRIPT;
+/// // Sent by its SHA1 (EVALSHA): the digest to look for with SCRIPT EXISTS.
+/// let sha = redis::Script::new(SCRIPT).get_hash().to_string();
+/// assert_eq!(sha.len(), 40);
+/// ```
 pub const SCRIPT: &str = include_str!("decide.lua");
 
 /// A Lua script as the store sends it: by its SHA1, and in full when the server lost it.
@@ -132,9 +139,31 @@ impl Script {
 /// Longest period the script is given. Lua numbers are doubles, exact up to 2^53 µs
 /// (about 285 years) and the script adds up to two periods to "now"; periods beyond 100 years
 /// of 360 days count as 100 years on Redis (no deployment lives to tell the difference).
+///
+/// ```
+/// use limiter_core::{storage::redis::MAX_SCRIPT_PERIOD_MICROS, Rate};
+/// assert_eq!(Rate::parse("1 per 100 years").unwrap().period_micros(), MAX_SCRIPT_PERIOD_MICROS);
+/// // A valid rate, decided on Redis as if it were 1 per 100 years.
+/// assert!(Rate::parse("1 per 1000 years").unwrap().period_micros() > MAX_SCRIPT_PERIOD_MICROS);
+/// ```
 pub const MAX_SCRIPT_PERIOD_MICROS: u64 = 100 * 360 * 86_400 * 1_000_000;
 
 /// A store of counters in Redis. Cheap to clone; clones share pools and fallback.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use limiter_core::storage::redis::RedisStore;
+/// use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+///
+/// let store = RedisStore::builder("redis://cache.internal:6379/0")?.build()?;
+/// let worker = store.clone(); // same pools, same counters
+/// let rate = Rate::parse("1 per minute")?;
+/// let hit = [Hit::new("LIMITER{10.0.0.1}:/api:1/1minute", rate, Strategy::FixedWindow)];
+/// let now = Timestamp::from_secs(1_700_000_040);
+/// assert!(store.decide(&hit, now).await?.admitted);
+/// assert!(!worker.decide(&hit, now).await?.admitted);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,
@@ -178,6 +207,19 @@ fn redact(uri: &str) -> String {
 }
 
 /// Builds a [`RedisStore`]: settings from the URI's query, then from the builder's methods.
+///
+/// ```
+/// use limiter_core::storage::redis::RedisStore;
+/// use std::time::Duration;
+///
+/// // The query's settings first, then the builder's, which win.
+/// let store = RedisStore::builder("redis://cache.internal:6379/0?deadline_ms=50&pool_size=4")?
+///     .deadline(Duration::from_millis(20))
+///     .build()?; // nothing connects yet
+/// assert_eq!(store.options().deadline, Duration::from_millis(20));
+/// assert_eq!(store.options().pool_size, 4);
+/// # Ok::<(), limiter_core::ConfigError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct RedisStoreBuilder {
     uri: String,
@@ -187,66 +229,153 @@ pub struct RedisStoreBuilder {
 
 impl RedisStoreBuilder {
     /// Connections kept open (each multiplexed).
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.pool_size(0);
+    /// assert_eq!(builder.current_options().pool_size, 1); // at least one
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn pool_size(mut self, size: usize) -> Self {
         self.options.pool_size = size.max(1);
         self
     }
 
     /// Longest wait for a free connection.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use std::time::Duration;
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?;
+    /// assert_eq!(builder.current_options().pool_timeout, None); // the deadline
+    /// let builder = builder.pool_timeout(Duration::from_millis(10));
+    /// assert_eq!(builder.current_options().pool_timeout, Some(Duration::from_millis(10)));
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn pool_timeout(mut self, timeout: Duration) -> Self {
         self.options.pool_timeout = Some(timeout);
         self
     }
 
     /// Longest wait to open a connection.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use std::time::Duration;
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.connect_timeout(Duration::from_secs(1));
+    /// assert_eq!(builder.current_options().connect_timeout, Some(Duration::from_secs(1)));
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.options.connect_timeout = Some(timeout);
         self
     }
 
     /// Deadline of every storage call (at least 1 ms).
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use std::time::Duration;
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.deadline(Duration::ZERO);
+    /// assert_eq!(builder.current_options().deadline, Duration::from_millis(1));
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.options.deadline = deadline.max(Duration::from_millis(1));
         self
     }
 
     /// What to do when Redis fails.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.on_failure(FailurePolicy::FailClosed);
+    /// assert_eq!(builder.current_options().on_failure, FailurePolicy::FailClosed);
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
         self.options.on_failure = policy;
         self
     }
 
     /// Where "now" comes from.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::{RedisStore, TimeSource};
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.time(TimeSource::Server);
+    /// assert_eq!(builder.current_options().time, TimeSource::Server);
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn time(mut self, source: TimeSource) -> Self {
         self.options.time = source;
         self
     }
 
     /// Prefix of this limiter's keys, for [`Storage::reset`].
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// // The prefix the limiter's keys are built with (see `limiter_core::keys`).
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.key_prefix("shop");
+    /// assert_eq!(builder.current_options().key_prefix, "shop");
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.options.key_prefix = prefix.into();
         self
     }
 
     /// Added to every key's TTL.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use std::time::Duration;
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?.ttl_grace(Duration::from_secs(5));
+    /// assert_eq!(builder.current_options().ttl_grace, Duration::from_secs(5));
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn ttl_grace(mut self, grace: Duration) -> Self {
         self.options.ttl_grace = grace;
         self
     }
 
     /// Cap on keys of the in-memory fallback.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// let store = RedisStore::builder("redis://cache.internal/0")?.fallback_max_keys(500).build()?;
+    /// assert_eq!(store.fallback().max_keys(), 500);
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn fallback_max_keys(mut self, max_keys: usize) -> Self {
         self.options.fallback_max_keys = max_keys.max(1);
         self
     }
 
     /// Cap on entries of the block cache (see the module docs); 0 turns it off.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// let store = RedisStore::builder("redis://cache.internal/0")?.block_cache(0).build()?;
+    /// assert_eq!(store.block_cache_capacity(), 0); // every request goes to Redis
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn block_cache(mut self, max_entries: usize) -> Self {
         self.options.block_cache = max_entries;
         self
     }
 
     /// First and longest wait between probes of a failed Redis.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use std::time::Duration;
+    /// let builder = RedisStore::builder("redis://cache.internal/0")?
+    ///     .probe_backoff(Duration::from_secs(1), Duration::from_millis(100));
+    /// // A longest wait below the first is raised to it.
+    /// assert_eq!(builder.current_options().probe_max, Duration::from_secs(1));
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn probe_backoff(mut self, min: Duration, max: Duration) -> Self {
         self.options.probe_min = min;
         self.options.probe_max = max.max(min);
@@ -254,17 +383,44 @@ impl RedisStoreBuilder {
     }
 
     /// Replaces every setting at once.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::{RedisOptions, RedisStore};
+    /// use std::time::Duration;
+    /// let mut options = RedisOptions::default();
+    /// options.key_prefix = "shop".into();
+    /// let builder = RedisStore::builder("redis://cache.internal/0?deadline_ms=50")?.options(options);
+    /// // The query's deadline is replaced too.
+    /// assert_eq!(builder.current_options().deadline, Duration::from_millis(100));
+    /// assert_eq!(builder.current_options().key_prefix, "shop");
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn options(mut self, options: RedisOptions) -> Self {
         self.options = options;
         self
     }
 
     /// The settings so far.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// let builder = RedisStore::builder("redis://cache.internal/0?key_prefix=shop")?;
+    /// assert_eq!(builder.current_options().key_prefix, "shop");
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn current_options(&self) -> &RedisOptions {
         &self.options
     }
 
     /// Builds the store. Nothing connects yet: the first call opens the first connection.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// // No server is asked: building works while Redis is still starting.
+    /// let store = RedisStore::builder("redis://cache.internal:6379/0")?.build()?;
+    /// assert!(!store.is_degraded());
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     ///
     /// # Errors
     /// A URI that redis-rs rejects.
@@ -293,6 +449,16 @@ impl RedisStore {
     /// `redis+cluster://`, `redis+sentinel://` or a `valkey` spelling), with the settings
     /// of its query (see [`RedisOptions`]).
     ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// let builder = RedisStore::builder("valkey+cluster://10.0.0.1:7000,10.0.0.2:7000?pool_size=16")?;
+    /// assert_eq!(builder.current_options().pool_size, 16);
+    /// let err = RedisStore::builder("redis://cache.internal/0?on_failure=never").unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid on_failure \"never\""));
+    /// assert!(RedisStore::builder("memory://").is_err());
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
+    ///
     /// # Errors
     /// A URI that is not a Redis one, or has bad settings.
     pub fn builder(uri: &str) -> Result<RedisStoreBuilder, ConfigError> {
@@ -319,6 +485,14 @@ impl RedisStore {
 
     /// The store a parsed Redis URI names, with the settings of its query.
     ///
+    /// ```
+    /// use limiter_core::{storage::redis::RedisStore, StorageUri};
+    /// let uri = StorageUri::parse("redis://cache.internal/0?key_prefix=shop")?;
+    /// assert_eq!(RedisStore::from_uri(&uri)?.options().key_prefix, "shop");
+    /// assert!(RedisStore::from_uri(&StorageUri::parse("memory://")?).is_err());
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`RedisStore::builder`].
     pub fn from_uri(uri: &StorageUri) -> Result<RedisStore, ConfigError> {
@@ -332,33 +506,112 @@ impl RedisStore {
     }
 
     /// The store's settings.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::{FailurePolicy, RedisStore};
+    /// let store = RedisStore::builder("redis://cache.internal/0?on_failure=open")?.build()?;
+    /// assert_eq!(store.options().on_failure, FailurePolicy::FailOpen);
+    /// assert_eq!(store.options().pool_size, 8); // the default
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn options(&self) -> &RedisOptions {
         &self.inner.options
     }
 
     /// Whether Redis failed and the store answers by its [`FailurePolicy`] until a probe
     /// finds Redis answering again.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // A socket nobody listens on: every call fails at once.
+    /// let store = RedisStore::builder("redis+unix:///nonexistent/redis.sock").unwrap().build().unwrap();
+    /// assert!(!store.is_degraded());
+    /// let hit = [Hit::new("k", Rate::parse("1 per minute").unwrap(), Strategy::FixedWindow)];
+    /// // The default policy decides in memory meanwhile.
+    /// assert!(store.decide(&hit, Timestamp::from_secs(60)).await.unwrap().admitted);
+    /// assert!(store.is_degraded());
+    /// # });
+    /// ```
     pub fn is_degraded(&self) -> bool {
         self.inner.breaker.degraded.load(Ordering::Acquire)
     }
 
     /// The in-memory store that answers under [`FailurePolicy::FallbackToMemory`].
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = RedisStore::builder("redis+unix:///nonexistent/redis.sock").unwrap().build().unwrap();
+    /// let hit = [Hit::new("k", Rate::parse("1 per minute").unwrap(), Strategy::FixedWindow)];
+    /// let now = Timestamp::from_secs(60);
+    /// assert!(store.decide(&hit, now).await.unwrap().admitted);
+    /// // Redis did not answer: the request was counted here, and this process keeps counting.
+    /// assert_eq!(store.fallback().len(), 1);
+    /// assert!(!store.decide(&hit, now).await.unwrap().admitted);
+    /// # });
+    /// ```
     pub fn fallback(&self) -> &MemoryStore {
         &self.inner.fallback
     }
 
     /// Entries in the block cache now (expired ones not yet reclaimed included); 0 when it
     /// is turned off.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+    ///
+    /// let store = RedisStore::builder("redis://cache.internal:6379/0")?.build()?;
+    /// let key = "LIMITER{10.0.0.1}:/api:1/1minute";
+    /// let hit = [Hit::new(key, Rate::parse("1 per minute")?, Strategy::FixedWindow)];
+    /// let now = Timestamp::from_secs(1_700_000_040);
+    /// store.decide(&hit, now).await?;
+    /// assert!(!store.decide(&hit, now).await?.admitted);
+    /// assert_eq!(store.block_cache_len(), 1); // Redis' denial, remembered
+    /// store.clear(key).await?;
+    /// assert_eq!(store.block_cache_len(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn block_cache_len(&self) -> usize {
         self.inner.blocks.as_ref().map_or(0, BlockCache::len)
     }
 
     /// The block cache's cap (`block_cache` rounded down to a multiple of its shard count).
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// let store = RedisStore::builder("redis://cache.internal/0?block_cache=1000")?.build()?;
+    /// assert_eq!(store.block_cache_capacity(), 1_000);
+    /// assert_eq!(store.block_cache_len(), 0);
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn block_cache_capacity(&self) -> usize {
         self.inner.blocks.as_ref().map_or(0, BlockCache::capacity)
     }
 
     /// Block cache entries evicted before their block ended because the cache was full.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+    ///
+    /// let store = RedisStore::builder("redis://cache.internal:6379/0")?.block_cache(1).build()?;
+    /// let rate = Rate::parse("1 per minute")?;
+    /// let now = Timestamp::from_secs(1_700_000_040);
+    /// for key in ["LIMITER{a}:/api", "LIMITER{b}:/api"] {
+    ///     let hit = [Hit::new(key, rate, Strategy::FixedWindow)];
+    ///     store.decide(&hit, now).await?;
+    ///     assert!(!store.decide(&hit, now).await?.admitted);
+    /// }
+    /// // One entry fits: b's block pushed out a's, whose next request asks Redis again.
+    /// assert_eq!(store.block_cache_evictions(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn block_cache_evictions(&self) -> u64 {
         self.inner.blocks.as_ref().map_or(0, BlockCache::evictions)
     }
@@ -367,6 +620,25 @@ impl RedisStore {
     /// anything: the denial of the block cache when one of `hits` is still blocked at `now`
     /// (see the module docs), or an admission for an empty batch. For callers that decide
     /// synchronously when they can; `decide` consults it first anyway.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
+    /// use std::time::Duration;
+    ///
+    /// let store = RedisStore::builder("redis://cache.internal:6379/0")?.build()?;
+    /// let hit = [Hit::new("LIMITER{10.0.0.1}:/api", Rate::parse("1 per minute")?, Strategy::FixedWindow)];
+    /// let now = Timestamp::from_secs(1_700_000_020);
+    /// assert!(store.decide_locally(&hit, now).is_none()); // nothing known: ask Redis
+    /// store.decide(&hit, now).await?;
+    /// assert!(!store.decide(&hit, now).await?.admitted);
+    /// // Blocked until the minute ends: answered here, with no round trip.
+    /// let local = store.decide_locally(&hit, now).unwrap();
+    /// assert_eq!(local.retry_after, Some(Duration::from_secs(20)));
+    /// assert!(store.decide_locally(&[], now).unwrap().admitted);
+    /// # Ok(()) }
+    /// ```
     pub fn decide_locally(&self, hits: &[Hit<'_>], now: Timestamp) -> Option<Decision> {
         if hits.is_empty() {
             return Some(Decision::unlimited());

@@ -42,6 +42,14 @@ impl std::str::FromStr for FailurePolicy {
 }
 
 /// Where a Redis store takes "now" from.
+///
+/// ```
+/// use limiter_core::storage::redis::{RedisStore, TimeSource};
+/// let builder = RedisStore::builder("redis://cache.internal/0?time=server")?;
+/// assert_eq!(builder.current_options().time, TimeSource::Server);
+/// assert_eq!(TimeSource::default(), TimeSource::Caller);
+/// # Ok::<(), limiter_core::ConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TimeSource {
     /// The caller's clock, passed to the script (tests drive it with a manual clock).
@@ -54,6 +62,18 @@ pub enum TimeSource {
 
 /// Settings of a [`super::RedisStore`]. Every field can be set in the URI's query
 /// (`redis://host/0?deadline_ms=50&on_failure=closed`) or with the builder.
+///
+/// ```
+/// use limiter_core::storage::redis::{FailurePolicy, RedisOptions, RedisStore};
+/// use std::time::Duration;
+///
+/// let builder = RedisStore::builder("redis://cache.internal/0?deadline_ms=50&on_failure=closed")?;
+/// let options = builder.current_options();
+/// assert_eq!(options.deadline, Duration::from_millis(50));
+/// assert_eq!(options.on_failure, FailurePolicy::FailClosed);
+/// assert_eq!(options.block_cache, RedisOptions::default().block_cache);
+/// # Ok::<(), limiter_core::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisOptions {
