@@ -505,3 +505,57 @@ async fn while_redis_is_down_the_failure_policy_answers() {
     assert!(!store.decide(&hit, now).await.unwrap().admitted);
     assert_eq!(script_calls(&mut admin), 0);
 }
+
+/// A denial that was on its way back from Redis when this store refunded the same key must not
+/// block the client afterwards: the refund ran after the denial, so Redis has room, and a
+/// block recorded from the stale denial would refuse the client until its window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_in_flight_during_a_refund_does_not_block_the_client() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = store(&server, 1_000);
+    let truth = store_without_cache(&server);
+    let r = rate("2 per hour");
+    let key = counter_key("LIMITER", "10.10.0.1", "/login", &r);
+    let hit = Hit::new(&key, r, Strategy::FixedWindow);
+    for _ in 0..2 {
+        assert!(store.decide(&[hit], t0()).await.unwrap().admitted);
+    }
+    // Redis stops reading: the denial is sent first, the refund queued behind it on the same
+    // connection, so Redis runs the denial, then the refund.
+    server.pause();
+    let denial = tokio::spawn({
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .decide(&[Hit::new(&key, r, Strategy::FixedWindow)], t0())
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refund = tokio::spawn({
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .refund(&[Hit::new(&key, r, Strategy::FixedWindow)], t0())
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.resume();
+    assert!(!denial.await.unwrap().unwrap().admitted);
+    refund.await.unwrap().unwrap();
+    // Redis has room for one more, and says so.
+    let later = t0().saturating_add(Duration::from_secs(1));
+    assert!(truth.peek(&[hit], later).await.unwrap().admitted);
+    let d = store.decide(&[hit], later).await.unwrap();
+    assert!(d.admitted, "refused after the refund: {d:?}");
+}
+
+fn store_without_cache(server: &RedisServer) -> RedisStore {
+    store(server, 0)
+}

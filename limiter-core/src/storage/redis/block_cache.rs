@@ -47,6 +47,9 @@ pub(crate) struct BlockCache {
     /// blocked) skip the lookups.
     len: AtomicUsize,
     evictions: AtomicU64,
+    /// Bumped by every removal (a refund, a clear, a reset): a denial whose call overlapped
+    /// one may be older than the refund that made room, and is not recorded.
+    generation: AtomicU64,
 }
 
 impl BlockCache {
@@ -64,6 +67,7 @@ impl BlockCache {
             hasher: unpredictable_hasher(),
             len: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -110,14 +114,32 @@ impl BlockCache {
         })
     }
 
-    /// Remembers a denial of `hit` by Redis at `now`.
-    pub(crate) fn record(&self, hit: &Hit<'_>, stats: &LimitStats, now: Timestamp) {
+    /// The current generation: read before a call to Redis, and given to [`BlockCache::record`]
+    /// with its denial.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Remembers a denial of `hit` by Redis at `now`, from a call made at `generation`: not if
+    /// a removal (a refund, a clear, a reset of this store) came since, which Redis may have
+    /// run after the denial, making room the denial does not show.
+    pub(crate) fn record(
+        &self,
+        hit: &Hit<'_>,
+        stats: &LimitStats,
+        now: Timestamp,
+        generation: u64,
+    ) {
         let Some(retry) = stats.retry_after.filter(|r| !r.is_zero()) else {
             return;
         };
         let until = now.saturating_add(retry).as_micros();
         let (hash, shard) = self.place(hit.key);
         let mut shard = self.shards[shard].lock();
+        // Checked under the shard's lock, which a removal of this key takes after its bump.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if let Some(e) = shard.table.find_mut(hash, |e| &*e.key == hit.key) {
             e.rate = hit.rate;
             e.strategy = hit.strategy;
@@ -151,8 +173,10 @@ impl BlockCache {
         self.len.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forgets `key`.
+    /// Forgets `key`, and makes every denial in flight unrecordable (see
+    /// [`BlockCache::record`]).
     pub(crate) fn remove(&self, key: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let (hash, shard) = self.place(key);
         let mut shard = self.shards[shard].lock();
         if let Ok(entry) = shard.table.find_entry(hash, |e| &*e.key == key) {
@@ -161,8 +185,9 @@ impl BlockCache {
         }
     }
 
-    /// Forgets everything.
+    /// Forgets everything, and makes every denial in flight unrecordable.
     pub(crate) fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             let dropped = shard.table.len();

@@ -682,8 +682,15 @@ impl RedisStore {
         ))
     }
 
-    /// Fills the block cache from a denial by Redis.
-    fn remember(&self, hits: &[Hit<'_>], decision: &Decision, now: Timestamp) {
+    /// The block cache's generation before a call whose denial [`Self::remember`] records.
+    fn blocks_generation(&self) -> u64 {
+        self.inner.blocks.as_ref().map_or(0, BlockCache::generation)
+    }
+
+    /// Fills the block cache from a denial by Redis, to a call made at `generation` (see
+    /// [`Self::blocks_generation`]): a refund or a clear of this store that overlapped the
+    /// call may have run after it on Redis, so its denial is not recorded then.
+    fn remember(&self, hits: &[Hit<'_>], decision: &Decision, now: Timestamp, generation: u64) {
         let Some(cache) = self.inner.blocks.as_ref() else {
             return;
         };
@@ -697,7 +704,7 @@ impl RedisStore {
                 && !hit.strategy.is_elastic()
                 && !hits[..i].iter().any(|h| h.key == hit.key)
             {
-                cache.record(hit, stats, now);
+                cache.record(hit, stats, now, generation);
             }
         }
     }
@@ -1025,9 +1032,10 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> Result<Decision, StorageError> {
+        let generation = self.blocks_generation();
         match self.guarded(|| self.redis_decide(hits, now)).await {
             Ok(decision) => {
-                self.remember(hits, &decision, now);
+                self.remember(hits, &decision, now, generation);
                 Ok(decision)
             }
             Err(e) => self.degraded_decision(hits, now, e, false),
@@ -1053,10 +1061,20 @@ impl RedisStore {
             let value = self.call_general(&mode, &all, self.now_arg(now)).await?;
             parse_stats(&value, hits)
         };
+        let generation = self.blocks_generation();
         match self.guarded(swap).await {
             Ok(stats) => {
                 let decision = Decision::from_stats(stats);
-                self.remember(hits, &decision, now);
+                self.remember(hits, &decision, now, generation);
+                // A denial on its way back during the call may have been recorded for a key
+                // this call only gave back (see `refund_inner`); a key it decided too is
+                // charged again, as before.
+                let given_back: SmallVec<[Hit<'_>; 4]> = refunds
+                    .iter()
+                    .filter(|r| hits.iter().all(|h| h.key != r.key))
+                    .copied()
+                    .collect();
+                self.unblock(&given_back);
                 Ok(decision)
             }
             Err(e) => {
@@ -1080,7 +1098,12 @@ impl RedisStore {
             return Ok(());
         }
         self.unblock(hits);
-        match self.guarded(|| self.redis_each("refund", hits, now)).await {
+        let result = self.guarded(|| self.redis_each("refund", hits, now)).await;
+        // Once more now that Redis has it: a denial that was on its way back during the
+        // refund may have been recorded meanwhile, or be recorded from a call that another
+        // connection carried.
+        self.unblock(hits);
+        match result {
             Ok(_) => Ok(()),
             Err(e) => match self.inner.options.on_failure {
                 FailurePolicy::FallbackToMemory => {
@@ -1103,10 +1126,14 @@ impl RedisStore {
             cmd.arg(key);
             cmd
         };
-        match self
+        let result = self
             .guarded(|| self.inner.pools.query(&cmd, None, Repeat::Safe))
-            .await
-        {
+            .await;
+        // Again after the DEL: see `refund_inner`.
+        if let Some(cache) = &self.inner.blocks {
+            cache.remove(key);
+        }
+        match result {
             Ok(_) => Ok(()),
             Err(e) if self.inner.options.on_failure == FailurePolicy::FailClosed => Err(e),
             Err(_) => Ok(()),
@@ -1123,7 +1150,12 @@ impl RedisStore {
         // else that merely begins with this one ("api-sessions:42").
         let pattern = format!("{}{{*", glob_escape(&self.inner.options.key_prefix));
         let deadline = conn::admin_deadline(self.inner.options.deadline);
-        let deleted = self.inner.pools.scan_delete(&pattern, deadline).await?;
+        let deleted = self.inner.pools.scan_delete(&pattern, deadline).await;
+        // Again after the deletion: see `refund_inner`.
+        if let Some(cache) = &self.inner.blocks {
+            cache.clear();
+        }
+        let deleted = deleted?;
         tracing::info!("redis storage reset: deleted {deleted} keys matching {pattern}");
         Ok(())
     }
