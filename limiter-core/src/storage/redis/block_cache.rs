@@ -13,7 +13,7 @@ use crate::rate::Rate;
 use crate::storage::bounded::{hash_bytes, shard_count, unpredictable_hasher, Bounded, Expires};
 use crate::storage::memory::SpinLock;
 use crate::storage::Hit;
-use crate::strategy::{LimitStats, Strategy};
+use crate::strategy::{gcra_interval, LimitStats, Strategy};
 
 /// One denied limit. The rate, strategy and cost are kept so that a hit matches only the
 /// denial it repeats: a cheaper request may fit where this one did not, and a key met with
@@ -32,9 +32,18 @@ struct Entry {
 
 type Shard = Bounded<Entry>;
 
+impl Entry {
+    /// Until when this entry answers: its block, and no further than the denial's reset. A
+    /// window or bucket that ends, or a logged hit that leaves, changes the stats the denial
+    /// reported (a request of cost 2 or more can still be blocked then, with other stats).
+    fn ends(&self) -> u64 {
+        self.until.min(self.reset.as_micros())
+    }
+}
+
 impl Expires for Entry {
     fn expires_at(&self) -> u64 {
-        self.until
+        self.ends()
     }
 }
 
@@ -89,28 +98,47 @@ impl BlockCache {
         (hash, ((hash >> 48) & self.shard_mask) as usize)
     }
 
-    /// The stats of `hit` if a denial of the same request (same rate and strategy, a cost no
-    /// larger) still holds at `now`.
+    /// The stats of `hit` if a denial of the same request (same rate and strategy, the same
+    /// cost, or for a fixed window one no smaller) still holds at `now`: the stats Redis
+    /// would report.
     pub(crate) fn blocked(&self, hit: &Hit<'_>, now: Timestamp) -> Option<LimitStats> {
         let t = now.as_micros();
         let (hash, shard) = self.place(hit.key);
         let mut shard = self.shards[shard].lock();
         let entry = shard.table.find_entry(hash, |e| &*e.key == hit.key).ok()?;
         let e = entry.get();
-        if e.until <= t {
+        if e.ends() <= t {
             entry.remove();
             self.len.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
-        if e.rate != hit.rate || e.strategy != hit.strategy || hit.cost < e.cost {
+        let n = hit.rate.amount();
+        let possible = |cost: u64| cost <= n;
+        // A costlier request waits longer, except in a fixed window, which every request
+        // that can ever pass waits out alike (and one that never can, a full period).
+        let same_wait = hit.cost == e.cost
+            || (hit.strategy == Strategy::FixedWindow
+                && hit.cost > e.cost
+                && possible(hit.cost) == possible(e.cost));
+        if e.rate != hit.rate || e.strategy != hit.strategy || !same_wait {
             return None;
         }
+        let p = hit.rate.period_micros();
+        let retry = if possible(hit.cost) { e.until - t } else { p };
+        let remaining = match hit.strategy {
+            // What is left of a bucket grows as it drains, the reset (its arrival time) stays.
+            Strategy::Gcra if n > 0 => {
+                let interval = gcra_interval(p, n);
+                (n * interval).saturating_sub(e.reset.as_micros() - t) / interval
+            }
+            _ => e.remaining,
+        };
         Some(LimitStats {
             admitted: false,
-            limit: hit.rate.amount(),
-            remaining: e.remaining,
+            limit: n,
+            remaining,
             reset: e.reset,
-            retry_after: Some(Duration::from_micros(e.until - t)),
+            retry_after: Some(Duration::from_micros(retry)),
         })
     }
 
@@ -133,6 +161,18 @@ impl BlockCache {
         let Some(retry) = stats.retry_after.filter(|r| !r.is_zero()) else {
             return;
         };
+        let n = hit.rate.amount();
+        let changes_before_the_block_ends = match hit.strategy {
+            // The previous bucket's share decays: what is left grows while the request is
+            // still denied, unless one unit more would admit it.
+            Strategy::SlidingWindowCounter => stats.remaining + 1 < hit.cost.min(n + 1),
+            // An empty log (a request that never fits): its reset follows the clock.
+            Strategy::MovingWindow => stats.remaining >= n,
+            _ => false,
+        };
+        if changes_before_the_block_ends || stats.reset <= now {
+            return;
+        }
         let until = now.saturating_add(retry).as_micros();
         let (hash, shard) = self.place(hit.key);
         let mut shard = self.shards[shard].lock();

@@ -30,9 +30,10 @@
 //! When Redis denies a request, each limit that denied it is remembered in a bounded local
 //! cache, the *block cache* (counter key, rate, strategy, cost, and the time at which the same
 //! request would pass: now + its retry-after). Until then a request that repeats it (same key,
-//! rate and strategy, a cost no smaller) is denied in this process, without a script call.
-//! Its stats tell the truth as far as it is known: the blocked limit reports the denial's
-//! `remaining` and `reset` and `retry_after` = blocked until − now; the request's other limits,
+//! rate, strategy and cost; for a fixed window, a cost no smaller) is denied in this process,
+//! without a script call, but no later than the denial's reset, after which its stats change.
+//! Its stats are Redis': the blocked limit reports the denial's `remaining` (GCRA's as its
+//! bucket drains) and `reset` and `retry_after` = blocked until − now; the request's other limits,
 //! which Redis was not asked about, report what an unused counter would say (admitted,
 //! `remaining` = the amount, an upper bound): a denied request charges nothing, so they were not
 //! charged either way.
