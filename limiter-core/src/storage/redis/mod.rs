@@ -1180,8 +1180,8 @@ impl Storage for RedisStore {
         now: Timestamp,
     ) -> impl Future<Output = Result<Decision, StorageError>> + Send {
         // Answered before the future exists: the round trip's future would be moved around
-        // for nothing; it is boxed, and only made when needed. It is 1 024 bytes on x86-64,
-        // within what glibc serves from its per-thread cache (up to 1 032 bytes): keep it so.
+        // for nothing; it is boxed, and only made when needed. It is 1 032 bytes on x86-64,
+        // just within what glibc serves from its per-thread cache (up to 1 032 bytes): keep it so.
         let local = self.decide_locally(hits, now);
         async move {
             match local {
