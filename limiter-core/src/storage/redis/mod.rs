@@ -424,8 +424,19 @@ impl RedisStoreBuilder {
     /// ```
     ///
     /// # Errors
-    /// A URI that redis-rs rejects.
+    /// A URI that redis-rs rejects, or options set as a whole ([`Self::options`]) that the
+    /// URI or the setters would not accept:
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::{RedisOptions, RedisStore};
+    /// let mut options = RedisOptions::default();
+    /// options.pool_size = 0;
+    /// let err = RedisStore::builder("redis://cache.internal/0")?.options(options).build().unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid pool_size \"0\": expected a whole number above 0");
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
     pub fn build(self) -> Result<RedisStore, ConfigError> {
+        self.options.check()?;
         let pools = Pools::new(&self.uri, &self.target, &self.options)?;
         let backoff = duration_micros(self.options.probe_min);
         Ok(RedisStore {

@@ -132,6 +132,44 @@ impl Default for RedisOptions {
     }
 }
 
+impl RedisOptions {
+    /// The rules the URI's query and the builder's setters keep, for options set as a whole
+    /// ([`super::RedisStoreBuilder::options`]), checked when the store is built.
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &'static str, value: String, reason: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.pool_size == 0 {
+            return invalid("pool_size", "0".into(), "expected a whole number above 0");
+        }
+        if self.fallback_max_keys == 0 {
+            return invalid(
+                "fallback_max_keys",
+                "0".into(),
+                "expected a whole number above 0",
+            );
+        }
+        if self.deadline.is_zero() {
+            return invalid("deadline_ms", "0".into(), "expected at least 1 millisecond");
+        }
+        if self.probe_max < self.probe_min {
+            return invalid(
+                "probe_max_ms",
+                self.probe_max.as_millis().to_string(),
+                &format!(
+                    "expected at least probe_min_ms ({})",
+                    self.probe_min.as_millis()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where the connections go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -541,6 +579,45 @@ mod tests {
         };
         assert_eq!(sentinels, ["rediss://h1:26379/"]);
         assert!(!insecure);
+    }
+
+    #[test]
+    fn options_set_as_a_whole_keep_the_query_s_rules() {
+        let built = |edit: fn(&mut RedisOptions)| {
+            let mut options = RedisOptions::default();
+            edit(&mut options);
+            crate::storage::redis::RedisStore::builder("redis://h/0")
+                .unwrap()
+                .options(options)
+                .build()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(built(|_| {}), Ok(()));
+        assert_eq!(
+            built(|o| o.pool_size = 0),
+            Err("invalid pool_size \"0\": expected a whole number above 0".into())
+        );
+        assert_eq!(
+            built(|o| o.fallback_max_keys = 0),
+            Err("invalid fallback_max_keys \"0\": expected a whole number above 0".into())
+        );
+        assert_eq!(
+            built(|o| o.deadline = Duration::ZERO),
+            Err("invalid deadline_ms \"0\": expected at least 1 millisecond".into())
+        );
+        assert_eq!(
+            built(|o| o.probe_max = Duration::from_millis(50)),
+            Err("invalid probe_max_ms \"50\": expected at least probe_min_ms (100)".into())
+        );
+        // The same rule through the query.
+        let err = crate::storage::redis::RedisStore::builder(
+            "redis://h/0?probe_min_ms=100&probe_max_ms=50",
+        )
+        .unwrap()
+        .build()
+        .unwrap_err();
+        assert!(err.to_string().starts_with("invalid probe_max_ms"), "{err}");
     }
 
     #[test]
