@@ -55,14 +55,15 @@ impl Timestamp {
         Timestamp(micros)
     }
 
-    /// A timestamp `secs` seconds after the epoch.
+    /// A timestamp `secs` seconds after the epoch (the latest one past 584 000 years).
     ///
     /// ```
     /// use limiter_core::Timestamp;
     /// assert_eq!(Timestamp::from_secs(2), Timestamp::from_micros(2_000_000));
+    /// assert_eq!(Timestamp::from_secs(u64::MAX), Timestamp::from_micros(u64::MAX));
     /// ```
     pub const fn from_secs(secs: u64) -> Self {
-        Timestamp(secs * 1_000_000)
+        Timestamp(secs.saturating_mul(1_000_000))
     }
 
     /// Microseconds since the epoch.
@@ -291,7 +292,7 @@ impl ManualClock {
         Timestamp(self.micros.load(Ordering::Acquire))
     }
 
-    /// Moves it forward by `d`.
+    /// Moves it forward by `d` (up to the latest timestamp, never around to the earliest).
     ///
     /// ```
     /// use limiter_core::{ManualClock, Timestamp};
@@ -299,9 +300,17 @@ impl ManualClock {
     /// let manual = ManualClock::new(Timestamp::from_secs(59));
     /// manual.advance(Duration::from_millis(1_500));
     /// assert_eq!(manual.now(), Timestamp::from_micros(60_500_000));
+    /// manual.advance(Duration::MAX);
+    /// assert_eq!(manual.now(), Timestamp::from_micros(u64::MAX));
     /// ```
     pub fn advance(&self, d: Duration) {
-        self.micros.fetch_add(duration_micros(d), Ordering::AcqRel);
+        let step = duration_micros(d);
+        // `fetch_update` only fails when the closure answers None, which it never does.
+        let _ = self
+            .micros
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some(t.saturating_add(step))
+            });
     }
 
     /// Sets it to `t` (which may be earlier: a clock stepping back must not break anything).
