@@ -302,7 +302,9 @@ pub trait Storage: Send + Sync {
         }
     }
 
-    /// What [`Storage::decide`] would say, without charging anything.
+    /// Whether [`Storage::decide`] would admit `hits` now, without charging anything. The
+    /// stats are the counters as they stand: `remaining` is what is left before this request,
+    /// where an admitting `decide` reports what is left after it.
     ///
     /// ```
     /// use limiter_core::{Hit, MemoryStore, Rate, Storage, Strategy, Timestamp};
