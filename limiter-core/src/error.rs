@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::rate::RateParseError;
+use crate::strategy::STRATEGY_NAMES;
+use crate::suggest::{closest, Suggestion};
 
 /// A configuration value that cannot work. Every message names the bad value and what is
 /// accepted instead.
@@ -12,6 +14,9 @@ use crate::rate::RateParseError;
 /// let err = "leaky-bucket".parse::<Strategy>().unwrap_err();
 /// assert_eq!(err, ConfigError::UnknownStrategy { value: "leaky-bucket".into() });
 /// assert!(err.to_string().starts_with("unknown strategy \"leaky-bucket\"; expected one of fixed-window,"));
+/// // A near miss is named.
+/// let err = "moving window".parse::<Strategy>().unwrap_err();
+/// assert!(err.to_string().ends_with("; did you mean \"moving-window\"?"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -20,7 +25,8 @@ pub enum ConfigError {
     #[error(
         "unknown strategy \"{value}\"; expected one of fixed-window, \
          fixed-window-elastic-expiry (or fixed-window-elastic), moving-window, \
-         moving-window-elastic, sliding-window-counter, gcra (or token-bucket)"
+         moving-window-elastic, sliding-window-counter, gcra (or token-bucket){}",
+        Suggestion(closest(value.trim(), &STRATEGY_NAMES.map(|(name, _)| name)))
     )]
     UnknownStrategy {
         /// The name as given.

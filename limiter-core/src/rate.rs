@@ -24,6 +24,8 @@ use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::suggest::Suggestion;
+
 /// A time unit of a rate string.
 ///
 /// ```
@@ -358,19 +360,6 @@ impl fmt::Display for WholeRate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
             Some(rate) => write!(f, "; write \"{rate}\" instead"),
-            None => Ok(()),
-        }
-    }
-}
-
-/// `; did you mean "minute"?`, or nothing when no unit is close.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Suggestion(Option<&'static str>);
-
-impl fmt::Display for Suggestion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(unit) => write!(f, "; did you mean \"{unit}\"?"),
             None => Ok(()),
         }
     }

@@ -103,6 +103,20 @@ impl Strategy {
     }
 }
 
+/// Every name [`Strategy::from_str`] takes (after `_` becomes `-`, case aside), aliases
+/// included.
+pub(crate) const STRATEGY_NAMES: [(&str, Strategy); 9] = [
+    ("fixed-window", Strategy::FixedWindow),
+    ("fixed-window-elastic-expiry", Strategy::FixedWindowElastic),
+    ("fixed-window-elastic", Strategy::FixedWindowElastic),
+    ("moving-window", Strategy::MovingWindow),
+    ("moving-window-elastic", Strategy::MovingWindowElastic),
+    ("sliding-window-counter", Strategy::SlidingWindowCounter),
+    ("sliding-window", Strategy::SlidingWindowCounter),
+    ("gcra", Strategy::Gcra),
+    ("token-bucket", Strategy::Gcra),
+];
+
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -113,19 +127,13 @@ impl FromStr for Strategy {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let normalized = s.trim().to_ascii_lowercase().replace('_', "-");
-        Ok(match normalized.as_str() {
-            "fixed-window" => Strategy::FixedWindow,
-            "fixed-window-elastic-expiry" | "fixed-window-elastic" => Strategy::FixedWindowElastic,
-            "moving-window" => Strategy::MovingWindow,
-            "moving-window-elastic" => Strategy::MovingWindowElastic,
-            "sliding-window-counter" | "sliding-window" => Strategy::SlidingWindowCounter,
-            "gcra" | "token-bucket" => Strategy::Gcra,
-            _ => {
-                return Err(ConfigError::UnknownStrategy {
-                    value: s.to_string(),
-                })
-            }
-        })
+        STRATEGY_NAMES
+            .iter()
+            .find(|(name, _)| *name == normalized)
+            .map(|&(_, strategy)| strategy)
+            .ok_or_else(|| ConfigError::UnknownStrategy {
+                value: s.to_string(),
+            })
     }
 }
 

@@ -1,5 +1,20 @@
 //! "Did you mean ...?": the closest of a few accepted words, for error messages.
 
+use std::fmt;
+
+/// `; did you mean "minute"?` in an error message, or nothing when no candidate is close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Suggestion(pub(crate) Option<&'static str>);
+
+impl fmt::Display for Suggestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(word) => write!(f, "; did you mean \"{word}\"?"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The candidate closest to `word` (case-insensitive) within two edits, or one that starts
 /// with it (three letters at least); `None` when nothing is close. A word ending in `s` is
 /// also tried without it, so that plural abbreviations (`secs`, `mins`, `hrs`) find their

@@ -284,6 +284,33 @@ fn configuration_errors_name_the_bad_value_and_the_accepted_ones() {
          fixed-window-elastic-expiry (or fixed-window-elastic), moving-window, \
          moving-window-elastic, sliding-window-counter, gcra (or token-bucket)"
     );
+    // Near misses are named, aliases and all; every name is taken in any case.
+    for (typo, meant) in [
+        ("fixed-windw", "fixed-window"),
+        ("Moving Window", "moving-window"),
+        ("sliding-window-counters", "sliding-window-counter"),
+        ("token-buckets", "token-bucket"),
+        ("gcr", "gcra"),
+    ] {
+        let err = typo.parse::<Strategy>().unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!("; did you mean \"{meant}\"?")),
+            "{typo}: {err}"
+        );
+    }
+    for (name, strategy) in [
+        ("FIXED_WINDOW", Strategy::FixedWindow),
+        ("fixed-window-elastic-expiry", Strategy::FixedWindowElastic),
+        ("fixed-window-elastic", Strategy::FixedWindowElastic),
+        ("moving-window", Strategy::MovingWindow),
+        ("moving_window_elastic", Strategy::MovingWindowElastic),
+        ("sliding-window-counter", Strategy::SlidingWindowCounter),
+        ("sliding-window", Strategy::SlidingWindowCounter),
+        (" gcra ", Strategy::Gcra),
+        ("token-bucket", Strategy::Gcra),
+    ] {
+        assert_eq!(name.parse::<Strategy>(), Ok(strategy), "{name}");
+    }
     let err = StorageUri::parse("mongodb://db:27017").unwrap_err();
     assert!(matches!(err, ConfigError::UnknownScheme { ref scheme, .. } if scheme == "mongodb"));
     assert_eq!(
