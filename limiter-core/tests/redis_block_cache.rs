@@ -618,3 +618,44 @@ async fn a_costly_blocked_request_is_told_what_redis_would_tell_it() {
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// A refund of one client's key, made while another client's denial is on its way back, says
+/// nothing about that other client: its denial is recorded, and its flood costs Redis nothing
+/// after it (README: "a flood from blocked clients costs Redis nothing after the first denial
+/// per key"). An app that refunds often (`deduct_when`, ambiguous routes) refunds during
+/// nearly every round trip.
+#[tokio::test]
+async fn a_refund_of_another_key_does_not_keep_a_denial_out_of_the_cache() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let mut admin = server.admin();
+    let store = store(&server, 1_000);
+    let r = rate("1 per hour");
+    let blocked_key = counter_key("LIMITER", "10.12.0.1", "/login", &r);
+    let other_key = counter_key("LIMITER", "10.12.0.2", "/search", &r);
+    let blocked = Hit::new(&blocked_key, r, Strategy::FixedWindow);
+    let other = Hit::new(&other_key, r, Strategy::FixedWindow);
+    assert!(store.decide(&[blocked], t0()).await.unwrap().admitted);
+    assert!(store.decide(&[other], t0()).await.unwrap().admitted);
+    // The denial is sent first; the other client's refund starts while it is in flight.
+    let (blocked_hits, other_hits) = ([blocked], [other]);
+    let (denial, refund) = tokio::join!(
+        store.decide(&blocked_hits, t0()),
+        store.refund(&other_hits, t0())
+    );
+    assert!(!denial.unwrap().admitted);
+    refund.unwrap();
+
+    reset_stats(&mut admin);
+    for i in 0..10 {
+        let now = t0().saturating_add(Duration::from_millis(100 * i));
+        assert!(!store.decide(&[blocked], now).await.unwrap().admitted);
+    }
+    assert_eq!(
+        script_calls(&mut admin),
+        0,
+        "the denial was not recorded: the blocked client reached Redis"
+    );
+}

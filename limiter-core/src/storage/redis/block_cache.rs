@@ -56,10 +56,18 @@ pub(crate) struct BlockCache {
     /// blocked) skip the lookups.
     len: AtomicUsize,
     evictions: AtomicU64,
-    /// Bumped by every removal (a refund, a clear, a reset): a denial whose call overlapped
-    /// one may be older than the refund that made room, and is not recorded.
-    generation: AtomicU64,
+    /// Bumped by every removal of a key of the stripe (a refund, a clear): a denial whose call
+    /// overlapped the removal of its key may be older than the refund that made room, and is
+    /// not recorded. Striped by key, so that the refunds of other clients, which a busy app
+    /// makes during nearly every round trip, do not keep every denial out of the cache.
+    stripes: Box<[AtomicU64]>,
+    /// Bumped by every [`BlockCache::clear`] (a reset): no denial in flight then is recorded.
+    epoch: AtomicU64,
 }
+
+/// Generation stripes: a removal makes the denials in flight of about 1/256 of the keys
+/// unrecordable, where one counter for all would make every one of them so.
+const STRIPES: usize = 256;
 
 impl BlockCache {
     /// A cache of at most `max_entries` (rounded down to a multiple of the shard count), or
@@ -76,7 +84,8 @@ impl BlockCache {
             hasher: unpredictable_hasher(),
             len: AtomicUsize::new(0),
             evictions: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
+            stripes: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -142,20 +151,32 @@ impl BlockCache {
         })
     }
 
-    /// The current generation: read before a call to Redis, and given to [`BlockCache::record`]
-    /// with its denial.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    #[inline]
+    fn stripe(&self, hash: u64) -> &AtomicU64 {
+        &self.stripes[hash as usize & (STRIPES - 1)]
     }
 
-    /// Remembers a denial of `hit` by Redis at `now`, from a call made at `generation`: not if
-    /// a removal (a refund, a clear, a reset of this store) came since, which Redis may have
-    /// run after the denial, making room the denial does not show.
+    /// The generation of the keys of `hits`: read before a call to Redis, and given to
+    /// [`BlockCache::record`] with its denial. A sum of counters that only grow: it changes
+    /// whenever one of them does.
+    pub(crate) fn generation(&self, hits: &[Hit<'_>]) -> u64 {
+        hits.iter()
+            .fold(self.epoch.load(Ordering::Acquire), |sum, hit| {
+                let (hash, _) = self.place(hit.key);
+                sum.wrapping_add(self.stripe(hash).load(Ordering::Acquire))
+            })
+    }
+
+    /// Remembers a denial of `hit` (one of `hits`) by Redis at `now`, from a call made at
+    /// `generation` (of `hits`): not if a removal of one of their keys (a refund, a clear, a
+    /// reset of this store) came since, which Redis may have run after the denial, making room
+    /// the denial does not show.
     pub(crate) fn record(
         &self,
         hit: &Hit<'_>,
         stats: &LimitStats,
         now: Timestamp,
+        hits: &[Hit<'_>],
         generation: u64,
     ) {
         let Some(retry) = stats.retry_after.filter(|r| !r.is_zero()) else {
@@ -177,7 +198,7 @@ impl BlockCache {
         let (hash, shard) = self.place(hit.key);
         let mut shard = self.shards[shard].lock();
         // Checked under the shard's lock, which a removal of this key takes after its bump.
-        if self.generation.load(Ordering::Acquire) != generation {
+        if self.generation(hits) != generation {
             return;
         }
         if let Some(e) = shard.table.find_mut(hash, |e| &*e.key == hit.key) {
@@ -213,11 +234,11 @@ impl BlockCache {
         self.len.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forgets `key`, and makes every denial in flight unrecordable (see
+    /// Forgets `key`, and makes the denials in flight of its keys unrecordable (see
     /// [`BlockCache::record`]).
     pub(crate) fn remove(&self, key: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
         let (hash, shard) = self.place(key);
+        self.stripe(hash).fetch_add(1, Ordering::AcqRel);
         let mut shard = self.shards[shard].lock();
         if let Ok(entry) = shard.table.find_entry(hash, |e| &*e.key == key) {
             entry.remove();
@@ -227,7 +248,7 @@ impl BlockCache {
 
     /// Forgets everything, and makes every denial in flight unrecordable.
     pub(crate) fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             let dropped = shard.table.len();

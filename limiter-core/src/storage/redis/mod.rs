@@ -694,9 +694,13 @@ impl RedisStore {
         ))
     }
 
-    /// The block cache's generation before a call whose denial [`Self::remember`] records.
-    fn blocks_generation(&self) -> u64 {
-        self.inner.blocks.as_ref().map_or(0, BlockCache::generation)
+    /// The block cache's generation of `hits` before a call whose denial [`Self::remember`]
+    /// records.
+    fn blocks_generation(&self, hits: &[Hit<'_>]) -> u64 {
+        self.inner
+            .blocks
+            .as_ref()
+            .map_or(0, |cache| cache.generation(hits))
     }
 
     /// Fills the block cache from a denial by Redis, to a call made at `generation` (see
@@ -716,7 +720,7 @@ impl RedisStore {
                 && !hit.strategy.is_elastic()
                 && !hits[..i].iter().any(|h| h.key == hit.key)
             {
-                cache.record(hit, stats, now, generation);
+                cache.record(hit, stats, now, hits, generation);
             }
         }
     }
@@ -1044,7 +1048,7 @@ impl RedisStore {
         hits: &[Hit<'_>],
         now: Timestamp,
     ) -> Result<Decision, StorageError> {
-        let generation = self.blocks_generation();
+        let generation = self.blocks_generation(hits);
         match self.guarded(|| self.redis_decide(hits, now)).await {
             Ok(decision) => {
                 self.remember(hits, &decision, now, generation);
@@ -1073,7 +1077,7 @@ impl RedisStore {
             let value = self.call_general(&mode, &all, self.now_arg(now)).await?;
             parse_stats(&value, hits)
         };
-        let generation = self.blocks_generation();
+        let generation = self.blocks_generation(hits);
         match self.guarded(swap).await {
             Ok(stats) => {
                 let decision = Decision::from_stats(stats);
