@@ -224,6 +224,7 @@ pub(crate) fn parse(
 
     let mut options = RedisOptions::default();
     let mut passthrough: Vec<(&str, &str)> = Vec::new();
+    let mut probe_ends_given = (false, false);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
@@ -279,8 +280,14 @@ pub(crate) fn parse(
             "key_prefix" => options.key_prefix = value,
             "ttl_grace_ms" => options.ttl_grace = millis("ttl_grace_ms")?,
             "fallback_max_keys" => options.fallback_max_keys = count("fallback_max_keys")?,
-            "probe_min_ms" => options.probe_min = millis("probe_min_ms")?,
-            "probe_max_ms" => options.probe_max = millis("probe_max_ms")?,
+            "probe_min_ms" => {
+                options.probe_min = millis("probe_min_ms")?;
+                probe_ends_given.0 = true;
+            }
+            "probe_max_ms" => {
+                options.probe_max = millis("probe_max_ms")?;
+                probe_ends_given.1 = true;
+            }
             "block_cache" => {
                 options.block_cache = value.parse().map_err(|_| ConfigError::Invalid {
                     setting: "block_cache",
@@ -297,6 +304,11 @@ pub(crate) fn parse(
                 )))
             }
         }
+    }
+    // One end given past the other's default: that default follows, as `probe_backoff` makes
+    // it (both given and crossed are refused at build, by `RedisOptions::check`).
+    if probe_ends_given != (true, true) && options.probe_max < options.probe_min {
+        options.probe_max = options.probe_min;
     }
     let query_string = |extra: &[(&str, &str)]| -> String {
         let all: Vec<String> = extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -618,6 +630,26 @@ mod tests {
         .build()
         .unwrap_err();
         assert!(err.to_string().starts_with("invalid probe_max_ms"), "{err}");
+    }
+
+    /// A query that sets one end of the probe backoff past the other's default built before
+    /// `RedisOptions::check` (the default end followed, as `probe_backoff` makes it), and must
+    /// still: only two ends both given and crossed are refused.
+    #[test]
+    fn a_query_that_sets_one_end_of_the_probe_backoff_still_builds() {
+        let built = |uri: &str| {
+            crate::storage::redis::RedisStore::builder(uri)
+                .and_then(|b| b.build())
+                .map(|store| (store.options().probe_min, store.options().probe_max))
+                .map_err(|e| e.to_string())
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(
+            built("redis://h/0?probe_min_ms=10000"),
+            Ok((ms(10_000), ms(10_000)))
+        );
+        assert_eq!(built("redis://h/0?probe_max_ms=50"), Ok((ms(100), ms(100))));
+        assert!(built("redis://h/0?probe_min_ms=100&probe_max_ms=50").is_err());
     }
 
     #[test]
