@@ -576,7 +576,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     // The handler's own body runs as a function nested in the wrapper, except where it names
     // `Self` (an associated function, registered by hand), which a nested function cannot
     // see: there it is an associated function beside the wrapper, called through `Self`.
-    let (inner, beside, call) = if mentions_self(quote!(#sig #block)) {
+    let (inner, beside, call) = if mentions_self(sig, block) {
         let inner_name = format_ident!("__limiter_handler_{}", name);
         inner_sig.ident = inner_name.clone();
         let item = quote! {
@@ -627,11 +627,33 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     })
 }
 
+/// Whether the handler's signature or body names the `Self` of an enclosing impl: not a
+/// `Self` inside an item nested in the body (a local type's impl, a nested function), which
+/// is that item's own (a free function may hold one). Macro calls are searched token by token.
+fn mentions_self(sig: &syn::Signature, block: &syn::Block) -> bool {
+    use syn::visit::Visit;
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_ident(&mut self, ident: &'ast Ident) {
+            self.0 |= ident == "Self";
+        }
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+        fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+            self.visit_path(&mac.path);
+            self.0 |= tokens_mention_self(mac.tokens.clone());
+        }
+    }
+    let mut finder = Finder(false);
+    finder.visit_signature(sig);
+    finder.visit_block(block);
+    finder.0
+}
+
 /// Whether `tokens` name `Self` anywhere.
-fn mentions_self(tokens: TokenStream2) -> bool {
+fn tokens_mention_self(tokens: TokenStream2) -> bool {
     tokens.into_iter().any(|token| match token {
         proc_macro2::TokenTree::Ident(ident) => ident == "Self",
-        proc_macro2::TokenTree::Group(group) => mentions_self(group.stream()),
+        proc_macro2::TokenTree::Group(group) => tokens_mention_self(group.stream()),
         _ => false,
     })
 }
