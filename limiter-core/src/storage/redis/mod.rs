@@ -1255,8 +1255,9 @@ impl Storage for RedisStore {
         self.clear_inner(key)
     }
 
-    /// Deletes every key that starts with the configured `key_prefix` (SCAN + UNLINK, on
-    /// every primary of a cluster; each round trip has at least 2 s), and the fallback's.
+    /// Deletes the counter keys of the configured `key_prefix`, `prefix{...}` (SCAN MATCH
+    /// `prefix{*` + UNLINK, on every primary of a cluster; each round trip has at least 2 s):
+    /// other keys that merely begin with the prefix stay. And the fallback's counters.
     fn reset(&self) -> impl Future<Output = Result<(), StorageError>> + Send {
         self.reset_inner()
     }
