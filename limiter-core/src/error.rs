@@ -25,7 +25,7 @@ pub enum ConfigError {
     #[error(
         "unknown strategy \"{value}\"; expected one of fixed-window, \
          fixed-window-elastic-expiry (or fixed-window-elastic), moving-window, \
-         moving-window-elastic, sliding-window-counter, gcra (or token-bucket){}",
+         moving-window-elastic, sliding-window-counter (or sliding-window), gcra (or token-bucket){}",
         Suggestion(closest(value.trim(), &STRATEGY_NAMES.map(|(name, _)| name)))
     )]
     UnknownStrategy {

@@ -282,7 +282,7 @@ fn configuration_errors_name_the_bad_value_and_the_accepted_ones() {
         err.to_string(),
         "unknown strategy \"leaky-bucket\"; expected one of fixed-window, \
          fixed-window-elastic-expiry (or fixed-window-elastic), moving-window, \
-         moving-window-elastic, sliding-window-counter, gcra (or token-bucket)"
+         moving-window-elastic, sliding-window-counter (or sliding-window), gcra (or token-bucket)"
     );
     // Near misses are named, aliases and all; every name is taken in any case.
     for (typo, meant) in [
