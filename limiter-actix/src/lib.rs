@@ -60,7 +60,7 @@ pub use limiter_core::{
 ///
 /// | option | meaning |
 /// |---|---|
-/// | `key = f` | `fn(&HttpRequest) -> Option<&str>` (or `String`, `Option<String>`...): this limit's client key; `None` skips the limit |
+/// | `key = f` | `fn(&HttpRequest) -> Option<&str>` (or `String`, `Option<String>`...): this limit's client key; `None` or `""` skips the limit |
 /// | `cost = N` or `cost = f` | units one request takes (at least 1; `f` is `fn(&HttpRequest) -> u32`/`u64`, and 0 from it skips the limit) |
 /// | `methods = [GET, POST]` | the limit applies to these methods only |
 /// | `per_method` | a separate bucket per HTTP method |

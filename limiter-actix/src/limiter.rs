@@ -429,7 +429,8 @@ impl Default for LimiterBuilder {
 
 impl LimiterBuilder {
     /// Identifies clients by what `f` returns instead of the peer IP (an API key, a user id,
-    /// a combination). `None` skips the limits keyed by it for that request (logged at debug).
+    /// a combination). `None` or an empty key skips the limits keyed by it for that request
+    /// (logged at debug), as Flask-Limiter skips a limit whose key is empty.
     ///
     /// ```
     /// use actix_web::{test, web, App, HttpRequest};
@@ -1234,7 +1235,8 @@ impl Inner {
         batch.client_tag.clear();
         let found = match &self.key {
             KeySource::PeerIp => self.peer_key(req, batch),
-            KeySource::Custom(f) => match f(req) {
+            // An empty key is none, as in Flask-Limiter.
+            KeySource::Custom(f) => match f(req).filter(|key| !key.is_empty()) {
                 Some(key) => {
                     push_client_tag(&mut batch.client_tag, &key);
                     true

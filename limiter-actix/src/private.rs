@@ -252,26 +252,24 @@ impl CompiledGroup {
 
 /// Client keys a `key = ..` function may return.
 pub trait IntoClientKey {
-    /// Writes the key; `false` when there is none.
+    /// Writes the key; `false` when there is none (an empty key is none, as in Flask-Limiter).
     fn write_key(self, out: &mut String) -> bool;
 }
 
 impl IntoClientKey for &str {
     fn write_key(self, out: &mut String) -> bool {
         out.push_str(self);
-        true
+        !self.is_empty()
     }
 }
 impl IntoClientKey for String {
     fn write_key(self, out: &mut String) -> bool {
-        out.push_str(&self);
-        true
+        self.as_str().write_key(out)
     }
 }
 impl IntoClientKey for Cow<'_, str> {
     fn write_key(self, out: &mut String) -> bool {
-        out.push_str(&self);
-        true
+        (*self).write_key(out)
     }
 }
 impl<T: IntoClientKey> IntoClientKey for Option<T> {

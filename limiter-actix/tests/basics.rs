@@ -496,10 +496,15 @@ async fn key_by_header() {
         status_of(&app, with_key("beta", "10.0.0.1")).await,
         StatusCode::OK
     );
-    // No key: the limit is skipped.
+    // No key, or an empty one: the limit is skipped (Flask-Limiter skips a limit whose key is
+    // empty), rather than every such client sharing one bucket.
     for _ in 0..5 {
         let res = test::call_service(&app, get_from("/keyed", "10.0.0.1").to_request()).await;
         assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            status_of(&app, with_key("", "10.0.0.1")).await,
+            StatusCode::OK
+        );
     }
 }
 
@@ -528,6 +533,10 @@ async fn limiter_key_fn_keys_every_limit() {
         StatusCode::TOO_MANY_REQUESTS
     );
     assert_eq!(status_of(&app, req("k2", "10.0.0.1")).await, StatusCode::OK);
+    // An empty key skips the limits, as no key does.
+    for _ in 0..3 {
+        assert_eq!(status_of(&app, req("", "10.0.0.1")).await, StatusCode::OK);
+    }
 }
 
 /// `key_header`: the header's value keys the request wherever it comes from; without the
