@@ -1125,7 +1125,9 @@ impl Limiter {
         &self.inner.store
     }
 
-    /// Forgets every counter (on Redis, every key under the limiter's key prefix).
+    /// Forgets every counter of its store: on Redis, the counter keys `prefix{...}` of the
+    /// limiter's key prefix (other keys that merely begin with the prefix stay); a memory store
+    /// is emptied, the counters of other limiters sharing it included.
     ///
     /// # Errors
     /// The store's error, if it could not be reached.
