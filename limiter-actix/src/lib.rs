@@ -55,7 +55,8 @@ pub use limiter_core::{
 /// `#[limit("...")]` takes a rate string (`"1 per minute"`, `"10/hour"`, `"100 per hour, 5000
 /// per day"`); a bad one is a compile error pointing at it, with a suggestion. It goes above or
 /// below `#[get]`/`#[post]`/`#[route]`, or on a handler registered by hand
-/// (`web::get().to(handler)`); several stack and are decided together, in one storage call with
+/// (`web::get().to(handler)`), an associated function's too (not in a trait impl; its options
+/// name their functions by the type, `key = Api::key`); several stack and are decided together, in one storage call with
 /// the default and application limits. The handler keeps its extractors and return type.
 ///
 /// | option | meaning |

@@ -133,6 +133,14 @@ impl Parse for Value {
             input.parse().map(Value::Int)
         } else if lookahead.peek(LitBool) {
             input.parse().map(Value::Bool)
+        } else if input.peek(Token![Self]) {
+            // The option's function is called from code generated beside the handler, where
+            // `Self` may name nothing.
+            Err(syn::Error::new(
+                input.span(),
+                "`Self` cannot name an option's function: name the type instead \
+                 (`key = Api::key`, not `key = Self::key`)",
+            ))
         } else if lookahead.peek(Ident)
             || lookahead.peek(Token![::])
             || lookahead.peek(Token![crate])
