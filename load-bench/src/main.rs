@@ -290,11 +290,23 @@ impl Redis {
         (keys, used)
     }
 
-    /// Commands the server executed since the last reset: (script calls, all commands).
-    /// Redis counts the commands a script runs in its commandstats too, so "all" includes
-    /// those; for a client that sends no scripts it is what the client sent.
-    fn commands(&self) -> (u64, u64) {
-        let stats = self.cli(&["info", "commandstats"]);
+    /// Commands the server received since the last reset: (script calls, all commands,
+    /// connections). Redis counts the commands a script runs in its commandstats too, so
+    /// "all" includes those; for a client that sends no scripts it is what the client sent.
+    /// A command Redis rejects (an unknown one, or `CLIENT SETINFO` before Redis 7.2, which
+    /// redis-rs sends on every new connection) is in no commandstats line: it is counted from
+    /// the error replies. Read in one `INFO all`, whose own connection is not counted.
+    fn commands(&self) -> (u64, u64, u64) {
+        let stats = self.cli(&["info", "all"]);
+        let stat = |name: &str| -> u64 {
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let rejected = stat("total_error_replies");
+        let connections = stat("total_connections_received").saturating_sub(1);
         let calls = |line: &str| -> u64 {
             line.split("calls=")
                 .nth(1)
@@ -311,8 +323,20 @@ impl Redis {
                 scripts += calls(line);
             }
             all += calls(line);
+            // Rejected calls of known commands are in their line and in the error replies.
+            all -= line
+                .split("rejected_calls=")
+                .nth(1)
+                .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                .min(all);
         }
-        (scripts, all)
+        (scripts, all + rejected, connections)
+    }
+
+    /// CPU time of `redis-server` so far (all its threads).
+    fn cpu(&self) -> Duration {
+        cpu_time(self.child.id())
     }
 }
 
@@ -349,7 +373,9 @@ fn cpu_time(pid: u32) -> Duration {
 struct Sample {
     report: LoadReport,
     cpu: Duration,
-    redis_commands: Option<(u64, u64)>,
+    redis_commands: Option<(u64, u64, u64)>,
+    /// `redis-server`'s CPU time over the run, for the Redis variants.
+    redis_cpu: Option<Duration>,
 }
 
 fn measure(
@@ -383,6 +409,7 @@ fn measure(
             redis.cli(&["config", "resetstat"]);
         }
         let before = cpu_time(server.id());
+        let redis_before = redis.map(Redis::cpu);
         let report = load::run(
             &bind,
             scenario,
@@ -390,11 +417,16 @@ fn measure(
             Duration::from_secs_f64(options.seconds),
         );
         let cpu = cpu_time(server.id()).saturating_sub(before);
+        let redis_cpu = redis
+            .zip(redis_before)
+            .filter(|_| variant.needs_redis())
+            .map(|(redis, before)| redis.cpu().saturating_sub(before));
         let redis_commands = redis.filter(|_| variant.needs_redis()).map(Redis::commands);
         sample = Some(Sample {
             report,
             cpu,
             redis_commands,
+            redis_cpu,
         });
     } else {
         eprintln!("{} did not start", variant.name());
@@ -444,7 +476,7 @@ fn orchestrate(options: &Options) {
 fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usize, Vec<Sample>>) {
     println!("\nscenario: {}", scenario.describe());
     println!(
-        "{:<15} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7}  redis scripts/cmds per req",
+        "{:<15} {:>9} {:>8} {:>8} {:>10} {:>10} {:>7}  redis scripts/cmds/conns per req, redis-server us/req",
         "variant", "req/s", "p50 us", "p99 us", "cpu us/req", "added us", "429 %"
     );
     let cpu_per_request = |s: &Sample| s.cpu.as_secs_f64() * 1e6 / s.report.requests.max(1) as f64;
@@ -484,7 +516,7 @@ fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usiz
         let added = baseline
             .filter(|_| variant != Variant::None)
             .map_or("-".to_string(), |b| format!("{:+.3}", cpu - b));
-        let per_request = |pick: fn((u64, u64)) -> u64| {
+        let per_request = |pick: fn((u64, u64, u64)) -> u64| {
             let mut values: Vec<f64> = runs
                 .iter()
                 .filter_map(|s| {
@@ -498,10 +530,25 @@ fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usiz
                 format!("{:.2}", median(&mut values))
             }
         };
+        let redis_cpu = {
+            let mut values: Vec<f64> = runs
+                .iter()
+                .filter_map(|s| {
+                    Some(s.redis_cpu?.as_secs_f64() * 1e6 / s.report.requests.max(1) as f64)
+                })
+                .collect();
+            if values.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.3}", median(&mut values))
+            }
+        };
         let redis = format!(
-            "{}/{}",
-            per_request(|(scripts, _)| scripts),
-            per_request(|(_, all)| all)
+            "{}/{}/{}, {}",
+            per_request(|(scripts, _, _)| scripts),
+            per_request(|(_, all, _)| all),
+            per_request(|(_, _, connections)| connections),
+            redis_cpu
         );
         println!(
             "{:<15} {:>9.0} {:>8.0} {:>8.0} {:>10.3} {:>10} {:>7.1}  {}",
