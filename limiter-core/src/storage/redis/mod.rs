@@ -47,7 +47,7 @@
 //! refund done by *another* process (or by hand in Redis) takes effect here only when the
 //! entry expires. This store's own [`Storage::clear`], [`Storage::reset`],
 //! [`Storage::refund`] and the refund of [`Storage::refund_and_decide`] drop the entries they
-//! touch.
+//! touch once Redis has acted, and a denial still on its way back then is not recorded.
 //!
 //! [`Storage::refund_and_decide`] is one call of the general script too (its `swap` mode):
 //! what a refund then a decision would do, in one round trip, when both batches are in one
@@ -1113,11 +1113,11 @@ impl RedisStore {
         if hits.is_empty() {
             return Ok(());
         }
-        self.unblock(hits);
         let result = self.guarded(|| self.redis_each("refund", hits, now)).await;
-        // Once more now that Redis has it: a denial that was on its way back during the
-        // refund may have been recorded meanwhile, or be recorded from a call that another
-        // connection carried.
+        // Once Redis has it (or failed to): an entry from before, or from a denial that was on
+        // its way back meanwhile, goes; a denial still on its way read the generation this
+        // bumps, and is not recorded (see `BlockCache::record`). Until then the entry denies,
+        // as it would have a moment before the refund.
         self.unblock(hits);
         match result {
             Ok(_) => Ok(()),
@@ -1134,9 +1134,6 @@ impl RedisStore {
 
     async fn clear_inner(&self, key: &str) -> Result<(), StorageError> {
         self.inner.fallback.clear_now(key);
-        if let Some(cache) = &self.inner.blocks {
-            cache.remove(key);
-        }
         let cmd = {
             let mut cmd = ::redis::cmd("DEL");
             cmd.arg(key);
@@ -1145,7 +1142,7 @@ impl RedisStore {
         let result = self
             .guarded(|| self.inner.pools.query(&cmd, None, Repeat::Safe))
             .await;
-        // Again after the DEL: see `refund_inner`.
+        // After the DEL, as after a refund (see `refund_inner`).
         if let Some(cache) = &self.inner.blocks {
             cache.remove(key);
         }
@@ -1158,16 +1155,13 @@ impl RedisStore {
 
     async fn reset_inner(&self) -> Result<(), StorageError> {
         self.inner.fallback.reset_now();
-        if let Some(cache) = &self.inner.blocks {
-            cache.clear();
-        }
         // Every counter key is `{prefix}{{client}}...` (see `crate::keys`): matching the brace
         // too leaves alone the keys of a longer prefix ("api2" beside "api") and anything
         // else that merely begins with this one ("api-sessions:42").
         let pattern = format!("{}{{*", glob_escape(&self.inner.options.key_prefix));
         let deadline = conn::admin_deadline(self.inner.options.deadline);
         let deleted = self.inner.pools.scan_delete(&pattern, deadline).await;
-        // Again after the deletion: see `refund_inner`.
+        // After the deletion, as after a refund (see `refund_inner`).
         if let Some(cache) = &self.inner.blocks {
             cache.clear();
         }
