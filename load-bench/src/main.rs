@@ -516,33 +516,22 @@ fn print_scenario(scenario: Scenario, options: &Options, samples: &BTreeMap<usiz
         let added = baseline
             .filter(|_| variant != Variant::None)
             .map_or("-".to_string(), |b| format!("{:+.3}", cpu - b));
+        // The median over the runs of a per-request amount the Redis variants have, or "-".
+        let redis_median = |amount: &dyn Fn(&Sample) -> Option<f64>, decimals: usize| {
+            let mut values: Vec<f64> = runs
+                .iter()
+                .filter_map(|s| Some(amount(s)? / s.report.requests.max(1) as f64))
+                .collect();
+            if values.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.*}", decimals, median(&mut values))
+            }
+        };
         let per_request = |pick: fn((u64, u64, u64)) -> u64| {
-            let mut values: Vec<f64> = runs
-                .iter()
-                .filter_map(|s| {
-                    let count = pick(s.redis_commands?);
-                    Some(count as f64 / s.report.requests.max(1) as f64)
-                })
-                .collect();
-            if values.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.2}", median(&mut values))
-            }
+            redis_median(&|s| Some(pick(s.redis_commands?) as f64), 2)
         };
-        let redis_cpu = {
-            let mut values: Vec<f64> = runs
-                .iter()
-                .filter_map(|s| {
-                    Some(s.redis_cpu?.as_secs_f64() * 1e6 / s.report.requests.max(1) as f64)
-                })
-                .collect();
-            if values.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{:.3}", median(&mut values))
-            }
-        };
+        let redis_cpu = redis_median(&|s| Some(s.redis_cpu?.as_secs_f64() * 1e6), 3);
         let redis = format!(
             "{}/{}/{}, {}",
             per_request(|(scripts, _, _)| scripts),
