@@ -133,8 +133,9 @@ impl Default for RedisOptions {
 }
 
 impl RedisOptions {
-    /// The rules the URI's query and the builder's setters keep, for options set as a whole
-    /// ([`super::RedisStoreBuilder::options`]), checked when the store is built.
+    /// The ranges every option must keep: checked on the URI's query as it is parsed, and
+    /// when a store is built (options set as a whole, [`super::RedisStoreBuilder::options`],
+    /// skip the setters, which clamp).
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         let invalid = |setting: &'static str, value: String, reason: &str| {
             Err(ConfigError::Invalid {
@@ -242,7 +243,6 @@ pub(crate) fn parse(
             value
                 .parse::<usize>()
                 .ok()
-                .filter(|&n| n > 0)
                 .ok_or_else(|| ConfigError::Invalid {
                     setting,
                     value: value.clone(),
@@ -253,16 +253,7 @@ pub(crate) fn parse(
             "pool_size" | "max_connections" => options.pool_size = count("pool_size")?,
             "pool_timeout_ms" => options.pool_timeout = Some(millis("pool_timeout_ms")?),
             "connect_timeout_ms" => options.connect_timeout = Some(millis("connect_timeout_ms")?),
-            "deadline_ms" | "timeout_ms" => {
-                options.deadline = millis("deadline_ms")?;
-                if options.deadline.is_zero() {
-                    return Err(ConfigError::Invalid {
-                        setting: "deadline_ms",
-                        value,
-                        reason: "expected at least 1 millisecond".into(),
-                    });
-                }
-            }
+            "deadline_ms" | "timeout_ms" => options.deadline = millis("deadline_ms")?,
             "on_failure" => options.on_failure = value.parse()?,
             "time" => {
                 options.time = match value.as_str() {
@@ -306,10 +297,12 @@ pub(crate) fn parse(
         }
     }
     // One end given past the other's default: that default follows, as `probe_backoff` makes
-    // it (both given and crossed are refused at build, by `RedisOptions::check`).
+    // it (both given and crossed are refused, by `RedisOptions::check`).
     if probe_ends_given != (true, true) && options.probe_max < options.probe_min {
         options.probe_max = options.probe_min;
     }
+    // The ranges the query's values must keep: the same rules as options set as a whole.
+    options.check()?;
     let query_string = |extra: &[(&str, &str)]| -> String {
         let all: Vec<String> = extra.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if all.is_empty() {
@@ -626,8 +619,7 @@ mod tests {
         let err = crate::storage::redis::RedisStore::builder(
             "redis://h/0?probe_min_ms=100&probe_max_ms=50",
         )
-        .unwrap()
-        .build()
+        .and_then(|builder| builder.build())
         .unwrap_err();
         assert!(err.to_string().starts_with("invalid probe_max_ms"), "{err}");
     }
