@@ -1053,19 +1053,6 @@ impl LimiterBuilder {
                 reason: "expected 503 (fail closed, retry later) or 429".into(),
             });
         }
-        let braces = |prefix: &str| -> Result<(), ConfigError> {
-            if prefix.contains(['{', '}']) {
-                return Err(ConfigError::Invalid {
-                    setting: "key_prefix",
-                    value: prefix.into(),
-                    reason: "braces are reserved for the client part of counter keys".into(),
-                });
-            }
-            Ok(())
-        };
-        if let Some(set) = &self.prefix {
-            braces(set)?;
-        }
         let (store, prefix) = match self.store {
             Some(store) => {
                 let prefix = prefix_of_built_store(&store, self.prefix)?;
@@ -1073,8 +1060,6 @@ impl LimiterBuilder {
             }
             None => store_for(&self.storage_uri, self.prefix)?,
         };
-        // The prefix a storage URI or a store built elsewhere names is held to the same rule.
-        braces(&prefix)?;
         Ok(Limiter {
             inner: Arc::new(Inner {
                 enabled: self.enabled,
@@ -1185,13 +1170,14 @@ fn prefix_of_built_store(store: &Store, set: Option<String>) -> Result<String, C
 
 /// One key prefix from the limiter's (`set`, if set) and the one `whose` Redis store names
 /// (`named`, if any): either alone, or both the same, else `reset()` would keep this
-/// limiter's counters and delete another's. Neither: [`DEFAULT_PREFIX`].
+/// limiter's counters and delete another's. Neither: [`DEFAULT_PREFIX`]. Whichever it is
+/// holds no braces, which mark the client part of counter keys.
 fn agreed_prefix(
     named: Option<&str>,
     set: Option<String>,
     whose: &str,
 ) -> Result<String, ConfigError> {
-    match (named, set) {
+    let agreed = match (named, set) {
         (Some(named), Some(set)) if named != set => Err(ConfigError::Invalid {
             setting: "key_prefix",
             value: named.into(),
@@ -1202,7 +1188,15 @@ fn agreed_prefix(
         (_, Some(set)) => Ok(set),
         (Some(named), None) => Ok(named.into()),
         (None, None) => Ok(DEFAULT_PREFIX.into()),
+    }?;
+    if agreed.contains(['{', '}']) {
+        return Err(ConfigError::Invalid {
+            setting: "key_prefix",
+            value: agreed,
+            reason: "braces are reserved for the client part of counter keys".into(),
+        });
     }
+    Ok(agreed)
 }
 
 /// The limit the rate-limit headers show, with its stats: all a response keeps of a decision
