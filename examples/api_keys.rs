@@ -6,8 +6,8 @@
 //! curl -i -H 'X-API-Key: alice' http://127.0.0.1:8080/api/data
 //! ```
 
-use actix_web::{get, web, App, HttpServer, Responder};
-use limiter_actix::{limit, Headers, Limiter};
+use actix_web::{App, HttpServer, Responder, get, web};
+use limiter_actix::{Headers, Limiter, limit};
 use serde_json::json;
 
 #[get("/api/data")]

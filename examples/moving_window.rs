@@ -10,8 +10,8 @@
 //! for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/api/data; done
 //! ```
 
-use actix_web::{get, web, App, HttpServer, Responder};
-use limiter_actix::{limit, Limiter};
+use actix_web::{App, HttpServer, Responder, get, web};
+use limiter_actix::{Limiter, limit};
 use serde_json::json;
 
 #[get("/api/data")]

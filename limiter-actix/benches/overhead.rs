@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 
 use actix_web::dev::Service;
-use actix_web::test::{init_service, TestRequest};
-use actix_web::{get, web, App};
-use criterion::{criterion_group, criterion_main, Criterion};
+use actix_web::test::{TestRequest, init_service};
+use actix_web::{App, get, web};
+use criterion::{Criterion, criterion_group, criterion_main};
 use limiter_actix::core::{Hit, MemoryStore, Timestamp};
-use limiter_actix::{limit, parse_rates, Limiter, Strategy};
+use limiter_actix::{Limiter, Strategy, limit, parse_rates};
 
 #[get("/limited")]
 #[limit("1000000000 per day")]

@@ -11,8 +11,8 @@ use std::fmt::Write;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
-use actix_web::http::header::{HeaderName, HeaderValue, FORWARDED};
 use actix_web::HttpRequest;
+use actix_web::http::header::{FORWARDED, HeaderName, HeaderValue};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 

@@ -39,15 +39,15 @@ pub mod __private {
 }
 mod private;
 
-pub use key::{remote_address, Cidr, ProxyHeader};
+pub use key::{Cidr, ProxyHeader, remote_address};
 pub use limiter::{Breach, Headers, LimitKind, Limiter, LimiterBuilder, RetryAfter};
 pub use middleware::{LimiterFuture, LimiterMiddleware};
 
 /// The engine underneath: rate strings, strategies, storage.
 pub use limiter_core as core;
 pub use limiter_core::{
-    parse_rates, Clock, ConfigError, LimitStats, ManualClock, Rate, RateParseError, StorageError,
-    StorageUri, Store, Strategy, Timestamp,
+    Clock, ConfigError, LimitStats, ManualClock, Rate, RateParseError, StorageError, StorageUri,
+    Store, Strategy, Timestamp, parse_rates,
 };
 
 /// Rate-limits a handler, with one or more rate strings checked at compile time.

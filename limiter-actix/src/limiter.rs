@@ -5,19 +5,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use limiter_core::keys::{key_suffix, push_client_tag, push_client_tag_of_parts};
 use limiter_core::{
-    parse_rates, Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError,
-    StorageUri, Store, Strategy, Timestamp,
+    Clock, ConfigError, Decision, Hit, LimitStats, Rate, Storage, StorageError, StorageUri, Store,
+    Strategy, Timestamp, parse_rates,
 };
 
 use crate::batch::{Batch, Origin};
-use crate::header_value::{self, decimal, repeating, Policy, PolicyItem, PolicyName, Repeating};
-use crate::key::{client_ip, header_text, write_ip_key, Cidr, Proxies, ProxyHeader};
+use crate::header_value::{self, Policy, PolicyItem, PolicyName, Repeating, decimal, repeating};
+use crate::key::{Cidr, Proxies, ProxyHeader, client_ip, header_text, write_ip_key};
 use crate::routes::RouteTable;
 
 /// A custom key function: the client a request counts against, or `None` to skip the limit.
@@ -256,7 +256,7 @@ const STATIC_HEADER_NAMES: [&str; 7] = [
 fn setter<'h, const N: usize>(
     headers: &'h mut HeaderMap,
     names: [&HeaderName; N],
-) -> impl FnMut(HeaderName, HeaderValue) + 'h {
+) -> impl FnMut(HeaderName, HeaderValue) + 'h + use<'h, N> {
     let present = headers.keys().any(|key| names.contains(&key));
     move |name, value| {
         if present {

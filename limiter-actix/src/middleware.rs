@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, Ref, RefCell};
-use std::future::{ready, Future, Ready};
+use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use pin_project_lite::pin_project;
 use crate::batch::Batch;
 use crate::limiter::{Headers, Inner, Limiter, Shown};
 use crate::routes::{
-    default_suffixes, method_index, routing_path, Charge, KeyKind, RouteState, Routes,
+    Charge, KeyKind, RouteState, Routes, default_suffixes, method_index, routing_path,
 };
 
 /// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
@@ -471,7 +471,7 @@ where
                 return match response.take() {
                     Some(response) => Poll::Ready(Ok(response)),
                     None => Poll::Pending,
-                }
+                };
             }
             Projection::Inner { fut, post } => {
                 // Finished where the poll left it, and mapped on the way out: taken out of the
@@ -488,7 +488,7 @@ where
                         None => return Poll::Ready(Err(error)),
                     },
                     pending_or_response => {
-                        return pending_or_response.map_ok(ServiceResponse::map_into_left_body)
+                        return pending_or_response.map_ok(ServiceResponse::map_into_left_body);
                     }
                 }
             }

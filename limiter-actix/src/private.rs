@@ -10,18 +10,18 @@ pub use actix_web::dev::Payload as DevPayload;
 pub use actix_web::{FromRequest, HttpRequest, HttpResponse, Responder};
 pub use limiter_core::{Strategy, Unit};
 
-use actix_web::http::Method;
 use actix_web::HttpMessage;
+use actix_web::http::Method;
 use hashbrown::HashMap;
 use limiter_core::keys::key_suffix;
-use limiter_core::{parse_rates, Decision, Rate, StorageError, Timestamp};
+use limiter_core::{Decision, Rate, StorageError, Timestamp, parse_rates};
 use parking_lot::RwLock;
 use smallvec::SmallVec;
 
 use crate::batch::{Batch, Hits, Origin};
 use crate::limiter::{Breach, BreachFn, Inner, Shown};
 use crate::middleware::{Before, Handled, RouteView, Visit, WrapperRan};
-use crate::routes::{default_suffixes, method_index, routing_path, METHODS, METHOD_NAMES};
+use crate::routes::{METHOD_NAMES, METHODS, default_suffixes, method_index, routing_path};
 
 /// A rate written in the attribute, checked by the macro.
 #[derive(Debug)]
@@ -521,7 +521,7 @@ where
                     return match response.take() {
                         Some(response) => Poll::Ready(response),
                         None => Poll::Pending,
-                    }
+                    };
                 }
                 RunProjection::Handler { fut, after } => {
                     // Headed where the poll left it: taken out of the poll's result, the

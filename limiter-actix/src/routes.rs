@@ -7,14 +7,14 @@
 //! an epoch counter; writes (a route seen for the first time, or behaving differently) copy
 //! the table under a mutex and bump the epoch.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_web::http::Method;
 use actix_web::HttpRequest;
+use actix_web::http::Method;
 use hashbrown::HashMap;
-use limiter_core::keys::key_suffix;
 use limiter_core::Rate;
+use limiter_core::keys::key_suffix;
 use parking_lot::Mutex;
 
 /// Standard methods get a slot each; extension methods are never learned (always charged

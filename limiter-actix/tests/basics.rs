@@ -3,17 +3,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix_web::body::{to_bytes, MessageBody};
+use actix_web::body::{MessageBody, to_bytes};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
-use actix_web::{get, post, route, web, App, HttpRequest, HttpResponse, Responder};
+use actix_web::{App, HttpRequest, HttpResponse, Responder, get, post, route, web};
 mod auth;
 mod guarded;
 
-use auth::{app_behind_auth, status_with_token, FAILS_AFTER_THE_HANDLER};
+use auth::{FAILS_AFTER_THE_HANDLER, app_behind_auth, status_with_token};
 use limiter_actix::{
-    exempt, limit, Breach, Headers, Limiter, ManualClock, ProxyHeader, RetryAfter, Timestamp,
+    Breach, Headers, Limiter, ManualClock, ProxyHeader, RetryAfter, Timestamp, exempt, limit,
 };
 
 /// Top of a minute, an hour and a day: fixed windows start here.
@@ -70,8 +70,8 @@ fn remaining_at(
     scope: &str,
     rate: &str,
 ) -> u64 {
-    use limiter_actix::core::keys::counter_key;
     use limiter_actix::core::Hit;
+    use limiter_actix::core::keys::counter_key;
     use limiter_actix::{Rate, Store, Strategy};
 
     let Store::Memory(memory) = limiter.store() else {

@@ -11,16 +11,16 @@ mod guarded;
 use std::future::Future;
 use std::time::Duration;
 
-use actix_web::body::{to_bytes, MessageBody};
+use actix_web::body::{MessageBody, to_bytes};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use actix_web::{get, web, App};
+use actix_web::{App, get, web};
 use auth::{app_behind_auth, status_with_token};
-use common::{all_keys, free_port, redis_available, RedisServer};
-use limiter_actix::core::storage::redis::RedisStore;
+use common::{RedisServer, all_keys, free_port, redis_available};
 use limiter_actix::core::Store;
-use limiter_actix::{limit, Headers, Limiter, ManualClock, Timestamp};
+use limiter_actix::core::storage::redis::RedisStore;
+use limiter_actix::{Headers, Limiter, ManualClock, Timestamp, limit};
 
 /// Top of a minute: fixed windows start here.
 const START: u64 = 1_700_006_400;
@@ -602,8 +602,8 @@ async fn a_client_over_its_limit_on_a_failing_route_is_refused_from_the_block_ca
     assert_eq!(call(true).await, StatusCode::OK); // the application limit: 1 of 2
     assert_eq!(call(false).await, StatusCode::UNAUTHORIZED); // uncounted: the route learns
     assert_eq!(call(false).await, StatusCode::UNAUTHORIZED); // charged: 2 of 2
-                                                             // Charged too, and denied. The error waited for that charge, so Redis' answer is in the
-                                                             // block cache before the client's next request.
+    // Charged too, and denied. The error waited for that charge, so Redis' answer is in the
+    // block cache before the client's next request.
     assert_eq!(call(false).await, StatusCode::UNAUTHORIZED);
     let Store::Redis(redis) = limiter.store() else {
         panic!("a Redis store")

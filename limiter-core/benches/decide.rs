@@ -20,9 +20,9 @@ use std::time::Duration;
 
 mod alternate;
 
-use criterion::{criterion_group, Criterion};
+use criterion::{Criterion, criterion_group};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use limiter_core::{keys, Clock, Hit, MemoryStore, Rate, Strategy};
+use limiter_core::{Clock, Hit, MemoryStore, Rate, Strategy, keys};
 
 const KEYS: usize = 100_000;
 

@@ -103,7 +103,7 @@ impl StorageUri {
                 return Err(ConfigError::UnknownScheme {
                     uri: uri.to_string(),
                     scheme: scheme.to_string(),
-                })
+                });
             }
         };
         let hosts = rest.split(['/', '?']).next().unwrap_or("");
@@ -159,7 +159,7 @@ fn parse_memory(uri: &str, rest: &str) -> Result<StorageUri, ConfigError> {
                 return Err(ConfigError::BadUri {
                     uri: uri.to_string(),
                     reason: format!("unknown option \"{name}\"; memory:// accepts max_keys"),
-                })
+                });
             }
         }
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::rate::RateParseError;
 use crate::strategy::STRATEGY_NAMES;
-use crate::suggest::{closest, Suggestion};
+use crate::suggest::{Suggestion, closest};
 
 /// A configuration value that cannot work. Every message names the bad value and what is
 /// accepted instead.

@@ -36,7 +36,7 @@ pub mod suggest;
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use config::StorageUri;
 pub use error::{ConfigError, StorageError};
-pub use rate::{parse_rates, Rate, RateParseError, Unit, MAX_AMOUNT};
+pub use rate::{MAX_AMOUNT, Rate, RateParseError, Unit, parse_rates};
 pub use storage::memory::MemoryStore;
 pub use storage::{Decision, Hit, StatsList, Storage, Store};
 pub use strategy::{LimitStats, Strategy};

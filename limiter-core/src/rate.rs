@@ -398,13 +398,13 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
                 return Err(RateParseError::new(
                     ErrorKind::TrailingSeparator(sep),
                     sep_pos..sep_pos + 1,
-                ))
+                ));
             }
             Some(c) if is_separator(c) => {
                 return Err(RateParseError::new(
                     ErrorKind::EmptyBetweenSeparators(c),
                     parser.pos..parser.pos + 1,
-                ))
+                ));
             }
             Some(_) => {}
         }

@@ -246,7 +246,7 @@ impl State {
                     // A window that has ended (or none) is replaced only by a request charged
                     // in the fresh one (it fits there unless it never can).
                     _ if !(hit && cost <= n) => {
-                        return uncounted(window_start(t, p) + p, p, n, cost)
+                        return uncounted(window_start(t, p) + p, p, n, cost);
                     }
                     _ => {
                         *self = State::Window {
@@ -276,7 +276,7 @@ impl State {
                     // As for the fixed window: a window that has ended (or none) is replaced
                     // only by a hit that charges or records.
                     _ if !(hit && (cost <= n || record_denial)) => {
-                        return uncounted(t + p, p, n, cost)
+                        return uncounted(t + p, p, n, cost);
                     }
                     _ => {
                         *self = State::Elastic {
@@ -704,7 +704,7 @@ mod tests {
     use super::*;
     use crate::rate::Unit;
     use proptest::prelude::{
-        any, prop, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig,
+        Just, ProptestConfig, any, prop, prop_assert_eq, prop_oneof, proptest,
     };
     use proptest::strategy::Strategy as Gen;
 

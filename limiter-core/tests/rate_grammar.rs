@@ -1,6 +1,6 @@
 //! The rate grammar: every form Python `limits` accepts, and the exact errors for the rest.
 
-use limiter_core::{parse_rates, Rate, Unit};
+use limiter_core::{Rate, Unit, parse_rates};
 use proptest::prelude::*;
 
 fn rate(amount: u64, multiples: u64, unit: Unit) -> Rate {

@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{command_calls, redis_available, strict_store, RedisServer};
+use common::{RedisServer, command_calls, redis_available, strict_store};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
-use limiter_core::{keys::counter_key, Hit, MemoryStore, Rate, Storage, Strategy, Timestamp};
+use limiter_core::{Hit, MemoryStore, Rate, Storage, Strategy, Timestamp, keys::counter_key};
 
 const NON_ELASTIC: [Strategy; 4] = [
     Strategy::FixedWindow,

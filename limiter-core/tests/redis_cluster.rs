@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    admin, all_keys, redis_available, strict_store, trade_like_memory, wait_until, RedisServer, Rng,
+    RedisServer, Rng, admin, all_keys, redis_available, strict_store, trade_like_memory, wait_until,
 };
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Hit, ManualClock, MemoryStore, Rate, Storage, Strategy, Timestamp};

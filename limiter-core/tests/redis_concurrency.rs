@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{redis_available, RedisServer};
+use common::{RedisServer, redis_available};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
 

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    calls_of, command_calls, redis_available, strict_store, trade_like_memory, RedisServer, Rng,
+    RedisServer, Rng, calls_of, command_calls, redis_available, strict_store, trade_like_memory,
 };
 use limiter_core::storage::redis::{RedisStore, SCRIPT};
 use limiter_core::storage::{Decision, StatsList};

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{all_keys, redis_available, strict_store, wait_until, RedisServer};
+use common::{RedisServer, all_keys, redis_available, strict_store, wait_until};
 use limiter_core::{Hit, ManualClock, Rate, Storage, Strategy, Timestamp};
 
 #[tokio::test]

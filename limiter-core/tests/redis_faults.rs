@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{all_keys, redis_available, RedisServer};
+use common::{RedisServer, all_keys, redis_available};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Decision, Hit, Rate, Storage, StorageError, Strategy, Timestamp};
 
@@ -238,8 +238,8 @@ impl FaultyProxy {
     fn start(target: u16) -> FaultyProxy {
         use std::io::{Read, Write};
         use std::net::{Shutdown, TcpListener, TcpStream};
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();

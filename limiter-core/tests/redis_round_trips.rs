@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{calls_of, command_calls, redis_available, strict_store, RedisServer};
-use limiter_core::{keys::counter_key, parse_rates, Hit, Storage, Strategy, Timestamp};
+use common::{RedisServer, calls_of, command_calls, redis_available, strict_store};
+use limiter_core::{Hit, Storage, Strategy, Timestamp, keys::counter_key, parse_rates};
 
 #[tokio::test]
 async fn n_requests_with_four_limits_cost_n_script_calls() {

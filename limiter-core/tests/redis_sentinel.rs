@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{admin, free_port, redis_available, wait_for_ping, wait_until, RedisServer};
+use common::{RedisServer, admin, free_port, redis_available, wait_for_ping, wait_until};
 use limiter_core::storage::redis::{FailurePolicy, RedisStore};
 use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{all_keys, redis_available, RedisServer};
+use common::{RedisServer, all_keys, redis_available};
 use limiter_core::storage::Store;
 use limiter_core::{Hit, Rate, Storage, StorageUri, Strategy, Timestamp};
 

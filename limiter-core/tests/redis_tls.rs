@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{free_port, redis_available, strict_store, RedisServer};
+use common::{RedisServer, free_port, redis_available, strict_store};
 use limiter_core::{Hit, Rate, Storage, Strategy, Timestamp};
 
 #[tokio::test]

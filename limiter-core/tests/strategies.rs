@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use limiter_core::{
-    Decision, Hit, ManualClock, MemoryStore, Rate, Strategy, Timestamp, Unit, MAX_AMOUNT,
+    Decision, Hit, MAX_AMOUNT, ManualClock, MemoryStore, Rate, Strategy, Timestamp, Unit,
 };
-use proptest::prelude::{any, prop_oneof, proptest, ProptestConfig};
+use proptest::prelude::{ProptestConfig, any, prop_oneof, proptest};
 use proptest::sample::select;
 
 /// Midnight of some day: windows of a minute, an hour and a day all start here.

@@ -312,16 +312,16 @@ fn parse_limit(tokens: TokenStream2) -> syn::Result<LimitArgs> {
             ("key" | "exempt_when" | "deduct_when" | "on_breach" | "dynamic", _) => {
                 return Err(expect(&format!(
                     "a path to a function, like {key} = my_{key}_fn"
-                )))
+                )));
             }
             ("cost", _) => {
                 return Err(expect(
                     "a whole number or a path to a function, like cost = 2",
-                ))
+                ));
             }
             ("methods", _) => return Err(expect("a list, like methods = [GET, POST]")),
             ("strategy", _) => {
-                return Err(expect("a strategy name, like strategy = \"moving-window\""))
+                return Err(expect("a strategy name, like strategy = \"moving-window\""));
             }
             (_, _) => return Err(expect("a string literal")),
         }
@@ -331,13 +331,13 @@ fn parse_limit(tokens: TokenStream2) -> syn::Result<LimitArgs> {
             return Err(error(
                 Span::call_site(),
                 "#[limit] needs a rate string, like #[limit(\"1 per minute\")], or `dynamic = fn`",
-            ))
+            ));
         }
         (Some((lit, _)), Some(_)) => {
             return Err(error(
                 lit.span(),
                 "give either a rate string or `dynamic`, not both",
-            ))
+            ));
         }
         _ => {}
     }
@@ -376,7 +376,7 @@ fn parse_exempt(tokens: TokenStream2) -> syn::Result<ExemptFlags> {
                         "unknown exemption `{other}`{} (write #[exempt], #[exempt(application)] or #[exempt(defaults)])",
                         did_you_mean(suggest(other, &["application", "defaults"]))
                     ),
-                ))
+                ));
             }
         }
     }
@@ -463,7 +463,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
                 return Err(error(
                     r.span(),
                     "#[limit] and #[exempt] go on free functions, not methods",
-                ))
+                ));
             }
             FnArg::Typed(pat) => types.push((*pat.ty).clone()),
         }

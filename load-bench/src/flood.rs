@@ -116,8 +116,8 @@ pub fn compare(keys: u64) {
 /// after, and as the windows pass: every key expires with its window (plus the grace), so
 /// nothing is left to grow.
 pub fn redis(keys: u64, redis: &crate::Redis) {
-    use limiter_core::storage::redis::RedisStore;
     use limiter_core::Storage;
+    use limiter_core::storage::redis::RedisStore;
 
     const TASKS: u64 = 64;
     // The store as an application gets it: the default grace (a second), which the README's

@@ -15,15 +15,15 @@ use std::process::Command;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use actix_web::Error;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::HeaderValue;
 use actix_web::http::StatusCode;
-use actix_web::test::{init_service, TestRequest};
-use actix_web::Error;
+use actix_web::http::header::HeaderValue;
+use actix_web::test::{TestRequest, init_service};
 
-use crate::load::Scenario;
 use crate::Variant;
+use crate::load::Scenario;
 
 /// Distinct clients in the many-clients case, as in the load runs.
 const MANY_CLIENTS: usize = 10_000;

@@ -1,8 +1,8 @@
 //! The load generator: keep-alive HTTP/1.1 connections on one thread, each sending the next
 //! request as soon as the previous response is read, for a fixed time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,14 +4,14 @@
 //! the type a middleware that can answer a request itself (a 429) must return. It decides
 //! nothing and adds no header: the floor under `governor-bare` and `memory-bare`.
 
-use std::future::{ready, Future, Ready};
+use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use actix_web::Error;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::Error;
 use pin_project_lite::pin_project;
 
 use crate::serve::CLIENT_HEADER;

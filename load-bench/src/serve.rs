@@ -9,8 +9,8 @@ use actix_web::dev::ServiceRequest;
 use actix_web::http::header::HeaderName;
 use actix_web::{HttpRequest, HttpResponse, HttpServer};
 
-use crate::load::Scenario;
 use crate::Variant;
+use crate::load::Scenario;
 
 /// Route and application limits per scenario: never reached, or 10 per minute on the route.
 pub fn route_rate(scenario: Scenario) -> (u32, Duration) {
@@ -82,9 +82,9 @@ fn governor_builder(
 /// (its middleware is in it), hence a macro.
 macro_rules! with_app {
     ($variant:expr, $scenario:expr, $redis:expr, $with:ident) => {{
-        use actix_web::{web, App};
-        use $crate::serve::{governor_bare_config, governor_config, hello, route_rate};
+        use actix_web::{App, web};
         use $crate::Variant;
+        use $crate::serve::{governor_bare_config, governor_config, hello, route_rate};
         let scenario: $crate::load::Scenario = $scenario;
         let route = || web::get().to(hello);
         match $variant {

@@ -4,12 +4,12 @@
 //! middleware, and a plain handler; `memory-bare` is `memory-app` without rate-limit headers,
 //! `memory-ietf` with the IETF draft's headers instead of `X-RateLimit-*`.
 
-use actix_web::{web, HttpResponse};
-use limiter_actix::{limit, Headers, Limiter};
+use actix_web::{HttpResponse, web};
+use limiter_actix::{Headers, Limiter, limit};
 
-use crate::load::Scenario;
-use crate::serve::{hello, route_rate, CLIENT_HEADER};
 use crate::Variant;
+use crate::load::Scenario;
+use crate::serve::{CLIENT_HEADER, hello, route_rate};
 
 #[limit("1000000000 per minute")]
 pub async fn hello_under() -> HttpResponse {

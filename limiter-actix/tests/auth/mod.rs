@@ -2,12 +2,12 @@
 //! with an `Err`, as actix-web-httpauth does, before the handler's `#[limit]` wrapper runs;
 //! with the token [`FAILS_AFTER_THE_HANDLER`], it answers `Err` after the handler ran.
 
+use actix_web::App;
 use actix_web::body::MessageBody;
 use actix_web::dev::{HttpServiceFactory, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::test::{self, TestRequest};
-use actix_web::App;
 use limiter_actix::Limiter;
 
 /// The middleware, for `actix_web::middleware::from_fn`.

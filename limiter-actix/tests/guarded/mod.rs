@@ -1,11 +1,11 @@
 //! An ambiguous route for tests: two GET handlers on `/amb`, told apart by a guard, one of
 //! them decorated with `#[limit]`, the other plain.
 
-use actix_web::body::{to_bytes, MessageBody};
+use actix_web::body::{MessageBody, to_bytes};
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use actix_web::{web, App, FromRequest, Handler, Responder};
+use actix_web::{App, FromRequest, Handler, Responder, web};
 use limiter_actix::Limiter;
 
 /// The app: `decorated` answers requests with `x-version: 2`, a plain handler answering

@@ -25,7 +25,7 @@
 //! ```
 
 use std::cell::UnsafeCell;
-use std::future::{ready, Future};
+use std::future::{Future, ready};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +36,7 @@ use thin_vec::ThinVec;
 use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::keys::tag_span;
-use crate::storage::bounded::{hash_bytes, shard_count, unpredictable_hasher, Bounded, Expires};
+use crate::storage::bounded::{Bounded, Expires, hash_bytes, shard_count, unpredictable_hasher};
 use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, State};
 

@@ -436,21 +436,24 @@ fn prefetch(at: *const u8) {
 /// `block` must be a live log block.
 #[inline]
 unsafe fn entries<T>(block: NonNull<u8>) -> *mut T {
-    block.as_ptr().add(HEADER).cast::<T>()
+    // SAFETY: the header lies within a live block.
+    unsafe { block.as_ptr().add(HEADER).cast::<T>() }
 }
 
 /// # Safety
 /// `block` must be a live log block; `at` is 0 (base) or 8 (period).
 #[inline]
 unsafe fn read_u64(block: NonNull<u8>, at: usize) -> u64 {
-    block.as_ptr().add(at).cast::<u64>().read()
+    // SAFETY: bytes `at..at + 8` are the block's header, aligned to 8.
+    unsafe { block.as_ptr().add(at).cast::<u64>().read() }
 }
 
 /// # Safety
 /// As [`read_u64`].
 #[inline]
 unsafe fn write_u64(block: NonNull<u8>, at: usize, value: u64) {
-    block.as_ptr().add(at).cast::<u64>().write(value)
+    // SAFETY: as in `read_u64`.
+    unsafe { block.as_ptr().add(at).cast::<u64>().write(value) }
 }
 
 #[cfg(test)]

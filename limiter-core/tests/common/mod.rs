@@ -166,12 +166,11 @@ pub fn admin(port: u16) -> redis::Connection {
 pub fn wait_for_ping(port: u16, limit: Duration) {
     let start = Instant::now();
     loop {
-        if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/")) {
-            if let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200)) {
-                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
-                    return;
-                }
-            }
+        if let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            && let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(200))
+            && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+        {
+            return;
         }
         assert!(
             start.elapsed() < limit,

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::rate::Rate;
-use crate::storage::bounded::{hash_bytes, shard_count, unpredictable_hasher, Bounded, Expires};
-use crate::storage::memory::SpinLock;
 use crate::storage::Hit;
-use crate::strategy::{gcra_interval, LimitStats, Strategy};
+use crate::storage::bounded::{Bounded, Expires, hash_bytes, shard_count, unpredictable_hasher};
+use crate::storage::memory::SpinLock;
+use crate::strategy::{LimitStats, Strategy, gcra_interval};
 
 /// One denied limit. The rate, strategy and cost are kept so that a hit matches only the
 /// denial it repeats: a cheaper request may fit where this one did not, and a key met with

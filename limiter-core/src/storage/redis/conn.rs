@@ -35,10 +35,10 @@ use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServ
 use ::redis::{
     Client, Cmd, ErrorKind, RedisConnectionInfo, RedisError, RedisFuture, TlsMode, Value,
 };
+use deadpool::Runtime;
 use deadpool::managed::{
     Manager, Metrics, Object, Pool, PoolError, QueueMode, RecycleError, RecycleResult, Timeouts,
 };
-use deadpool::Runtime;
 
 use super::options::{RedisOptions, Target};
 use crate::error::{ConfigError, StorageError};

@@ -34,7 +34,7 @@ use crate::clock::Timestamp;
 use crate::error::StorageError;
 use crate::storage::{Hit, StatsList};
 use crate::strategy::{
-    gcra_interval, sliding_retry, sliding_weighted, window_start, LimitStats, Strategy,
+    LimitStats, Strategy, gcra_interval, sliding_retry, sliding_weighted, window_start,
 };
 
 /// Most limits a fast-mode batch carries (the script's tables stay small).

@@ -91,8 +91,8 @@ mod fast;
 mod options;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ::redis::{Cmd, Value};
@@ -107,7 +107,7 @@ use crate::storage::memory::MemoryStore;
 use crate::storage::{Decision, Hit, StatsList, Storage};
 use crate::strategy::{Action, LimitStats, State, Strategy};
 use block_cache::BlockCache;
-use conn::{key_slot, Pools, Repeat};
+use conn::{Pools, Repeat, key_slot};
 use fast::{FastLimit, FastMode};
 use options::Target;
 

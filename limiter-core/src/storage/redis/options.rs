@@ -264,7 +264,7 @@ pub(crate) fn parse(
                             setting: "time",
                             value,
                             reason: "expected client or server".into(),
-                        })
+                        });
                     }
                 }
             }
@@ -292,7 +292,7 @@ pub(crate) fn parse(
             _ => {
                 return Err(bad(format!(
                     "unknown option \"{name}\"; accepted: {ACCEPTED}"
-                )))
+                )));
             }
         }
     }
