@@ -408,10 +408,28 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         )
     })?;
     let mut groups = Vec::new();
+    // Each limit's arguments as written: the same limit twice would charge its one bucket
+    // twice per request (half the rate), never what was meant.
+    let mut written = Vec::new();
     let mut exempt = ExemptFlags::default();
     let mut add = |own: Own| -> syn::Result<()> {
         match own {
-            Own::Limit(tokens) => groups.push(parse_limit(tokens)?),
+            Own::Limit(tokens) => {
+                let text = tokens.to_string();
+                if written.contains(&text) {
+                    let span = tokens
+                        .into_iter()
+                        .next()
+                        .map_or_else(Span::call_site, |t| t.span());
+                    return Err(error(
+                        span,
+                        "this #[limit] repeats another on the same handler: both would charge one \
+                         bucket, counting each request twice; remove one",
+                    ));
+                }
+                groups.push(parse_limit(tokens)?);
+                written.push(text);
+            }
             Own::Exempt(tokens) => {
                 let flags = parse_exempt(tokens)?;
                 exempt.application |= flags.application;
