@@ -586,13 +586,19 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<Option<Stri
         .ok()?
         .checked_mul(scale)?
         .checked_add(fraction.parse::<u64>().unwrap_or(0))?;
-    // The period as written after the count ("per 2 minutes"), read by the parser itself.
+    // The period as written after the count ("per 2 minutes"), read by the parser itself;
+    // none after a second fraction ("1.5.5 per second"), which the parser would read as one
+    // more fractional count, one call deeper per dot: a long run of them overflowed the stack.
     let written = format!("1{rest}");
-    let parsed = Parser {
-        text: &written,
-        pos: 0,
-    }
-    .single();
+    let parsed = if rest.starts_with('.') {
+        Err(RateParseError::new(ErrorKind::Empty, 0..0))
+    } else {
+        Parser {
+            text: &written,
+            pos: 0,
+        }
+        .single()
+    };
     let (period_multiples, unit) = parsed
         .as_ref()
         .map_or((1, Unit::Second), |rate| (rate.multiples, rate.unit));

@@ -252,3 +252,23 @@ proptest! {
         prop_assert_eq!(parse_rates(&text).unwrap(), vec![rate(amount, multiples, unit)]);
     }
 }
+
+/// A count with many fractions (a dynamic limit's string can come from a request) is one
+/// error, found in linear time: the suggestion's second look at the period used to parse the
+/// rest as another fractional count, one call deeper per dot, and overflowed the stack at
+/// about a thousand.
+#[test]
+fn a_count_with_thousands_of_fractions_is_an_error_not_a_stack_overflow() {
+    let text = format!("{}1 per second", "1.".repeat(50_000));
+    let err = parse_rates(&text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "fractional count \"1.1\": counts are whole numbers"
+    );
+    assert_eq!(err.span(), 0..3);
+    // One more fraction, as before: no whole rate to suggest.
+    assert_eq!(
+        parse_rates("1.5.5 per second").unwrap_err().to_string(),
+        "fractional count \"1.5\": counts are whole numbers"
+    );
+}
