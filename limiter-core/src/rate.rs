@@ -120,7 +120,7 @@ pub struct Rate {
 }
 
 /// Longest period a rate may have, so that timestamps in microseconds never overflow.
-const MAX_PERIOD_SECS: u64 = 1_000 * 360 * 86_400;
+pub(crate) const MAX_PERIOD_SECS: u64 = 1_000 * 360 * 86_400;
 
 /// Most hits a rate may allow per period. A moving window keeps one entry per hit (16 GiB at
 /// this many), the sliding window counts in 32 bits: past this, no strategy could keep its word.

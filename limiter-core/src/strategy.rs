@@ -10,11 +10,16 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::error::ConfigError;
-use crate::rate::Rate;
+use crate::rate::{Rate, MAX_PERIOD_SECS};
 
 mod hit_log;
 
 use hit_log::HitLog;
+
+/// The latest "now" a decision is made at: four of the longest periods short of the end of
+/// `u64` (584 000 years on). A later time, from a manual clock set there, decides as this one,
+/// so that the end of a window or bucket, up to two periods after it, never overflows.
+pub(crate) const LATEST_MICROS: u64 = u64::MAX - 4 * MAX_PERIOD_SECS * 1_000_000;
 
 /// How hits are counted against a rate; names as in Flask-Limiter's `strategy` setting.
 ///
@@ -230,7 +235,11 @@ impl State {
         cost: u64,
         action: Action,
     ) -> LimitStats {
-        let (t, p, n) = (now.as_micros(), rate.period_micros(), rate.amount());
+        let (t, p, n) = (
+            now.as_micros().min(LATEST_MICROS),
+            rate.period_micros(),
+            rate.amount(),
+        );
         let hit = action != Action::Peek;
         let record_denial = action == Action::Hit;
         // A request that can never pass (cost over the amount, `0 per ...`) is told to retry
@@ -465,7 +474,7 @@ impl State {
 
     /// Gives back `cost` units that an earlier hit charged.
     pub(crate) fn refund(&mut self, strategy: Strategy, rate: &Rate, now: Timestamp, cost: u64) {
-        let (t, p) = (now.as_micros(), rate.period_micros());
+        let (t, p) = (now.as_micros().min(LATEST_MICROS), rate.period_micros());
         match (strategy, self) {
             (Strategy::FixedWindow, State::Window { end, count }) if t < *end && *end - t <= p => {
                 *count = count.saturating_sub(cost);
