@@ -134,3 +134,28 @@ async fn the_query_s_db_selects_the_database() {
     assert!(in_db(&mut admin, 3), "the counter is in database 3");
     assert!(!in_db(&mut admin, 0), "and not in database 0");
 }
+
+/// A caller's clock advanced as far as it goes (`u64::MAX` microseconds) gets an answer from
+/// every strategy, never a panic: the fast modes work out a window's end and its TTL from that
+/// time before the call (the script is given the time the memory store decides at).
+#[tokio::test]
+async fn a_caller_clock_at_the_end_of_time_never_panics() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let uri = format!("redis://127.0.0.1:{}/0?key_prefix=app", server.port);
+    let store = Store::from_uri(&StorageUri::parse(&uri).unwrap()).unwrap();
+    let rate: Rate = "2 per minute".parse().unwrap();
+    for strategy in Strategy::ALL {
+        let key = format!("app{{c}}:{strategy}:2/1minute");
+        let hits = [Hit::new(&key, rate, strategy)];
+        for t in [u64::MAX, u64::MAX - 1] {
+            let now = Timestamp::from_micros(t);
+            let decision = store.decide(&hits, now).await;
+            assert!(decision.is_ok(), "{strategy} at {t}: {decision:?}");
+            let _ = store.peek(&hits, now).await;
+            let _ = store.refund(&hits, now).await;
+        }
+    }
+}

@@ -105,7 +105,7 @@ use crate::config::{RedisTopology, StorageUri};
 use crate::error::{ConfigError, StorageError};
 use crate::storage::memory::MemoryStore;
 use crate::storage::{Decision, Hit, StatsList, Storage};
-use crate::strategy::{Action, LimitStats, State, Strategy};
+use crate::strategy::{Action, LimitStats, State, Strategy, LATEST_MICROS};
 use block_cache::BlockCache;
 use conn::{Pools, Repeat, key_slot};
 use fast::{FastLimit, FastMode};
@@ -770,10 +770,11 @@ impl RedisStore {
         result
     }
 
-    /// The script's "now" in micros; `None` for the server's TIME.
+    /// The script's "now" in micros, no later than the memory store decides at (windows
+    /// end up to two periods after it); `None` for the server's TIME.
     fn now_arg(&self, now: Timestamp) -> Option<u64> {
         match self.inner.options.time {
-            TimeSource::Caller => Some(now.as_micros()),
+            TimeSource::Caller => Some(now.as_micros().min(LATEST_MICROS)),
             TimeSource::Server => None,
         }
     }
