@@ -1483,6 +1483,8 @@ impl Inner {
     }
 
     fn set_retry_after(&self, headers: &mut HeaderMap, after: Duration) {
+        /// 10000-01-01T00:00:00Z in seconds since the epoch.
+        const FIRST_SECOND_OF_YEAR_10000: u64 = 253_402_300_800;
         let secs = after.as_micros().div_ceil(1_000_000).max(1) as u64;
         let value = match self.retry_after {
             RetryAfter::Seconds => decimal(secs),
@@ -1495,10 +1497,16 @@ impl Inner {
                     .saturating_add(after)
                     .as_secs_ceil()
                     .max(now.as_micros() / 1_000_000 + 1);
-                let at = UNIX_EPOCH + Duration::from_secs(at_secs);
-                match HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
-                    Ok(v) => v,
-                    Err(_) => HeaderValue::from(secs),
+                // An HTTP date has four digits of year: httpdate panics on a later time (a
+                // manual clock set past 9999), which is told in seconds instead.
+                if at_secs >= FIRST_SECOND_OF_YEAR_10000 {
+                    decimal(secs)
+                } else {
+                    let at = UNIX_EPOCH + Duration::from_secs(at_secs);
+                    match HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                        Ok(v) => v,
+                        Err(_) => HeaderValue::from(secs),
+                    }
                 }
             }
         };
