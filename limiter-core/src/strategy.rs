@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::error::ConfigError;
-use crate::rate::{Rate, MAX_PERIOD_SECS};
+use crate::rate::{MAX_PERIOD_SECS, Rate};
 
 mod hit_log;
 

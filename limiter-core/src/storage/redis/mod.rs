@@ -105,7 +105,7 @@ use crate::config::{RedisTopology, StorageUri};
 use crate::error::{ConfigError, StorageError};
 use crate::storage::memory::MemoryStore;
 use crate::storage::{Decision, Hit, StatsList, Storage};
-use crate::strategy::{Action, LimitStats, State, Strategy, LATEST_MICROS};
+use crate::strategy::{Action, LATEST_MICROS, LimitStats, State, Strategy};
 use block_cache::BlockCache;
 use conn::{Pools, Repeat, key_slot};
 use fast::{FastLimit, FastMode};
