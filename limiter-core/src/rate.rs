@@ -345,6 +345,8 @@ enum ErrorKind {
     Trailing(String),
     #[error("trailing separator \"{0}\"; remove it or add a rate after it")]
     TrailingSeparator(char),
+    #[error("too many rates in one string: at most {MAX_RATES}")]
+    TooManyRates,
     #[error("empty rate between separators; remove the extra \"{0}\"")]
     EmptyBetweenSeparators(char),
     #[error("expected exactly one rate, found {0}")]
@@ -365,6 +367,11 @@ impl fmt::Display for WholeRate {
     }
 }
 
+/// Most rates one string may hold. Each is decided on every request it applies to, and the
+/// headers number the limits of a kind in 16 bits: thousands of them are a mistake (or a
+/// runaway dynamic limit), refused here.
+const MAX_RATES: usize = 100;
+
 /// Parses one rate or a list of rates separated by `,`, `;` or `|`.
 ///
 /// Accepts every string Python `limits` accepts, with the same meaning.
@@ -378,7 +385,7 @@ impl fmt::Display for WholeRate {
 ///
 /// # Errors
 /// A [`RateParseError`] naming the first bad token, its byte range and, where one is close,
-/// a suggestion.
+/// a suggestion; also for more than 100 rates in one string.
 pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
     let mut parser = Parser { text, pos: 0 };
     if text.trim().is_empty() {
@@ -386,7 +393,14 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
     }
     let mut rates = Vec::new();
     loop {
+        let start = parser.pos;
         rates.push(parser.single()?);
+        if rates.len() > MAX_RATES {
+            return Err(RateParseError::new(
+                ErrorKind::TooManyRates,
+                start..parser.pos,
+            ));
+        }
         let Some(sep) = parser.peek() else {
             return Ok(rates);
         };

@@ -272,3 +272,17 @@ fn a_count_with_thousands_of_fractions_is_an_error_not_a_stack_overflow() {
         "fractional count \"1.5\": counts are whole numbers"
     );
 }
+
+/// A hundred rates in one string parse; the 101st is refused, named by its span.
+#[test]
+fn a_string_of_more_than_a_hundred_rates_is_refused_at_the_first_one_over() {
+    let hundred = vec!["1 per second"; 100].join(", ");
+    assert_eq!(parse_rates(&hundred).unwrap().len(), 100);
+    let text = format!("{hundred}, 7 per day");
+    let err = parse_rates(&text).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "too many rates in one string: at most 100"
+    );
+    assert_eq!(&text[err.span()].trim(), &"7 per day");
+}
