@@ -347,6 +347,10 @@ enum ErrorKind {
     TrailingSeparator(char),
     #[error("too many rates in one string: at most {MAX_RATES}")]
     TooManyRates,
+    #[error(
+        "rate \"{0}\" repeats an earlier one in this string: both would charge one counter; remove one"
+    )]
+    RepeatedRate(String),
     #[error("empty rate between separators; remove the extra \"{0}\"")]
     EmptyBetweenSeparators(char),
     #[error("expected exactly one rate, found {0}")]
@@ -374,7 +378,8 @@ const MAX_RATES: usize = 100;
 
 /// Parses one rate or a list of rates separated by `,`, `;` or `|`.
 ///
-/// Accepts every string Python `limits` accepts, with the same meaning.
+/// Accepts every string Python `limits` accepts, with the same meaning, but for a rate written
+/// twice.
 ///
 /// ```
 /// let rates = limiter_core::parse_rates("1/second;2 per 3 minutes|0 per day").unwrap();
@@ -385,7 +390,8 @@ const MAX_RATES: usize = 100;
 ///
 /// # Errors
 /// A [`RateParseError`] naming the first bad token, its byte range and, where one is close,
-/// a suggestion; also for more than 100 rates in one string.
+/// a suggestion; also for more than 100 rates in one string, or one rate twice (`"1/minute,
+/// 1 per minute"`: one counter charged twice per request).
 pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
     let mut parser = Parser { text, pos: 0 };
     if text.trim().is_empty() {
@@ -394,13 +400,21 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
     let mut rates = Vec::new();
     loop {
         let start = parser.pos;
-        rates.push(parser.single()?);
-        if rates.len() > MAX_RATES {
+        let rate = parser.single()?;
+        if rates.len() == MAX_RATES {
             return Err(RateParseError::new(
                 ErrorKind::TooManyRates,
                 start..parser.pos,
             ));
         }
+        if rates.contains(&rate) {
+            let written = text[start..parser.pos].trim().to_owned();
+            return Err(RateParseError::new(
+                ErrorKind::RepeatedRate(written),
+                start..parser.pos,
+            ));
+        }
+        rates.push(rate);
         let Some(sep) = parser.peek() else {
             return Ok(rates);
         };

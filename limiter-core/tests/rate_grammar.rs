@@ -276,13 +276,27 @@ fn a_count_with_thousands_of_fractions_is_an_error_not_a_stack_overflow() {
 /// A hundred rates in one string parse; the 101st is refused, named by its span.
 #[test]
 fn a_string_of_more_than_a_hundred_rates_is_refused_at_the_first_one_over() {
-    let hundred = vec!["1 per second"; 100].join(", ");
+    let hundred: Vec<String> = (1..=100).map(|n| format!("{n} per second")).collect();
+    let hundred = hundred.join(", ");
     assert_eq!(parse_rates(&hundred).unwrap().len(), 100);
     let text = format!("{hundred}, 7 per day");
     let err = parse_rates(&text).unwrap_err();
+    assert_eq!(err.to_string(), "too many rates in one string: at most 100");
+    assert_eq!(&text[err.span()].trim(), &"7 per day");
+}
+
+/// One rate written twice, in any spelling, would charge one counter twice per request (with
+/// "1 per minute" twice, every request refused): refused, naming the repeat.
+#[test]
+fn a_rate_repeated_in_one_string_is_refused_naming_the_repeat() {
+    let text = "1/minute, 10 per hour; 1 per 1 minute";
+    let err = parse_rates(text).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "too many rates in one string: at most 100"
+        "rate \"1 per 1 minute\" repeats an earlier one in this string: both would charge one \
+         counter; remove one"
     );
-    assert_eq!(&text[err.span()].trim(), &"7 per day");
+    assert_eq!(text[err.span()].trim(), "1 per 1 minute");
+    // The same pace in other units is another rate, with its own counter.
+    assert_eq!(parse_rates("1 per minute, 60 per hour").unwrap().len(), 2);
 }
