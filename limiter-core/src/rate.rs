@@ -607,7 +607,12 @@ impl<'a> Parser<'a> {
 /// rate's count would be over [`MAX_AMOUNT`], `Some(None)` when there is no such rate to
 /// suggest (the period does not parse, or would be over the cap once scaled).
 fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<Option<String>> {
-    let fraction = &fraction[..fraction.len().min(6)];
+    // Exact or nothing: a fraction of more than six digits ("1.0000001") has no whole rate
+    // within the caps worth suggesting, and cut short it would name another rate.
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.len() > 6 {
+        return Some(None);
+    }
     let scale = 10u64.pow(fraction.len() as u32);
     let numerator = whole
         .parse::<u64>()

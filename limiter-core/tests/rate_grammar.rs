@@ -142,6 +142,19 @@ fn rejects_with_exact_message_and_span() {
                 .into(),
         ),
         (
+            // Trailing zeros say nothing.
+            "1.50 per minute",
+            0..4,
+            "fractional count \"1.50\": counts are whole numbers; write \"3 per 2 minutes\" instead"
+                .into(),
+        ),
+        (
+            // Seven digits of fraction: cut to six, it would have suggested "1 per 1 second".
+            "1.0000001 per second",
+            0..9,
+            "fractional count \"1.0000001\": counts are whole numbers".into(),
+        ),
+        (
             // The period does not parse: no whole rate to suggest (not one per second).
             "1.5 per minit",
             0..3,
