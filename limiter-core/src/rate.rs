@@ -623,18 +623,18 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<Option<Stri
     // none after a second fraction ("1.5.5 per second"), which the parser would read as one
     // more fractional count, one call deeper per dot: a long run of them overflowed the stack.
     let written = format!("1{rest}");
-    let parsed = if rest.starts_with('.') {
-        Err(RateParseError::new(ErrorKind::Empty, 0..0))
-    } else {
-        Parser {
-            text: &written,
-            pos: 0,
-        }
-        .single()
-    };
-    let (period_multiples, unit) = parsed
-        .as_ref()
-        .map_or((1, Unit::Second), |rate| (rate.multiples, rate.unit));
+    let parsed = (!rest.starts_with('.'))
+        .then(|| {
+            Parser {
+                text: &written,
+                pos: 0,
+            }
+            .single()
+            .ok()
+        })
+        .flatten();
+    let (period_multiples, unit) =
+        parsed.map_or((1, Unit::Second), |rate| (rate.multiples, rate.unit));
     // numerator / scale per M units = numerator per (M × scale) units, reduced.
     let period = period_multiples.saturating_mul(scale);
     let divisor = gcd(numerator.max(1), period);
@@ -643,7 +643,7 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<Option<Stri
         return None;
     }
     // Only a rate the parser takes is suggested.
-    if parsed.is_err() || Rate::new(amount, multiples, unit).is_err() {
+    if parsed.is_none() || Rate::new(amount, multiples, unit).is_err() {
         return Some(None);
     }
     let plural = if multiples == 1 { "" } else { "s" };
