@@ -400,6 +400,16 @@ fn attr_tokens(attr: &Attribute) -> syn::Result<TokenStream2> {
     }
 }
 
+/// A `#[limit]`'s options as written: its tokens after the rate string, if it has one.
+fn options_written(tokens: TokenStream2) -> String {
+    let mut tokens = tokens.into_iter().peekable();
+    if matches!(tokens.peek(), Some(proc_macro2::TokenTree::Literal(_))) {
+        tokens.next();
+        tokens.next_if(|t| matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == ','));
+    }
+    tokens.collect::<TokenStream2>().to_string()
+}
+
 fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut func: ItemFn = syn::parse2(item).map_err(|e| {
         error(
@@ -407,28 +417,47 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
             "#[limit] and #[exempt] go on an `async fn` request handler",
         )
     })?;
-    let mut groups = Vec::new();
-    // Each limit's arguments as written: the same limit twice would charge its one bucket
-    // twice per request (half the rate), never what was meant.
-    let mut written = Vec::new();
+    let mut groups: Vec<LimitArgs> = Vec::new();
+    // Each limit's options as written, beside `groups`: a rate in two limits with the same
+    // options is one bucket charged twice per request (half the rate), never what was meant.
+    let mut options_of_groups = Vec::new();
     let mut exempt = ExemptFlags::default();
     let mut add = |own: Own| -> syn::Result<()> {
         match own {
             Own::Limit(tokens) => {
-                let text = tokens.to_string();
-                if written.contains(&text) {
-                    let span = tokens
-                        .into_iter()
-                        .next()
-                        .map_or_else(Span::call_site, |t| t.span());
-                    return Err(error(
-                        span,
-                        "this #[limit] repeats another on the same handler: both would charge one \
-                         bucket, counting each request twice; remove one",
-                    ));
+                let first_span = tokens
+                    .clone()
+                    .into_iter()
+                    .next()
+                    .map_or_else(Span::call_site, |t| t.span());
+                let options = options_written(tokens.clone());
+                let args = parse_limit(tokens)?;
+                for (earlier, earlier_options) in groups.iter().zip(&options_of_groups) {
+                    if *earlier_options != options {
+                        continue;
+                    }
+                    let repeat = match (&earlier.rates, &args.rates) {
+                        (Some((_, before)), Some((lit, now))) => now
+                            .iter()
+                            .find(|rate| before.contains(rate))
+                            .map(|rate| (lit.span(), format!("rate \"{rate}\" is"))),
+                        // Both dynamic, with the same function.
+                        (None, None) => Some((first_span, "this limit is".to_owned())),
+                        _ => None,
+                    };
+                    if let Some((span, what)) = repeat {
+                        return Err(error(
+                            span,
+                            format!(
+                                "{what} also in another #[limit] with the same options on this \
+                                 handler: both would charge one bucket, counting each request \
+                                 twice; remove one"
+                            ),
+                        ));
+                    }
                 }
-                groups.push(parse_limit(tokens)?);
-                written.push(text);
+                groups.push(args);
+                options_of_groups.push(options);
             }
             Own::Exempt(tokens) => {
                 let flags = parse_exempt(tokens)?;
