@@ -1580,11 +1580,13 @@ impl Inner {
         set(RATELIMIT_POLICY, header_value::policy(&policy));
         // `current` indexes the batch's limits, as the stats it came from do.
         if let Some(shown) = policy.get(current) {
-            let until_reset = stats
-                .reset
-                .saturating_since(self.clock.now())
-                .as_micros()
-                .div_ceil(1_000_000) as u64;
+            let mut until_reset = stats.reset.saturating_since(self.clock.now());
+            // On a denial more quota comes when the request would pass, which for GCRA and the
+            // sliding window is before their reset: `t` must not be later than `Retry-After`.
+            if let Some(retry_after) = stats.retry_after {
+                until_reset = until_reset.min(retry_after);
+            }
+            let until_reset = until_reset.as_micros().div_ceil(1_000_000) as u64;
             set(
                 RATELIMIT,
                 header_value::rate_limit(shown.name, stats.remaining, until_reset),

@@ -2020,3 +2020,47 @@ async fn retry_after_past_the_year_9999_falls_back_to_seconds() {
         Some("Fri, 01 Jan 9999 00:00:00 GMT")
     );
 }
+
+/// The IETF draft (section 6): "If a response contains both the Retry-After and the RateLimit
+/// header fields, the Retry-After field value SHOULD NOT reference a point in time earlier
+/// than the reset parameter." Where a strategy's reset is later than the moment the request
+/// would pass (GCRA's full bucket, the sliding window's bucket end), a 429's `t` is that
+/// moment: more quota comes then, as its `Retry-After` says.
+#[actix_web::test]
+async fn ietf_reset_on_a_429_is_no_later_than_retry_after() {
+    // Four hits at once, then one more: GCRA frees a unit every 15 s (the bucket is full again
+    // in 60 s); the sliding window, its four hits a bucket old, lets one more pass in a second.
+    for (strategy, wait, field, retry_after) in [
+        ("gcra", 0, "\"default-0\";r=0;t=15", "15"),
+        ("sliding-window-counter", 60, "\"default-0\";r=0;t=1", "1"),
+    ] {
+        let clock = clock();
+        let limiter = Limiter::builder()
+            .clock(clock.clone())
+            .strategy(strategy)
+            .headers(Headers::Ietf)
+            .default_limits("4 per minute")
+            .build()
+            .unwrap();
+        let app =
+            test::init_service(App::new().wrap(limiter).route("/p", web::get().to(plain))).await;
+        for _ in 0..4 {
+            let res = test::call_service(&app, get_from("/p", "10.0.0.1").to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK, "{strategy}");
+        }
+        clock.advance(Duration::from_secs(wait));
+        let res = test::call_service(&app, get_from("/p", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{strategy}");
+        assert_eq!(header(&res, "retry-after"), Some(retry_after), "{strategy}");
+        assert_eq!(header(&res, "ratelimit"), Some(field), "{strategy}");
+        assert_eq!(
+            header(&res, "ratelimit-policy"),
+            Some("\"default-0\";q=4;w=60"),
+            "{strategy}"
+        );
+        // The client waits as told, and is admitted.
+        clock.advance(Duration::from_secs(retry_after.parse().unwrap()));
+        let res = test::call_service(&app, get_from("/p", "10.0.0.1").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK, "{strategy}");
+    }
+}
