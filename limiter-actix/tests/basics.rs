@@ -2049,15 +2049,18 @@ async fn ietf_reset_on_a_429_is_no_later_than_retry_after() {
             assert_eq!(res.status(), StatusCode::OK, "{strategy}");
         }
         clock.advance(Duration::from_secs(wait));
-        let res = test::call_service(&app, get_from("/p", "10.0.0.1").to_request()).await;
-        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{strategy}");
-        assert_eq!(header(&res, "retry-after"), Some(retry_after), "{strategy}");
-        assert_eq!(header(&res, "ratelimit"), Some(field), "{strategy}");
-        assert_eq!(
-            header(&res, "ratelimit-policy"),
-            Some("\"default-0\";q=4;w=60"),
-            "{strategy}"
-        );
+        // Twice: the second refusal is known without a charge (a peek on the memory store).
+        for _ in 0..2 {
+            let res = test::call_service(&app, get_from("/p", "10.0.0.1").to_request()).await;
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS, "{strategy}");
+            assert_eq!(header(&res, "retry-after"), Some(retry_after), "{strategy}");
+            assert_eq!(header(&res, "ratelimit"), Some(field), "{strategy}");
+            assert_eq!(
+                header(&res, "ratelimit-policy"),
+                Some("\"default-0\";q=4;w=60"),
+                "{strategy}"
+            );
+        }
         // The client waits as told, and is admitted.
         clock.advance(Duration::from_secs(retry_after.parse().unwrap()));
         let res = test::call_service(&app, get_from("/p", "10.0.0.1").to_request()).await;
