@@ -401,17 +401,21 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
     loop {
         let start = parser.pos;
         let rate = parser.single()?;
+        // The rate as written: `single` also takes the whitespace around it and the colon
+        // `limits` allows before a separator.
+        let taken = &text[start..parser.pos];
+        let written = taken
+            .trim_start()
+            .trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+        let at = start + (taken.len() - taken.trim_start().len());
+        let span = at..at + written.len();
         if rates.len() == MAX_RATES {
-            return Err(RateParseError::new(
-                ErrorKind::TooManyRates,
-                start..parser.pos,
-            ));
+            return Err(RateParseError::new(ErrorKind::TooManyRates, span));
         }
         if rates.contains(&rate) {
-            let written = text[start..parser.pos].trim().to_owned();
             return Err(RateParseError::new(
-                ErrorKind::RepeatedRate(written),
-                start..parser.pos,
+                ErrorKind::RepeatedRate(written.to_owned()),
+                span,
             ));
         }
         rates.push(rate);

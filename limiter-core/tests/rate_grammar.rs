@@ -292,10 +292,10 @@ fn a_string_of_more_than_a_hundred_rates_is_refused_at_the_first_one_over() {
     let hundred: Vec<String> = (1..=100).map(|n| format!("{n} per second")).collect();
     let hundred = hundred.join(", ");
     assert_eq!(parse_rates(&hundred).unwrap().len(), 100);
-    let text = format!("{hundred}, 7 per day");
+    let text = format!("{hundred}, 7 per day ");
     let err = parse_rates(&text).unwrap_err();
     assert_eq!(err.to_string(), "too many rates in one string: at most 100");
-    assert_eq!(&text[err.span()].trim(), &"7 per day");
+    assert_eq!(&text[err.span()], "7 per day");
 }
 
 /// One rate written twice, in any spelling, would charge one counter twice per request (with
@@ -309,7 +309,20 @@ fn a_rate_repeated_in_one_string_is_refused_naming_the_repeat() {
         "rate \"1 per 1 minute\" repeats an earlier one in this string: both would charge one \
          counter; remove one"
     );
-    assert_eq!(text[err.span()].trim(), "1 per 1 minute");
+    assert_eq!(&text[err.span()], "1 per 1 minute");
+    // The span and the message name the rate alone: not the whitespace after it, nor the
+    // colon `limits` takes before a separator.
+    for text in [
+        "1/minute, 1 per minute  ",
+        "1/minute, 1 per minute :; 2/hour",
+    ] {
+        let err = parse_rates(text).unwrap_err();
+        assert_eq!(&text[err.span()], "1 per minute", "{text:?}");
+        assert!(
+            err.to_string().starts_with("rate \"1 per minute\" repeats"),
+            "{text:?}: {err}"
+        );
+    }
     // The same pace in other units is another rate, with its own counter.
     assert_eq!(parse_rates("1 per minute, 60 per hour").unwrap().len(), 2);
 }
