@@ -615,7 +615,9 @@ fn whole_rate_for(whole: &str, fraction: &str, rest: &str) -> Option<Option<Stri
     // within the caps worth suggesting, and cut short it would name another rate.
     let fraction = fraction.trim_end_matches('0');
     if fraction.len() > 6 {
-        return Some(None);
+        // Still too large when the whole part is at the cap: every whole rate of this pace
+        // counts more than it per period.
+        return (whole.parse::<u64>().ok()? < MAX_AMOUNT).then_some(None);
     }
     let scale = 10u64.pow(fraction.len() as u32);
     let numerator = whole

@@ -155,6 +155,14 @@ fn rejects_with_exact_message_and_span() {
             "fractional count \"1.0000001\": counts are whole numbers".into(),
         ),
         (
+            // As with a shorter fraction: no whole rate of this pace is within the cap.
+            "4294967296.1234567 per second",
+            0..18,
+            "count \"4294967296.1234567\" is too large: a rate allows at most 4294967295 hits \
+             per period"
+                .into(),
+        ),
+        (
             // The period does not parse: no whole rate to suggest (not one per second).
             "1.5 per minit",
             0..3,
