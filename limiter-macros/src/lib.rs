@@ -400,14 +400,40 @@ fn attr_tokens(attr: &Attribute) -> syn::Result<TokenStream2> {
     }
 }
 
-/// A `#[limit]`'s options as written: its tokens after the rate string, if it has one.
-fn options_written(tokens: TokenStream2) -> String {
+/// What decides a `#[limit]`'s bucket besides its rates and methods: its options but
+/// `methods`, each as written, in name order. Two limits that agree here charge one bucket
+/// for a rate both name, on a request both apply to.
+fn bucket_options(tokens: TokenStream2) -> Vec<String> {
     let mut tokens = tokens.into_iter().peekable();
     if matches!(tokens.peek(), Some(proc_macro2::TokenTree::Literal(_))) {
         tokens.next();
-        tokens.next_if(|t| matches!(t, proc_macro2::TokenTree::Punct(p) if p.as_char() == ','));
     }
-    tokens.collect::<TokenStream2>().to_string()
+    let mut options = Vec::new();
+    let mut option = TokenStream2::new();
+    for token in tokens.chain([proc_macro2::TokenTree::Punct(proc_macro2::Punct::new(
+        ',',
+        proc_macro2::Spacing::Alone,
+    ))]) {
+        match token {
+            proc_macro2::TokenTree::Punct(p) if p.as_char() == ',' => {
+                let text = std::mem::take(&mut option).to_string();
+                if !text.is_empty() && !text.starts_with("methods") {
+                    options.push(text);
+                }
+            }
+            token => option.extend([token]),
+        }
+    }
+    options.sort();
+    options
+}
+
+/// Whether some request is under both method lists (none: every method).
+fn methods_overlap(a: Option<&[String]>, b: Option<&[String]>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().any(|method| b.contains(method)),
+        _ => true,
+    }
 }
 
 fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -418,8 +444,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         )
     })?;
     let mut groups: Vec<LimitArgs> = Vec::new();
-    // Each limit's options as written, beside `groups`: a rate in two limits with the same
-    // options is one bucket charged twice per request (half the rate), never what was meant.
+    // Each limit's bucket options, beside `groups`: a rate in two limits with the same ones,
+    // on a request both apply to, is one bucket charged twice (half the rate), never meant.
     let mut options_of_groups = Vec::new();
     let mut exempt = ExemptFlags::default();
     let mut add = |own: Own| -> syn::Result<()> {
@@ -430,10 +456,12 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
                     .into_iter()
                     .next()
                     .map_or_else(Span::call_site, |t| t.span());
-                let options = options_written(tokens.clone());
+                let options = bucket_options(tokens.clone());
                 let args = parse_limit(tokens)?;
                 for (earlier, earlier_options) in groups.iter().zip(&options_of_groups) {
-                    if *earlier_options != options {
+                    if *earlier_options != options
+                        || !methods_overlap(earlier.methods.as_deref(), args.methods.as_deref())
+                    {
                         continue;
                     }
                     let repeat = match (&earlier.rates, &args.rates) {

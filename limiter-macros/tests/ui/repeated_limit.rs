@@ -15,10 +15,25 @@ async fn dynamic() -> &'static str {
     "ok"
 }
 
-// The same rate with options that make another bucket: no error.
+// The same options in another order, and a method list within the other's (every method).
+#[limit("3 per hour", key = by_user, cost = 2)]
+#[limit("10 per day, 3 per hour", cost = 2, methods = [POST], key = by_user)]
+async fn reordered() -> &'static str {
+    "ok"
+}
+
+#[limit("1 per second", methods = [GET, POST])]
+#[limit("1 per second", methods = [post])]
+async fn methods() -> &'static str {
+    "ok"
+}
+
+// The same rate with options that make another bucket, or on other requests: no error.
 #[limit("2 per minute")]
 #[limit("2 per minute", key = by_user)]
 #[limit("2 per minute", per_method)]
+#[limit("5 per hour", methods = [GET])]
+#[limit("5 per hour", methods = [POST, PUT])]
 async fn fine() -> &'static str {
     "ok"
 }
