@@ -179,12 +179,14 @@ impl Rate {
     /// assert_eq!(Rate::parse(" 5 per 30 seconds ").unwrap().period().as_secs(), 30);
     /// let err = Rate::parse("1/second; 10/minute").unwrap_err();
     /// assert_eq!(err.to_string(), "expected exactly one rate, found 2");
+    /// let err = Rate::parse("1/second, 1 per second").unwrap_err();
+    /// assert_eq!(err.to_string(), "expected exactly one rate, found 2");
     /// ```
     ///
     /// # Errors
     /// As [`parse_rates`], and a list of more than one rate.
     pub fn parse(text: &str) -> Result<Rate, RateParseError> {
-        let mut rates = parse_rates(text)?;
+        let mut rates = parse_list(text, false)?;
         if rates.len() != 1 {
             return Err(RateParseError::new(
                 ErrorKind::NotOne(rates.len()),
@@ -393,6 +395,12 @@ const MAX_RATES: usize = 100;
 /// a suggestion; also for more than 100 rates in one string, or one rate twice (`"1/minute,
 /// 1 per minute"`: one counter charged twice per request).
 pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
+    parse_list(text, true)
+}
+
+/// The rates of `text`; `as_limits` holds them to what a list of limits may be (how many, no
+/// rate twice), which [`Rate::parse`] leaves to its own "exactly one".
+fn parse_list(text: &str, as_limits: bool) -> Result<Vec<Rate>, RateParseError> {
     let mut parser = Parser { text, pos: 0 };
     if text.trim().is_empty() {
         return Err(RateParseError::new(ErrorKind::Empty, 0..text.len()));
@@ -401,22 +409,20 @@ pub fn parse_rates(text: &str) -> Result<Vec<Rate>, RateParseError> {
     loop {
         let start = parser.pos;
         let rate = parser.single()?;
-        // The rate as written: `single` also takes the whitespace around it and the colon
-        // `limits` allows before a separator.
-        let taken = &text[start..parser.pos];
-        let written = taken
-            .trim_start()
-            .trim_end_matches(|c: char| c == ':' || c.is_whitespace());
-        let at = start + (taken.len() - taken.trim_start().len());
-        let span = at..at + written.len();
-        if rates.len() == MAX_RATES {
-            return Err(RateParseError::new(ErrorKind::TooManyRates, span));
-        }
-        if rates.contains(&rate) {
-            return Err(RateParseError::new(
-                ErrorKind::RepeatedRate(written.to_owned()),
-                span,
-            ));
+        if as_limits && (rates.len() == MAX_RATES || rates.contains(&rate)) {
+            // The rate as written: `single` also takes the whitespace around it and the colon
+            // `limits` allows before a separator.
+            let taken = &text[start..parser.pos];
+            let written = taken
+                .trim_start()
+                .trim_end_matches(|c: char| c == ':' || c.is_whitespace());
+            let at = start + (taken.len() - taken.trim_start().len());
+            let kind = if rates.len() == MAX_RATES {
+                ErrorKind::TooManyRates
+            } else {
+                ErrorKind::RepeatedRate(written.to_owned())
+            };
+            return Err(RateParseError::new(kind, at..at + written.len()));
         }
         rates.push(rate);
         let Some(sep) = parser.peek() else {
