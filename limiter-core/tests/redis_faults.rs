@@ -200,9 +200,15 @@ async fn fail_closed_returns_errors_while_redis_is_down() {
     assert!(timed(&store, &hits).await.unwrap().admitted);
 
     server.kill();
-    for _ in 0..3 {
+    for i in 0..3 {
         let err = timed(&store, &hits).await.unwrap_err();
-        assert!(matches!(err, StorageError::Unavailable(_)), "{err:?}");
+        // The first call can be sent before the client has seen its connection close (about
+        // one run in forty here): it then waits out the deadline. Either way it is an error.
+        let first_timed_out = i == 0 && err == StorageError::Timeout(DEADLINE);
+        assert!(
+            matches!(err, StorageError::Unavailable(_)) || first_timed_out,
+            "{err:?}"
+        );
     }
     server.restart();
     until_back_on_redis(&store, &hits).await;
