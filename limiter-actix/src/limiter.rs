@@ -1486,30 +1486,24 @@ impl Inner {
         /// 10000-01-01T00:00:00Z in seconds since the epoch.
         const FIRST_SECOND_OF_YEAR_10000: u64 = 253_402_300_800;
         let secs = after.as_micros().div_ceil(1_000_000).max(1) as u64;
-        let value = match self.retry_after {
-            RetryAfter::Seconds => decimal(secs),
-            RetryAfter::HttpDate => {
-                // The first whole second at or after the moment the request would pass (and
-                // at least the next second): `now`'s fraction counts, or the date could name a
-                // second in which the client is still refused.
-                let now = self.clock.now();
-                let at_secs = now
-                    .saturating_add(after)
-                    .as_secs_ceil()
-                    .max(now.as_micros() / 1_000_000 + 1);
-                // An HTTP date has four digits of year: httpdate panics on a later time (a
-                // manual clock set past 9999), which is told in seconds instead.
-                if at_secs >= FIRST_SECOND_OF_YEAR_10000 {
-                    decimal(secs)
-                } else {
-                    let at = UNIX_EPOCH + Duration::from_secs(at_secs);
-                    match HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
-                        Ok(v) => v,
-                        Err(_) => HeaderValue::from(secs),
-                    }
-                }
-            }
-        };
+        let date = (self.retry_after == RetryAfter::HttpDate).then(|| {
+            // The first whole second at or after the moment the request would pass (and at
+            // least the next second): `now`'s fraction counts, or the date could name a second
+            // in which the client is still refused.
+            let now = self.clock.now();
+            now.saturating_add(after)
+                .as_secs_ceil()
+                .max(now.as_micros() / 1_000_000 + 1)
+        });
+        // An HTTP date has four digits of year: httpdate panics on a later time (a manual
+        // clock set past 9999). That, or a date that is no header value, is told in seconds.
+        let value = date
+            .filter(|&at_secs| at_secs < FIRST_SECOND_OF_YEAR_10000)
+            .and_then(|at_secs| {
+                let at = UNIX_EPOCH + Duration::from_secs(at_secs);
+                HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
+            })
+            .unwrap_or_else(|| decimal(secs));
         let name = if self.names.retry_after == RETRY_AFTER {
             RETRY_AFTER
         } else {
