@@ -7,6 +7,7 @@
 //! right to left, skipping trusted hops; a hop that does not parse falls back to the peer
 //! address.
 
+use std::cell::Cell;
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
@@ -156,12 +157,38 @@ impl FromStr for Cidr {
 /// assert_eq!(limiter_actix::remote_address(&req).as_deref(), Some("2001:db8::/64"));
 /// ```
 pub fn remote_address(req: &HttpRequest) -> Option<String> {
-    let limiter = req.app_data::<crate::Limiter>();
+    let keying = KEYING.with(Cell::get);
     let none = Proxies::default();
-    let proxies = limiter.map_or(&none, |limiter| &limiter.inner.proxies);
+    let proxies = if keying.is_null() {
+        let limiter = req.app_data::<crate::Limiter>();
+        limiter.map_or(&none, |limiter| &limiter.inner.proxies)
+    } else {
+        // SAFETY: set by `keying_with` only while a key function runs on this thread, from a
+        // reference that outlives that call, and restored when it returns (or unwinds).
+        unsafe { &*keying }
+    };
     let mut key = String::new();
     write_ip_key(&mut key, client_ip(req, proxies)?);
     Some(key)
+}
+
+thread_local! {
+    /// The trusted proxies of the limiter whose key function runs on this thread, if one
+    /// does: the middleware keys a request before it adds the app data `remote_address`
+    /// would otherwise find the limiter in.
+    static KEYING: Cell<*const Proxies> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Runs the key function `f` with `proxies` as the ones [`remote_address`] reads.
+pub(crate) fn keying_with<R>(proxies: &Proxies, f: impl FnOnce() -> R) -> R {
+    struct Restore(*const Proxies);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            KEYING.with(|keying| keying.set(self.0));
+        }
+    }
+    let _restore = Restore(KEYING.with(|keying| keying.replace(proxies)));
+    f()
 }
 
 /// `::ffff:1.2.3.4` is the IPv4 client 1.2.3.4.

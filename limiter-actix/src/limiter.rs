@@ -17,7 +17,7 @@ use limiter_core::{
 
 use crate::batch::{Batch, Origin};
 use crate::header_value::{self, Policy, PolicyItem, PolicyName, Repeating, decimal, repeating};
-use crate::key::{Cidr, Proxies, ProxyHeader, client_ip, header_text, write_ip_key};
+use crate::key::{Cidr, Proxies, ProxyHeader, client_ip, header_text, keying_with, write_ip_key};
 use crate::routes::RouteTable;
 
 /// A custom key function: the client a request counts against, or `None` to skip the limit.
@@ -1232,13 +1232,15 @@ impl Inner {
         let found = match &self.key {
             KeySource::PeerIp => self.peer_key(req, batch),
             // An empty key is none, as in Flask-Limiter.
-            KeySource::Custom(f) => match f(req).filter(|key| !key.is_empty()) {
-                Some(key) => {
-                    push_client_tag(&mut batch.client_tag, &key);
-                    true
+            KeySource::Custom(f) => {
+                match keying_with(&self.proxies, || f(req)).filter(|key| !key.is_empty()) {
+                    Some(key) => {
+                        push_client_tag(&mut batch.client_tag, &key);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             KeySource::Header(name) => match req
                 .headers()
                 .get(name)

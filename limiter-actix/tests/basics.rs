@@ -1519,6 +1519,31 @@ async fn remote_address_sees_through_trusted_proxies() {
 }
 
 #[actix_web::test]
+async fn remote_address_sees_through_trusted_proxies_before_routing() {
+    // On a plain route the key function runs in the middleware, before routing: there too
+    // each client behind the proxy has its own application bucket, not the proxy's.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .trusted_proxies(["10.0.0.0/8"])
+        .key_fn(api_key_or_address)
+        .application_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/slow", web::get().to(plain)),
+    )
+    .await;
+    let alice: (&str, &[u8]) = ("x-forwarded-for", b"198.51.100.1");
+    let bob: (&str, &[u8]) = ("x-forwarded-for", b"198.51.100.2");
+    assert_eq!(slow_status!(&app, "10.0.0.1", &[alice]), StatusCode::OK);
+    assert_eq!(slow_status!(&app, "10.0.0.1", &[bob]), StatusCode::OK);
+    let again = slow_status!(&app, "10.0.0.1", &[alice]);
+    assert_eq!(again, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[actix_web::test]
 async fn ipv6_clients_in_one_64_share_a_bucket() {
     let limiter = Limiter::builder().clock(clock()).build().unwrap();
     let app = test::init_service(App::new().wrap(limiter).service(slow)).await;
