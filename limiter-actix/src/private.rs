@@ -124,6 +124,9 @@ pub struct Exempt {
 #[derive(Debug)]
 pub struct Route {
     name: &'static str,
+    /// The type name of an item nested in the handler: its path, with the type of an
+    /// associated function's `impl` (which `module_path!()` does not name).
+    path: fn() -> &'static str,
     groups: &'static [Group],
     exempt: Exempt,
     compiled: OnceLock<Compiled>,
@@ -131,13 +134,44 @@ pub struct Route {
 
 impl Route {
     /// A route spec, as a `static`.
-    pub const fn new(name: &'static str, groups: &'static [Group], exempt: Exempt) -> Route {
+    pub const fn new(
+        name: &'static str,
+        path: fn() -> &'static str,
+        groups: &'static [Group],
+        exempt: Exempt,
+    ) -> Route {
         Route {
             name,
+            path,
             groups,
             exempt,
             compiled: OnceLock::new(),
         }
+    }
+
+    /// The handler's default scope: its module path and name, with the type for an associated
+    /// function (`Users::list` and `Posts::list` of one module count apart).
+    fn scope(&self) -> &'static str {
+        // `module::Type::name::{{closure}}::__limiter_marker`: the marker is in the body of the
+        // async wrapper.
+        let mut path = (self.path)();
+        path = path.rsplit_once("::").map_or(path, |(handler, _)| handler);
+        while let Some(outer) = path.strip_suffix("::{{closure}}") {
+            path = outer;
+        }
+        // `module::Type::name` where the name is `module::name`; anything else (a free
+        // function's, the same as its name) keeps the name as written.
+        let Some((module, function)) = self.name.rsplit_once("::") else {
+            return self.name;
+        };
+        let qualified = path.len() > self.name.len()
+            && path
+                .strip_prefix(module)
+                .is_some_and(|rest| rest.starts_with("::"))
+            && path
+                .strip_suffix(function)
+                .is_some_and(|rest| rest.ends_with("::"));
+        if qualified { path } else { self.name }
     }
 
     fn compiled(&self) -> &Compiled {
@@ -147,7 +181,7 @@ impl Route {
                 .iter()
                 .map(|group| {
                     let scope: Box<str> = match group.scope {
-                        Scope::Handler => self.name.into(),
+                        Scope::Handler => self.scope().into(),
                         Scope::Named(name) => name.into(),
                         Scope::Shared(name) => format!("shared:{name}").into(),
                     };

@@ -2007,6 +2007,43 @@ async fn an_associated_handler_naming_self_is_limited() {
     assert_eq!(call("/items/2").await, StatusCode::TOO_MANY_REQUESTS);
 }
 
+struct Orders;
+
+impl Orders {
+    /// The same name and rate as `Items::list`, in the same module.
+    #[limit("1 per minute")]
+    async fn list() -> &'static str {
+        "orders"
+    }
+}
+
+#[actix_web::test]
+async fn associated_handlers_of_one_name_in_one_module_count_apart() {
+    // The default scope is the handler's: `Items::list` and `Orders::list` are two handlers,
+    // two buckets, not one for every `list` of the module.
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter.clone())
+            .route("/items/{page}", web::get().to(Items::list))
+            .route("/orders", web::get().to(Orders::list)),
+    )
+    .await;
+    let call = get_status!(app);
+    assert_eq!(call("/items/1").await, StatusCode::OK);
+    assert_eq!(call("/orders").await, StatusCode::OK);
+    assert_eq!(call("/items/2").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call("/orders").await, StatusCode::TOO_MANY_REQUESTS);
+    // Under the type-qualified path, where a free function's scope stays `module::name`.
+    let clock = clock();
+    for scope in ["basics::Items::list", "basics::Orders::list"] {
+        assert_eq!(
+            remaining_at(&limiter, &clock, "10.0.0.1", scope, "1 per minute"),
+            0
+        );
+    }
+}
+
 /// An HTTP date has four digits of year: a clock at the end of 9999 (or at the end of time)
 /// whose retry lands past it is told in seconds, where formatting the date panicked.
 #[actix_web::test]

@@ -684,8 +684,10 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         #vis async fn #name(__limiter_parts: #krate::Parts) -> #krate::HttpResponse {
             #inner
             #(#shims)*
+            fn __limiter_marker() {}
             static __LIMITER_ROUTE: #krate::Route = #krate::Route::new(
                 ::core::concat!(::core::module_path!(), "::", #name_str),
+                || ::core::any::type_name_of_val(&__limiter_marker),
                 &[#(#group_tokens),*],
                 #krate::Exempt { application: #exempt_app, defaults: #exempt_defaults },
             );
