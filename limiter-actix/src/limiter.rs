@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
@@ -311,6 +312,8 @@ pub(crate) struct Inner {
     on_breach: Option<OnBreach>,
     failure_status: StatusCode,
     pub(crate) routes: RouteTable,
+    /// Whether the middleware has warned that a path was rewritten inside it.
+    pub(crate) rewrite_warned: AtomicBool,
 }
 
 /// The rate limiter of an app: register it with `App::wrap`, which also makes it the app
@@ -1082,6 +1085,7 @@ impl LimiterBuilder {
                 on_breach: self.on_breach,
                 failure_status: self.failure_status,
                 routes: RouteTable::default(),
+                rewrite_warned: AtomicBool::new(false),
             }),
         })
     }

@@ -9,6 +9,7 @@ use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -193,6 +194,9 @@ where
 /// What to learn from the response.
 enum Learn {
     Nothing,
+    /// The path matched no route before routing: a 404, unless a middleware inside the
+    /// limiter rewrites paths (see [`warn_rewritten_path`]).
+    Unmatched,
     Static {
         method: usize,
         prior: RouteState,
@@ -212,7 +216,7 @@ impl Learn {
     /// What the table knew of the route before this request, if it has one.
     fn prior(&self) -> Option<RouteState> {
         match self {
-            Learn::Nothing => None,
+            Learn::Nothing | Learn::Unmatched => None,
             Learn::Static { prior, .. } | Learn::Pattern { prior, .. } => Some(*prior),
         }
     }
@@ -292,6 +296,9 @@ impl Post {
                 .request()
                 .app_data::<Visit>()
                 .is_some_and(|visit| Rc::ptr_eq(&visit.view, &self.worker.routes));
+        if !handled && matches!(self.learn, Learn::Unmatched) {
+            warn_rewritten_path(&self.worker.limiter.inner, res.request());
+        }
         let seen = if handled {
             RouteState::Deferred
         } else if unrouted(res) {
@@ -323,13 +330,37 @@ fn unrouted<B>(res: &ServiceResponse<B>) -> bool {
     res.status() == StatusCode::NOT_FOUND && !res.request().match_info().unprocessed().is_empty()
 }
 
+/// Warns, once per limiter, that a request whose path matched no route before routing
+/// reached a plain route all the same: a middleware inside the limiter rewrote its path
+/// (actix's `NormalizePath`, say), and the limiter, which finds a route's default limits
+/// before routing, charged it the application limits only. Nothing can be charged then that
+/// would refuse the client; the fix is the order of the `wrap` calls.
+fn warn_rewritten_path(inner: &Inner, req: &actix_web::HttpRequest) {
+    if inner.rewrite_warned.load(Ordering::Relaxed) {
+        return;
+    }
+    // Only here, on a path that matched nothing: the resource map is walked again.
+    let Some(pattern) = req.match_pattern() else {
+        return;
+    };
+    if inner.rewrite_warned.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        %pattern,
+        "a request reached route {pattern} by a path that matched no route when the Limiter \
+         saw it, so it was not charged that route's default limits: register path-rewriting \
+         middleware (NormalizePath) outside the Limiter, `.wrap(limiter).wrap(NormalizePath::trim())`"
+    );
+}
+
 /// Settles what a response showed about its route (`seen`, see [`RouteState::observe`]):
 /// the request is charged what it should have been before routing, and the table learns
 /// what changed.
 fn learn_route(limiter: &Limiter, learn: &Learn, req: &actix_web::HttpRequest, seen: RouteState) {
     let inner = &limiter.inner;
     let (kind, pattern, method, prior) = match learn {
-        Learn::Nothing => return,
+        Learn::Nothing | Learn::Unmatched => return,
         Learn::Static { method, prior, .. } => (KeyKind::StaticPath, None, *method, *prior),
         Learn::Pattern {
             pattern,
@@ -679,6 +710,7 @@ fn pattern_route(
     match req.resource_map().match_pattern(path) {
         // No route: a 404 is charged the application limits only.
         None => {
+            *learn = Learn::Unmatched;
             let charge = inner.client_key(req.request(), batch_of(pooled));
             if charge {
                 inner.push_application(batch_of(pooled));

@@ -2125,3 +2125,92 @@ async fn ietf_reset_on_a_429_is_no_later_than_retry_after() {
         assert_eq!(res.status(), StatusCode::OK, "{strategy}");
     }
 }
+
+/// The messages of the warnings logged on this thread while it is alive.
+#[derive(Clone, Default)]
+struct Warnings(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Warnings {
+    fn taken(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message<'a>(&'a mut String);
+        impl tracing::field::Visit for Message<'_> {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    *self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = String::new();
+        event.record(&mut Message(&mut message));
+        self.0.lock().unwrap().push(message);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[actix_web::test]
+async fn a_path_rewritten_inside_the_limiter_is_warned_about_once() {
+    // NormalizePath inside the limiter: the limiter sees `/p/`, which matches no route, and
+    // cannot charge `/p`'s default limits. It says so, once, and how to register them.
+    let warnings = Warnings::default();
+    let _guard = tracing::subscriber::set_default(warnings.clone());
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::NormalizePath::trim())
+            .wrap(limiter)
+            .route("/p", web::get().to(plain)),
+    )
+    .await;
+    let get = get_status!(app);
+    assert_eq!(get("/nowhere").await, StatusCode::NOT_FOUND);
+    assert_eq!(get("/p").await, StatusCode::OK);
+    assert_eq!(warnings.taken(), Vec::<String>::new());
+    assert_eq!(get("/p/").await, StatusCode::OK);
+    let warned = warnings.taken();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("route /p by a path"), "{}", warned[0]);
+    assert!(
+        warned[0].contains(".wrap(limiter).wrap(NormalizePath::trim())"),
+        "{}",
+        warned[0]
+    );
+    assert_eq!(get("/p//").await, StatusCode::OK);
+    assert_eq!(warnings.taken(), Vec::<String>::new());
+
+    // Registered outside the limiter, the rewrite happens first: `/p/` is `/p`, counted.
+    let limiter = Limiter::builder()
+        .clock(clock())
+        .default_limits("1 per minute")
+        .build()
+        .unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .wrap(actix_web::middleware::NormalizePath::trim())
+            .route("/p", web::get().to(plain)),
+    )
+    .await;
+    let get = get_status!(app);
+    assert_eq!(get("/p/").await, StatusCode::OK);
+    assert_eq!(get("/p").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(warnings.taken(), Vec::<String>::new());
+}
