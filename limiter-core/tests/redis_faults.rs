@@ -408,3 +408,38 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_an_outage
     assert!(!store.is_degraded());
     assert_eq!(remaining_on_redis(&server).await, 1);
 }
+
+/// `probe_min_ms=0&probe_max_ms=0` (probe Redis on every request while it is down) is a
+/// setting the URI accepts: a failed probe must not panic, and the policy keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_probe_backoff_probes_on_every_request_without_panicking() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let uri = format!("{}?probe_min_ms=0&probe_max_ms=0", server.url());
+    let store = RedisStore::builder(&uri)
+        .unwrap()
+        .deadline(DEADLINE)
+        .on_failure(FailurePolicy::FailOpen)
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let hits = hit("1 per minute");
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    assert!(!timed(&store, &hits).await.unwrap().admitted);
+
+    server.kill();
+    // The first failure opens the breaker; every later request is a probe, which fails.
+    for _ in 0..5 {
+        let d = timed(&store, &hits).await.unwrap();
+        assert!(d.admitted);
+    }
+    assert!(store.is_degraded());
+
+    server.restart();
+    // No backoff: the very next request goes back to Redis (empty after the restart).
+    assert!(timed(&store, &hits).await.unwrap().admitted);
+    assert!(!store.is_degraded());
+    assert!(!timed(&store, &hits).await.unwrap().admitted);
+}

@@ -1446,11 +1446,14 @@ impl Breaker {
             }
             Attempt::Probe => {
                 let max = duration_micros(options.probe_max).max(self.initial_backoff);
+                // At least 1 µs before doubling (a backoff of 0 would never grow), at most
+                // `max`, which may be 0: no backoff, a probe on every request.
                 let backoff = self
                     .backoff
                     .load(Ordering::Acquire)
                     .saturating_mul(2)
-                    .clamp(1, max);
+                    .max(1)
+                    .min(max);
                 self.backoff.store(backoff, Ordering::Release);
                 self.next_probe
                     .store(now.saturating_add(backoff), Ordering::Release);
