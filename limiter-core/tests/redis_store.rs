@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{RedisServer, all_keys, redis_available};
+use common::{RedisServer, all_keys, redis_available, strict_store};
 use limiter_core::storage::Store;
 use limiter_core::{Hit, Rate, Storage, StorageUri, Strategy, Timestamp};
 
@@ -157,5 +157,46 @@ async fn a_caller_clock_at_the_end_of_time_never_panics() {
             let _ = store.peek(&hits, now).await;
             let _ = store.refund(&hits, now).await;
         }
+    }
+}
+
+#[tokio::test]
+async fn with_the_server_clock_a_refund_goes_to_the_window_of_its_charge() {
+    // time=server: the script reads Redis' TIME, and a refund after a window or bucket
+    // boundary must still find the charge's window, as with the caller's clock. The script
+    // is told how long ago (on this process's clock) the charge was made.
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let store = strict_store(&server.url())
+        .time(limiter_core::storage::redis::TimeSource::Server)
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let wall = || {
+        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        Timestamp::from_micros(u64::try_from(since_epoch.as_micros()).unwrap())
+    };
+    let day: Rate = "10 per day".parse().unwrap();
+    for strategy in [Strategy::FixedWindow, Strategy::SlidingWindowCounter] {
+        let key = format!("LIMITER{{c}}:/{strategy}:10/1day");
+        let hit = [Hit::new(&key, day, strategy).with_cost(10)];
+        let one = [Hit::new(&key, day, strategy)];
+        let now = wall();
+        assert!(store.decide(&hit, now).await.unwrap().admitted);
+        // A charge made two days before this one: its window is long gone, and today's
+        // charge stays.
+        let two_days_ago = Timestamp::from_micros(now.as_micros() - 2 * 86_400_000_000);
+        store.refund(&hit, two_days_ago).await.unwrap();
+        let left = store.peek(&one, now).await.unwrap().stats[0].remaining;
+        assert_eq!(
+            left, 0,
+            "{strategy}: a refund for two days ago gave back today's charge"
+        );
+        // This charge's refund gives it back.
+        store.refund(&hit, now).await.unwrap();
+        let left = store.peek(&one, wall()).await.unwrap().stats[0].remaining;
+        assert_eq!(left, 10, "{strategy}");
     }
 }

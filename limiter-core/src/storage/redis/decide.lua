@@ -17,7 +17,8 @@
 --            swap:R  give back the first R limits' costs, then decide the others as "decide"
 --                    does (a charge made before routing traded for the route's own
 --                    limits); only the decided limits are reported
--- ARGV[2]  now in microseconds, or "" to read the server's TIME
+-- ARGV[2]  now in microseconds, or "" to read the server's TIME, or "-N" for N microseconds
+--          before the server's TIME (a refund's charge time)
 -- ARGV[3]  grace in milliseconds added to every TTL (TTLs only collect garbage)
 -- ARGV[4 + 4(i-1) ..] per limit: strategy code, amount n, period p (µs), cost
 --   strategy codes: 0 fixed-window, 1 fixed-window-elastic-expiry, 2 moving-window,
@@ -30,11 +31,14 @@
 -- then converts), a cost that shows on every call. The arguments are plain integers.
 local mode = ARGV[1]
 local t
-if ARGV[2] == '' then
+local now = ARGV[2]
+if now == '' or now:byte(1) == 45 then
   local time = redis.call('TIME')
   t = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  -- "-ago": a refund's charge was made that long before the server's now.
+  if now ~= '' then t = math.max(t + now, 0) end
 else
-  t = ARGV[2] + 0
+  t = now + 0
 end
 local grace = ARGV[3] + 0
 

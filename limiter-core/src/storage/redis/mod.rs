@@ -100,7 +100,7 @@ use smallvec::SmallVec;
 
 pub use options::{FailurePolicy, RedisOptions, TimeSource};
 
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::config::{RedisTopology, StorageUri};
 use crate::error::{ConfigError, StorageError};
 use crate::storage::memory::MemoryStore;
@@ -770,12 +770,28 @@ impl RedisStore {
         result
     }
 
-    /// The script's "now" in micros, no later than the memory store decides at (windows
-    /// end up to two periods after it); `None` for the server's TIME.
-    fn now_arg(&self, now: Timestamp) -> Option<u64> {
+    /// The script's "now": the caller's, no later than the memory store decides at (windows
+    /// end up to two periods after it), or the server's TIME.
+    fn now_arg(&self, now: Timestamp) -> ScriptNow {
         match self.inner.options.time {
-            TimeSource::Caller => Some(now.as_micros().min(LATEST_MICROS)),
-            TimeSource::Server => None,
+            TimeSource::Caller => ScriptNow::Caller(now.as_micros().min(LATEST_MICROS)),
+            TimeSource::Server => ScriptNow::Server { ago: 0 },
+        }
+    }
+
+    /// The script's time for a refund of a charge made at `charged_at`: with the server's
+    /// TIME, as long before it as the charge was made before now on this process's clock,
+    /// so that a refund after a window or bucket boundary finds the charge's window, as the
+    /// caller's time would.
+    fn charged_at_arg(&self, charged_at: Timestamp) -> ScriptNow {
+        match self.now_arg(charged_at) {
+            ScriptNow::Server { .. } => ScriptNow::Server {
+                ago: Clock::system()
+                    .now()
+                    .as_micros()
+                    .saturating_sub(charged_at.as_micros()),
+            },
+            caller => caller,
         }
     }
 
@@ -784,7 +800,7 @@ impl RedisStore {
         &self,
         mode: &str,
         hits: &[Hit<'_>],
-        now: Option<u64>,
+        now: ScriptNow,
     ) -> Result<StatsList, StorageError> {
         parse_stats(&self.call_general(mode, hits, now).await?, hits)
     }
@@ -794,13 +810,14 @@ impl RedisStore {
         &self,
         mode: &str,
         hits: &[Hit<'_>],
-        now: Option<u64>,
+        now: ScriptNow,
     ) -> Result<Value, StorageError> {
         self.run_script(hits, &self.inner.general, &|cmd| {
             cmd.arg(mode);
             match now {
-                Some(micros) => cmd.arg(micros),
-                None => cmd.arg(""),
+                ScriptNow::Caller(micros) => cmd.arg(micros),
+                ScriptNow::Server { ago: 0 } => cmd.arg(""),
+                ScriptNow::Server { ago } => cmd.arg(-i64::try_from(ago).unwrap_or(i64::MAX)),
             };
             cmd.arg(self.inner.grace_ms);
             for hit in hits {
@@ -898,7 +915,7 @@ impl RedisStore {
             // decision's future 8.9 KB, allocated per request; 1.2 KB without it.
             return Box::pin(self.decide_by_slot(hits, now, groups)).await;
         }
-        if let Some((t, mode)) = now.and_then(|t| Some((t, FastMode::of(hits)?))) {
+        if let Some((t, mode)) = now.caller().and_then(|t| Some((t, FastMode::of(hits)?))) {
             if let Some(stats) = self.call_fast(mode, hits, t).await? {
                 return Ok(Decision::from_stats(stats));
             }
@@ -914,7 +931,7 @@ impl RedisStore {
     async fn decide_by_slot(
         &self,
         hits: &[Hit<'_>],
-        now: Option<u64>,
+        now: ScriptNow,
         groups: SmallVec<[SmallVec<[usize; 4]>; 1]>,
     ) -> Result<Decision, StorageError> {
         let mut stats: SmallVec<[Option<LimitStats>; 4]> = SmallVec::from_elem(None, hits.len());
@@ -961,7 +978,7 @@ impl RedisStore {
         hits: &[Hit<'_>],
         groups: &[SmallVec<[usize; 4]>],
         charged: &[usize],
-        now: Option<u64>,
+        now: ScriptNow,
         stats: &mut [Option<LimitStats>],
     ) -> Result<(), StorageError> {
         let mut first_error = None;
@@ -984,7 +1001,7 @@ impl RedisStore {
         mode: &str,
         hits: &[Hit<'_>],
         members: &[usize],
-        now: Option<u64>,
+        now: ScriptNow,
         stats: &mut [Option<LimitStats>],
     ) -> Result<bool, StorageError> {
         let sub: SmallVec<[Hit<'_>; 4]> = members.iter().map(|&i| hits[i]).collect();
@@ -1001,9 +1018,8 @@ impl RedisStore {
         &self,
         mode: &str,
         hits: &[Hit<'_>],
-        now: Timestamp,
+        now: ScriptNow,
     ) -> Result<StatsList, StorageError> {
-        let now = self.now_arg(now);
         let Some(groups) = self.slot_groups(hits) else {
             return self.call(mode, hits, now).await;
         };
@@ -1104,7 +1120,10 @@ impl RedisStore {
     }
 
     async fn peek_inner(&self, hits: &[Hit<'_>], now: Timestamp) -> Result<Decision, StorageError> {
-        match self.guarded(|| self.redis_each("peek", hits, now)).await {
+        match self
+            .guarded(|| self.redis_each("peek", hits, self.now_arg(now)))
+            .await
+        {
             Ok(stats) => Ok(Decision::from_stats(stats)),
             Err(e) => self.degraded_decision(hits, now, e, true),
         }
@@ -1114,7 +1133,9 @@ impl RedisStore {
         if hits.is_empty() {
             return Ok(());
         }
-        let result = self.guarded(|| self.redis_each("refund", hits, now)).await;
+        let result = self
+            .guarded(|| self.redis_each("refund", hits, self.charged_at_arg(now)))
+            .await;
         // Once Redis has it (or failed to): an entry from before, or from a denial that was on
         // its way back meanwhile, goes; a denial still on its way read the generation this
         // bumps, and is not recorded (see `BlockCache::record`). Until then the entry denies,
@@ -1473,6 +1494,25 @@ struct ProbeSlot<'a>(&'a AtomicBool);
 impl Drop for ProbeSlot<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+/// The time a script decides at.
+#[derive(Clone, Copy, Debug)]
+enum ScriptNow {
+    /// The caller's, in microseconds.
+    Caller(u64),
+    /// The server's `TIME`, less `ago` microseconds.
+    Server { ago: u64 },
+}
+
+impl ScriptNow {
+    /// The caller's time, if the script decides at it.
+    fn caller(self) -> Option<u64> {
+        match self {
+            ScriptNow::Caller(micros) => Some(micros),
+            ScriptNow::Server { .. } => None,
+        }
     }
 }
 
