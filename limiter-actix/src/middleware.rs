@@ -23,7 +23,7 @@ use pin_project_lite::pin_project;
 use crate::batch::Batch;
 use crate::limiter::{Headers, Inner, Limiter, Shown};
 use crate::routes::{
-    Charge, KeyKind, RouteState, Routes, default_suffixes, method_index, routing_path,
+    Charge, KeyKind, RouteState, Routes, default_suffixes, route_slot, routing_path,
 };
 
 /// Put in the request extensions by every `#[limit]`/`#[exempt]` wrapper: "this route decides
@@ -565,7 +565,7 @@ where
                 post: None,
             };
         }
-        let method = method_index(req.method());
+        let method = route_slot(req.method());
         // Taken only for a request this middleware charges (or, on a fallible route, keys for a
         // charge should it fail): a route known to decide for itself never needs one.
         let mut pooled: Option<Box<Batch>> = None;
@@ -582,9 +582,9 @@ where
         let charge = {
             let routes = worker.routes.routes();
             let path = routing_path(req.request());
-            match method.and_then(|m| Some((m, routes.static_paths.get(path)?))) {
-                Some((m, entry)) => {
-                    let prior = entry.states[m];
+            match routes.static_paths.get(path) {
+                Some(entry) => {
+                    let prior = entry.states[method];
                     let charge = prior != RouteState::Deferred
                         && inner.client_key(req.request(), batch_of(&mut pooled));
                     if charge {
@@ -592,7 +592,7 @@ where
                         push_before_routing(inner, batch, prior, &entry.default_suffixes);
                     }
                     post.learn = Learn::Static {
-                        method: m,
+                        method,
                         prior,
                         entry: Some((worker.routes.epoch(), std::ptr::addr_of!(*entry) as usize)),
                     };
@@ -702,7 +702,7 @@ fn pattern_route(
     inner: &Inner,
     req: &ServiceRequest,
     routes: &Routes,
-    method: Option<usize>,
+    method: usize,
     pooled: &mut Option<Box<Batch>>,
     learn: &mut Learn,
 ) -> bool {
@@ -719,10 +719,7 @@ fn pattern_route(
         }
         Some(pattern) => {
             let entry = routes.patterns.get(pattern.as_str());
-            let prior = match (method, entry) {
-                (Some(m), Some(entry)) => entry.states[m],
-                _ => RouteState::Unknown,
-            };
+            let prior = entry.map_or(RouteState::Unknown, |entry| entry.states[method]);
             let charge =
                 prior != RouteState::Deferred && inner.client_key(req.request(), batch_of(pooled));
             if charge {
@@ -736,18 +733,18 @@ fn pattern_route(
                 };
                 push_before_routing(inner, batch_of(pooled), prior, suffixes);
             }
-            *learn = match method {
-                None => Learn::Nothing,
-                Some(m) if pattern == path => Learn::Static {
-                    method: m,
+            *learn = if pattern == path {
+                Learn::Static {
+                    method,
                     prior,
                     entry: None,
-                },
-                Some(m) => Learn::Pattern {
+                }
+            } else {
+                Learn::Pattern {
                     pattern,
-                    method: m,
+                    method,
                     prior,
-                },
+                }
             };
             charge
         }

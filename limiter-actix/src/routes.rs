@@ -17,9 +17,14 @@ use limiter_core::Rate;
 use limiter_core::keys::key_suffix;
 use parking_lot::Mutex;
 
-/// Standard methods get a slot each; extension methods are never learned (always charged
-/// before routing, which is safe).
+/// Standard methods get a slot each (and their own `per_method` key suffixes).
 pub(crate) const METHODS: usize = 9;
+/// The route table's slots: one per standard method, and one shared by every extension
+/// method (WebDAV's `PROPFIND`...). Without it such requests were never learned: charged
+/// before routing on every request, a decorated route cost two store calls each and an
+/// `#[exempt]` one refused a client over its application limits. Two extension methods
+/// answered differently on one pattern make its slot ambiguous, which is safe.
+pub(crate) const ROUTE_SLOTS: usize = METHODS + 1;
 
 /// The path as actix's router matches it: percent-decoded (except `%2F`, `%2B`, `%25`), so
 /// that `/%61` finds the route `/a`, as the router will. The raw `req.path()` would send such
@@ -46,6 +51,19 @@ pub(crate) fn method_index(method: &Method) -> Option<usize> {
 pub(crate) const METHOD_NAMES: [&str; METHODS] = [
     "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
 ];
+
+/// The route table's slot of `method` (see [`ROUTE_SLOTS`]).
+pub(crate) fn route_slot(method: &Method) -> usize {
+    method_index(method).unwrap_or(METHODS)
+}
+
+/// The name of a route table slot, for logs.
+fn slot_name(slot: usize) -> &'static str {
+    METHOD_NAMES
+        .get(slot)
+        .copied()
+        .unwrap_or("(extension method)")
+}
 
 /// What the middleware does for a route.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -115,7 +133,7 @@ impl RouteState {
 /// One pattern's states per method, and the key suffixes of the default limits scoped to it.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
-    pub(crate) states: [RouteState; METHODS],
+    pub(crate) states: [RouteState; ROUTE_SLOTS],
     pub(crate) default_suffixes: Arc<[Box<str>]>,
 }
 
@@ -206,21 +224,21 @@ impl RouteTable {
             KeyKind::Pattern => &mut routes.patterns,
         };
         let entry = table.entry(key.into()).or_insert_with(|| Entry {
-            states: [RouteState::Unknown; METHODS],
+            states: [RouteState::Unknown; ROUTE_SLOTS],
             default_suffixes: default_suffixes(key, defaults),
         });
         entry.states[method] = after;
         if after == RouteState::Ambiguous {
             tracing::debug!(
                 route = key,
-                method = METHOD_NAMES[method],
+                method = slot_name(method),
                 "route seen with and without a #[limit]/#[exempt] wrapper; charging it before routing from now on"
             );
         }
         if after == RouteState::Fallible {
             tracing::debug!(
                 route = key,
-                method = METHOD_NAMES[method],
+                method = slot_name(method),
                 "a request failed before the route's #[limit]/#[exempt] wrapper (an inner middleware's Err); keying the route before routing from now on"
             );
         }

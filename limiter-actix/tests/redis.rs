@@ -615,3 +615,61 @@ async fn a_client_over_its_limit_on_a_failing_route_is_refused_from_the_block_ca
     assert_eq!(call(true).await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(scripts(), asked);
 }
+
+#[limit("50 per minute")]
+async fn dav_limited() -> &'static str {
+    "dav"
+}
+
+#[limiter_actix::exempt]
+async fn dav_exempt() -> &'static str {
+    "exempt"
+}
+
+#[actix_web::test]
+async fn a_decorated_route_learned_for_a_method_outside_the_standard_ones_costs_one_script() {
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let limiter = builder(&server.url(), &clock)
+        .application_limits("3 per minute")
+        .default_limits("100 per minute")
+        .build()
+        .unwrap();
+    // Every method, WebDAV's among them.
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/dav", web::route().to(dav_limited))
+            .route("/free", web::route().to(dav_exempt))
+            .route("/plain", web::get().to(plain)),
+    )
+    .await;
+    let propfind = actix_web::http::Method::from_bytes(b"PROPFIND").unwrap();
+    let call =
+        |path: &str| test::call_service(&app, get_req(path).method(propfind.clone()).to_request());
+    // The first request of each route teaches the limiter that its handler decides (and
+    // loads the scripts): the exempt one is charged nothing in the end.
+    assert_eq!(call("/dav").await.status(), StatusCode::OK);
+    assert_eq!(call("/free").await.status(), StatusCode::OK);
+    // From then on the decorated route's wrapper decides alone: one script per request.
+    let before = script_calls(&server);
+    let res = call("/dav").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("1"));
+    assert_eq!(script_calls(&server), before + 1);
+    // The exempt route costs nothing, and stays open to a client over its application
+    // limit, which a plain route uses up.
+    for status in [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+        let res = test::call_service(&app, get_req("/plain").to_request()).await;
+        assert_eq!(res.status(), status);
+    }
+    let before = script_calls(&server);
+    for _ in 0..2 {
+        assert_eq!(call("/free").await.status(), StatusCode::OK);
+    }
+    assert_eq!(script_calls(&server), before);
+    assert_eq!(call("/dav").await.status(), StatusCode::TOO_MANY_REQUESTS);
+}
