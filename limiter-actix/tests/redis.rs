@@ -159,10 +159,18 @@ async fn redis_down_fail_closed_answers_the_configured_429() {
 #[actix_web::test]
 async fn redis_down_fail_open_admits_everything() {
     for (path, app) in both_paths!(&down_uri("fail-open"), None) {
-        // Past both limits (3 and 2 per minute): nothing is counted.
+        // Past both limits (3 and 2 per minute): nothing is counted, and no header claims
+        // a count.
         for attempt in 0..5 {
             let res = test::call_service(&app, get_req(path).to_request()).await;
             assert_eq!(res.status(), StatusCode::OK, "{path} #{attempt}");
+            for name in [
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+            ] {
+                assert_eq!(header(&res, name), None, "{path} #{attempt}: {name}");
+            }
             assert_eq!(body(res).await, &path[1..]);
         }
     }

@@ -173,7 +173,8 @@ async fn fail_open_admits_while_redis_is_down() {
     for _ in 0..5 {
         let d = timed(&store, &hits).await.unwrap();
         assert!(d.admitted);
-        assert_eq!(d.stats[0].limit, 1);
+        // Nothing counted it: no stats to show as headers.
+        assert!(d.stats.is_empty(), "{d:?}");
     }
     assert!(store.is_degraded());
     assert!(store.health_check().await.is_err());

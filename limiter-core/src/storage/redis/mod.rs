@@ -1045,17 +1045,9 @@ impl RedisStore {
         match self.inner.options.on_failure {
             FailurePolicy::FallbackToMemory if peek => Ok(self.inner.fallback.peek_now(hits, now)),
             FailurePolicy::FallbackToMemory => Ok(self.inner.fallback.decide_now(hits, now)),
-            FailurePolicy::FailOpen => Ok(Decision::from_stats(
-                hits.iter()
-                    .map(|h| LimitStats {
-                        admitted: true,
-                        limit: h.rate.amount(),
-                        remaining: h.rate.amount(),
-                        reset: now.saturating_add(h.rate.period()),
-                        retry_after: None,
-                    })
-                    .collect(),
-            )),
+            // No stats: nothing was counted, so there is nothing to show (no rate-limit
+            // headers, as with Flask-Limiter's `swallow_errors`) and nothing to give back.
+            FailurePolicy::FailOpen => Ok(Decision::unlimited()),
             FailurePolicy::FailClosed => Err(error),
         }
     }

@@ -19,7 +19,8 @@ pub enum FailurePolicy {
     /// on its own), probe Redis with exponential backoff and switch back when it answers.
     #[default]
     FallbackToMemory,
-    /// Admit every request.
+    /// Admit every request, with no per-limit stats ([`crate::Decision::unlimited`]):
+    /// nothing was counted, so the web layer shows no rate-limit headers.
     FailOpen,
     /// Return [`crate::StorageError`], so the web layer answers with an error status.
     FailClosed,
