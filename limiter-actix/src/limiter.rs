@@ -1061,7 +1061,7 @@ impl LimiterBuilder {
                 let prefix = prefix_of_built_store(&store, self.prefix)?;
                 (store, prefix)
             }
-            None => store_for(&self.storage_uri, self.prefix)?,
+            None => store_for(&self.storage_uri, self.prefix, &self.clock)?,
         };
         Ok(Limiter {
             inner: Arc::new(Inner {
@@ -1144,8 +1144,13 @@ impl Limiter {
 
 /// The store a storage URI names, and the limiter's key prefix, `set` if set. A Redis store
 /// deletes on `reset()` the keys under its `key_prefix`, which must be the one the counter
-/// keys are written with: see [`agreed_prefix`].
-fn store_for(uri: &str, set: Option<String>) -> Result<(Store, String), ConfigError> {
+/// keys are written with: see [`agreed_prefix`]. The store measures the age of a charge it
+/// refunds on the limiter's `clock`, which dates the charges.
+fn store_for(
+    uri: &str,
+    set: Option<String>,
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))] clock: &Clock,
+) -> Result<(Store, String), ConfigError> {
     match StorageUri::parse(uri)? {
         #[cfg(feature = "redis")]
         StorageUri::Redis { .. } => {
@@ -1155,7 +1160,7 @@ fn store_for(uri: &str, set: Option<String>) -> Result<(Store, String), ConfigEr
             let named = &builder.current_options().key_prefix;
             let named = (*named != RedisOptions::default().key_prefix).then_some(named.as_str());
             let prefix = agreed_prefix(named, set, "storage URI's")?;
-            let store = builder.key_prefix(&prefix).build()?;
+            let store = builder.key_prefix(&prefix).clock(clock.clone()).build()?;
             Ok((Store::Redis(store), prefix))
         }
         parsed => Ok((Store::from_uri(&parsed)?, agreed_prefix(None, set, "")?)),

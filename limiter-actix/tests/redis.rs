@@ -681,3 +681,42 @@ async fn a_decorated_route_learned_for_a_method_outside_the_standard_ones_costs_
     assert_eq!(script_calls(&server), before);
     assert_eq!(call("/dav").await.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Counts only a response that is not a server error.
+fn unless_5xx(res: &actix_web::HttpResponse) -> bool {
+    !res.status().is_server_error()
+}
+
+#[limit("1 per minute", deduct_when = unless_5xx)]
+async fn failing_sometimes(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    if req.query_string() == "fail" {
+        actix_web::HttpResponse::InternalServerError().finish()
+    } else {
+        actix_web::HttpResponse::Ok().finish()
+    }
+}
+
+#[actix_web::test]
+async fn with_the_server_clock_and_a_manual_one_deduct_when_gives_back() {
+    // time=server decides at Redis' TIME whatever the limiter's clock says; a refund is
+    // aged on the limiter's clock, so a manual one (years behind the system's) still finds
+    // the charge it gives back.
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Timestamp::from_secs(START));
+    let uri = format!("{}?time=server", server.url());
+    let limiter = builder(&uri, &clock).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter)
+            .route("/flaky", web::get().to(failing_sometimes)),
+    )
+    .await;
+    let call = |uri: &'static str| test::call_service(&app, get_req(uri).to_request());
+    assert_eq!(call("/flaky?fail").await.status(), 500);
+    // The failed response was given back: the minute's one request is still there.
+    assert_eq!(call("/flaky").await.status(), StatusCode::OK);
+    assert_eq!(call("/flaky").await.status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -200,3 +200,32 @@ async fn with_the_server_clock_a_refund_goes_to_the_window_of_its_charge() {
         assert_eq!(left, 10, "{strategy}");
     }
 }
+
+#[tokio::test]
+async fn with_the_server_clock_a_refund_is_aged_on_the_callers_clock() {
+    // time=server: the caller's "now" does not date decisions, so a caller deciding by a
+    // manual clock (years behind the system's) decides at Redis' TIME; its refund, dated by
+    // that clock and aged on it, gives the charge back.
+    if !redis_available() {
+        return;
+    }
+    let server = RedisServer::start();
+    let clock = limiter_core::ManualClock::new(Timestamp::from_secs(1_700_006_400));
+    let store = strict_store(&server.url())
+        .time(limiter_core::storage::redis::TimeSource::Server)
+        .clock(clock.clone())
+        .block_cache(0)
+        .build()
+        .unwrap();
+    let day: Rate = "10 per day".parse().unwrap();
+    for strategy in [Strategy::FixedWindow, Strategy::SlidingWindowCounter] {
+        let key = format!("LIMITER{{c}}:/far/{strategy}:10/1day");
+        let hit = [Hit::new(&key, day, strategy).with_cost(10)];
+        let one = [Hit::new(&key, day, strategy)];
+        let charged_at = clock.now();
+        assert!(store.decide(&hit, charged_at).await.unwrap().admitted);
+        store.refund(&hit, charged_at).await.unwrap();
+        let left = store.peek(&one, clock.now()).await.unwrap().stats[0].remaining;
+        assert_eq!(left, 10, "{strategy}: the refund gave nothing back");
+    }
+}

@@ -181,6 +181,9 @@ struct Inner {
     fast: [Script; 3],
     /// `ttl_grace` in milliseconds, the script's third argument.
     grace_ms: u64,
+    /// The callers' clock, which dates their charges: with [`TimeSource::Server`], a
+    /// refund's age is measured on it.
+    clock: Clock,
     fallback: MemoryStore,
     breaker: Breaker,
     /// Limits Redis denied, until their retry-after passes; `None` when turned off.
@@ -226,6 +229,7 @@ pub struct RedisStoreBuilder {
     uri: String,
     target: Target,
     options: RedisOptions,
+    clock: Clock,
 }
 
 impl RedisStoreBuilder {
@@ -309,6 +313,23 @@ impl RedisStoreBuilder {
     /// ```
     pub fn time(mut self, source: TimeSource) -> Self {
         self.options.time = source;
+        self
+    }
+
+    /// The clock the callers date their charges by (default: the system clock). With
+    /// [`TimeSource::Server`], a refund is dated at the server's `TIME` less the charge's age
+    /// on this clock: a caller deciding by a [`ManualClock`](crate::ManualClock) passes it
+    /// here, or its refunds, dated years before the system clock's now, find no charge.
+    ///
+    /// ```
+    /// use limiter_core::storage::redis::RedisStore;
+    /// use limiter_core::{ManualClock, Timestamp};
+    /// let clock = ManualClock::new(Timestamp::from_secs(1_700_006_400));
+    /// let store = RedisStore::builder("redis://cache.internal/0?time=server")?.clock(clock).build()?;
+    /// # Ok::<(), limiter_core::ConfigError>(())
+    /// ```
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
         self
     }
 
@@ -446,6 +467,7 @@ impl RedisStoreBuilder {
                 general: Script::new(SCRIPT),
                 fast: FastMode::ALL.map(|mode| Script::new(mode.source())),
                 grace_ms: u64::try_from(self.options.ttl_grace.as_millis()).unwrap_or(u64::MAX),
+                clock: self.clock,
                 fallback: MemoryStore::new(self.options.fallback_max_keys),
                 breaker: Breaker::new(backoff),
                 blocks: BlockCache::new(self.options.block_cache),
@@ -492,6 +514,7 @@ impl RedisStore {
             uri: uri.to_string(),
             target,
             options,
+            clock: Clock::default(),
         })
     }
 
@@ -780,13 +803,15 @@ impl RedisStore {
     }
 
     /// The script's time for a refund of a charge made at `charged_at`: with the server's
-    /// TIME, as long before it as the charge was made before now on this process's clock,
-    /// so that a refund after a window or bucket boundary finds the charge's window, as the
-    /// caller's time would.
+    /// TIME, as long before it as the charge was made before now on the callers' clock
+    /// ([`RedisStoreBuilder::clock`]), so that a refund after a window or bucket boundary
+    /// finds the charge's window, as the caller's time would.
     fn charged_at_arg(&self, charged_at: Timestamp) -> ScriptNow {
         match self.now_arg(charged_at) {
             ScriptNow::Server { .. } => ScriptNow::Server {
-                ago: Clock::system()
+                ago: self
+                    .inner
+                    .clock
                     .now()
                     .as_micros()
                     .saturating_sub(charged_at.as_micros()),

@@ -58,8 +58,9 @@ pub enum TimeSource {
     Caller,
     /// The Redis server's `TIME`, for fleets whose clocks disagree. The caller's "now" then
     /// serves the in-memory fallback, and a refund: the script takes its charge's window at
-    /// the server's `TIME` less how long before now (on this process's system clock) the
-    /// charge was made, so a refund after a window or bucket boundary finds the charge.
+    /// the server's `TIME` less how long before now (on the callers' clock, see
+    /// `RedisStoreBuilder::clock`) the charge was made, so a refund after a window or
+    /// bucket boundary finds the charge.
     Server,
 }
 
