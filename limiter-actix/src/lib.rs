@@ -65,7 +65,7 @@ pub use limiter_core::{
 /// | `cost = N` or `cost = f` | units one request takes (at least 1; `f` is `fn(&HttpRequest) -> u32`/`u64`, and 0 from it skips the limit) |
 /// | `methods = [GET, POST]` | the limit applies to these methods only |
 /// | `per_method` | a separate bucket per HTTP method |
-/// | `scope = "name"` | the bucket's name (default: the handler's module path and name, with its type for an associated function) |
+/// | `scope = "name"` | the bucket's name (default: the handler's path: its module path and name, with its type for an associated function and the functions it is declared in for a nested one, as `std::any::type_name` writes them) |
 /// | `shared = "name"` | one bucket for every route naming it |
 /// | `exempt_when = f` | `fn(&HttpRequest) -> bool`: `true` skips the limit |
 /// | `deduct_when = f` | `fn(&HttpResponse) -> bool`: the hit is given back unless this is true of the response |

@@ -46,7 +46,7 @@ pub enum Cost {
 /// Which bucket a limit counts in.
 #[derive(Debug)]
 pub enum Scope {
-    /// The handler's own (its module path and name).
+    /// The handler's own (its path, see `Route::scope`).
     Handler,
     /// A scope named in the attribute.
     Named(&'static str),
@@ -150,7 +150,9 @@ impl Route {
     }
 
     /// The handler's default scope: its module path and name, with the type for an associated
-    /// function (`Users::list` and `Posts::list` of one module count apart).
+    /// function (`Users::list` and `Posts::list` of one module count apart) and the
+    /// functions a nested handler is declared in (`module::configure::list`; in an
+    /// `async fn`, `module::main::{{closure}}::list`): the two look alike in a type name.
     fn scope(&self) -> &'static str {
         // `module::Type::name::{{closure}}::__limiter_marker`: the marker is in the body of the
         // async wrapper.
@@ -159,8 +161,9 @@ impl Route {
         while let Some(outer) = path.strip_suffix("::{{closure}}") {
             path = outer;
         }
-        // `module::Type::name` where the name is `module::name`; anything else (a free
-        // function's, the same as its name) keeps the name as written.
+        // `module::Type::name` (or `module::outer::name`, nested) where the name is
+        // `module::name`; anything else (a module-level function's, the same as its name; a
+        // trait impl's `<Type as Trait>::name`) keeps the name as written.
         let Some((module, function)) = self.name.rsplit_once("::") else {
             return self.name;
         };

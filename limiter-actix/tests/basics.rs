@@ -2214,3 +2214,41 @@ async fn a_path_rewritten_inside_the_limiter_is_warned_about_once() {
     assert_eq!(get("/p").await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(warnings.taken(), Vec::<String>::new());
 }
+
+/// A handler declared in a function, as an app's `configure` function may.
+fn nested_routes(cfg: &mut web::ServiceConfig) {
+    #[limit("1 per minute")]
+    async fn nested() -> &'static str {
+        "nested"
+    }
+    cfg.route("/nested", web::get().to(nested));
+}
+
+#[actix_web::test]
+async fn a_handler_declared_in_a_function_is_scoped_under_it() {
+    // The default scope is the handler's path as Rust names it: a handler declared in a
+    // function counts under that function's path too (in an `async fn`, its body's).
+    #[limit("1 per minute")]
+    async fn inner() -> &'static str {
+        "inner"
+    }
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(limiter.clone())
+            .configure(nested_routes)
+            .route("/inner", web::get().to(inner)),
+    )
+    .await;
+    let call = get_status!(app);
+    assert_eq!(call("/nested").await, StatusCode::OK);
+    assert_eq!(call("/inner").await, StatusCode::OK);
+    let clock = clock();
+    for scope in [
+        "basics::nested_routes::nested",
+        "basics::a_handler_declared_in_a_function_is_scoped_under_it::{{closure}}::inner",
+    ] {
+        let remaining = remaining_at(&limiter, &clock, "10.0.0.1", scope, "1 per minute");
+        assert_eq!(remaining, 0, "{scope}");
+    }
+}
