@@ -336,10 +336,12 @@ fn unrouted<B>(res: &ServiceResponse<B>) -> bool {
 /// before routing, charged it the application limits only. Nothing can be charged then that
 /// would refuse the client; the fix is the order of the `wrap` calls.
 fn warn_rewritten_path(inner: &Inner, req: &actix_web::HttpRequest) {
-    if inner.rewrite_warned.load(Ordering::Relaxed) {
+    // A request the router matched to a resource has no path left unmatched; a default
+    // service's (a 404 flood's) has, and is not looked into further.
+    if inner.rewrite_warned.load(Ordering::Relaxed) || !req.match_info().unprocessed().is_empty() {
         return;
     }
-    // Only here, on a path that matched nothing: the resource map is walked again.
+    // The resource map walked again, for the route's name.
     let Some(pattern) = req.match_pattern() else {
         return;
     };

@@ -2213,6 +2213,21 @@ async fn a_path_rewritten_inside_the_limiter_is_warned_about_once() {
     assert_eq!(get("/p/").await, StatusCode::OK);
     assert_eq!(get("/p").await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(warnings.taken(), Vec::<String>::new());
+
+    // A default service that answers 200 (a single-page app's fallback) reaches no route:
+    // nothing to warn about.
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(
+        App::new()
+            .wrap(actix_web::middleware::NormalizePath::trim())
+            .wrap(limiter)
+            .route("/p", web::get().to(plain))
+            .default_service(web::to(plain)),
+    )
+    .await;
+    let get = get_status!(app);
+    assert_eq!(get("/anything/else").await, StatusCode::OK);
+    assert_eq!(warnings.taken(), Vec::<String>::new());
 }
 
 /// A handler declared in a function, as an app's `configure` function may.
