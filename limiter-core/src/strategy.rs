@@ -483,7 +483,15 @@ impl State {
                 *count = count.saturating_sub(cost);
             }
             (Strategy::MovingWindow | Strategy::MovingWindowElastic, State::Log(log)) => {
-                log.truncate(log.len().saturating_sub(cost));
+                // `t` is when the charge was made: its hits were logged at `t` (later only
+                // after the clock stepped back), and the log is in order. Hits logged after
+                // them stay: the newest of those at most `t` go, none if the charge's have
+                // expired since (taking later hits would let the client through early).
+                let mut end = log.len();
+                while end > 0 && log.get(end - 1) > t {
+                    end -= 1;
+                }
+                log.remove_before(end, cost.min(end));
             }
             (
                 Strategy::SlidingWindowCounter,
@@ -514,16 +522,24 @@ impl State {
         }
     }
 
+    /// Undoes the charge just made at the same time on a log (see [`State::snapshot`]): its
+    /// hits are the newest, wherever the clock put them.
+    pub(crate) fn undo_logged(&mut self, cost: u64) {
+        if let State::Log(log) = self {
+            log.truncate(log.len().saturating_sub(cost));
+        }
+    }
+
     /// A copy to restore if a charge of `strategy` must be undone, or `None` for the moving
-    /// window's log met by its own strategies, whose charges [`State::refund`] undoes (a copy
-    /// would allocate).
+    /// window's log met by its own strategies, whose charges [`State::undo_logged`] undoes (a
+    /// copy would allocate).
     pub(crate) fn snapshot(&self, strategy: Strategy) -> Option<State> {
         let logged = matches!(
             strategy,
             Strategy::MovingWindow | Strategy::MovingWindowElastic
         );
         match self {
-            // A refund undoes a charge on the log exactly (one that created the log from
+            // `undo_logged` undoes a charge on the log exactly (one that created the log from
             // nothing too, so an empty log and no state undo alike). A hit of another strategy
             // replaces the log, and a refund would not bring it back: that (rare) case clones it.
             State::Log(_) | State::Empty if logged => None,
@@ -867,8 +883,10 @@ mod tests {
                         let (amount, multiples, unit) = LOG_RATES[rate];
                         let rate = Rate::new(amount, multiples, unit).unwrap();
                         state.refund(Strategy::MovingWindow, &rate, Timestamp::from_micros(t), cost);
-                        let keep = model.times.len().saturating_sub(cost as usize);
-                        model.times.truncate(keep);
+                        // The newest hits logged at `t` or before, those after them kept.
+                        let end = model.times.iter().rposition(|&at| at <= t).map_or(0, |i| i + 1);
+                        let from = end.saturating_sub(cost as usize);
+                        model.times.drain(from..end);
                     }
                     Op::Clone => state = state.clone(),
                     Op::Clock(by) => t = t.saturating_add_signed(by),

@@ -323,6 +323,54 @@ fn a_sliding_window_refund_after_its_bucket_ended_still_gives_the_units_back() {
     }
 }
 
+/// A refund dated by its charge gives back that charge's hits, not those logged after it
+/// (a `deduct_when` refund comes after the handler, when later requests may have been logged).
+#[test]
+fn a_moving_window_refund_gives_back_its_own_hits_not_later_ones() {
+    for s in [Strategy::MovingWindow, Strategy::MovingWindowElastic] {
+        // The charge is still in the log: the later hit stays, and counts until 110 s.
+        let b = Bench::new();
+        b.at(0, 0);
+        assert!(b.hit("2 per minute", s, 1).admitted);
+        b.at(50, 0);
+        assert!(b.hit("2 per minute", s, 1).admitted);
+        b.at(55, 0);
+        let charge = Hit::new("k", Rate::parse("2 per minute").unwrap(), s);
+        b.store
+            .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+        b.at(60, 0);
+        let d = b.hit("2 per minute", s, 1);
+        assert!(d.admitted, "{s}");
+        assert_eq!(d.stats[0].remaining, 0, "{s}");
+        assert_eq!(
+            d.stats[0].reset,
+            Timestamp::from_secs(MIDNIGHT + 110),
+            "{s}"
+        );
+        let denied = b.store.peek_now(&[charge], b.clock.now());
+        assert!(!denied.admitted, "{s}: the hit at 50 s still counts");
+        assert_eq!(
+            denied.stats[0].retry_after,
+            Some(Duration::from_secs(50)),
+            "{s}"
+        );
+
+        // The charge has expired since: nothing is left to give back.
+        let b = Bench::new();
+        b.at(0, 0);
+        assert!(b.hit("1 per second", s, 1).admitted);
+        b.at(1, 200);
+        assert!(b.hit("1 per second", s, 1).admitted);
+        let charge = Hit::new("k", Rate::parse("1 per second").unwrap(), s);
+        b.store
+            .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+        b.at(1, 600);
+        let denied = b.hit("1 per second", s, 1);
+        assert!(!denied.admitted, "{s}: the hit at 1.2 s still counts");
+        assert_eq!(denied.stats[0].remaining, 0, "{s}");
+    }
+}
+
 #[test]
 fn a_cost_above_the_amount_never_passes() {
     for strategy in Strategy::ALL {

@@ -348,7 +348,7 @@ impl MemoryStore {
             let slot = self.find_or_insert(shard, hash, hit.key, now, hits);
             match before {
                 Some(state) => slot.state = state,
-                None => slot.state.refund(hit.strategy, &hit.rate, now, hit.cost),
+                None => slot.state.undo_logged(hit.cost),
             }
         }
         for (j, hit) in hits.iter().enumerate().take(denied) {

@@ -169,6 +169,31 @@ impl HitLog {
         self.len = keep.min(self.len()) as u32;
     }
 
+    /// Removes the `count` entries that end just before the `end`-th oldest (`count <= end
+    /// <= len`), the newer ones moving down in their place: a refund's, dated before them.
+    pub(crate) fn remove_before(&mut self, end: u64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        assert!(count <= end && end <= self.len(), "log range out of bounds");
+        let block = self.block.expect("a log with entries has a block");
+        for i in end..self.len() {
+            let time = self.get(i);
+            let slot = self.slot((i - count) as usize);
+            // SAFETY: `slot < cap`, and the block holds `cap` entries of the log's width; the
+            // time was an entry of this log, so it fits a narrow log's base.
+            unsafe {
+                if self.wide {
+                    entries::<u64>(block).add(slot).write(time);
+                } else {
+                    let offset = (time - read_u64(block, 0)) as u32;
+                    entries::<u32>(block).add(slot).write(offset);
+                }
+            }
+        }
+        self.len -= count as u32;
+    }
+
     /// Appends `count` hits at `t`. `limit` (the rate's amount, which the log never exceeds)
     /// caps how far the ring grows ahead of need.
     ///
@@ -549,6 +574,35 @@ mod tests {
         let mut expected = vec![T + (1 << 33)];
         expected.extend((0..u64::from(cap)).map(|i| T + (1 << 33) + i));
         assert_eq!(times(&log), expected);
+    }
+
+    #[test]
+    fn remove_before_closes_the_gap_in_a_wrapped_ring_narrow_or_wide() {
+        for step in [1, 1 << 30] {
+            let mut log = HitLog::new();
+            for i in 0..10 {
+                log.push(T + i * step, 1, DAY, NO_LIMIT);
+            }
+            log.drop_front(7);
+            for i in 10..16 {
+                log.push(T + i * step, 1, DAY, NO_LIMIT);
+            }
+            if step == 1 {
+                assert!(log.head + log.len > log.cap, "the ring wrapped");
+            } else {
+                assert!(log.wide);
+            }
+            // Entries 7..16; drop the two just before the 5th oldest (entries 10 and 11).
+            log.remove_before(5, 2);
+            let want: Vec<u64> = [7, 8, 9, 12, 13, 14, 15]
+                .iter()
+                .map(|i| T + i * step)
+                .collect();
+            assert_eq!(times(&log), want, "step {step}");
+            log.remove_before(7, 0);
+            log.remove_before(2, 2);
+            assert_eq!(times(&log), want[2..].to_vec(), "step {step}");
+        }
     }
 
     #[test]
