@@ -371,6 +371,42 @@ fn a_moving_window_refund_gives_back_its_own_hits_not_later_ones() {
     }
 }
 
+/// An elastic window that ended while a slow request ran (the client paused a full period)
+/// and began again is not the charge's: its refund gives nothing back from the new one.
+#[test]
+fn an_elastic_refund_gives_nothing_back_from_a_window_begun_after_its_charge() {
+    let s = Strategy::FixedWindowElastic;
+    let rate = "1 per second";
+    let charge = Hit::new("k", Rate::parse(rate).unwrap(), s);
+    let b = Bench::new();
+    b.at(0, 0);
+    assert!(b.hit(rate, s, 1).admitted);
+    // The first window ends at 1 s; another begins at 1.2 s.
+    b.at(1, 200);
+    assert!(b.hit(rate, s, 1).admitted);
+    b.store
+        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+    b.at(1, 600);
+    let denied = b.hit(rate, s, 1);
+    assert!(!denied.admitted, "the hit at 1.2 s still counts");
+    assert_eq!(denied.stats[0].remaining, 0);
+    assert_eq!(denied.stats[0].retry_after, Some(Duration::from_secs(1)));
+
+    // A window the charge began, kept going by later hits, still gives it back.
+    let b = Bench::new();
+    b.at(0, 0);
+    assert!(b.hit("2 per second", s, 1).admitted);
+    b.at(0, 900);
+    assert!(b.hit("2 per second", s, 1).admitted);
+    let charge = Hit::new("k", Rate::parse("2 per second").unwrap(), s);
+    b.store
+        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+    b.at(1, 500);
+    let d = b.hit("2 per second", s, 1);
+    assert!(d.admitted, "the refund gave the first hit back");
+    assert_eq!(d.stats[0].remaining, 0);
+}
+
 #[test]
 fn a_cost_above_the_amount_never_passes() {
     for strategy in Strategy::ALL {
