@@ -152,7 +152,7 @@ local function sat_sub(a, b)
 end
 
 -- Per-key state, loaded once per call and shared by every limit on that key (as in memory).
---   {k='empty'} {k='w', start, count} {k='e', expires, count}
+--   {k='empty'} {k='w', start, count} {k='e', expires, count, start}
 --   {k='s', start, current, previous} {k='g', tat} {k='log', foreign}
 -- A 'log' lives in the Redis list itself; `foreign` marks a key that still holds another
 -- strategy's value, which counts as an empty log until the first write replaces it.
@@ -185,7 +185,9 @@ local function load(key, s)
     if tag == 'w' then
       st = { k = 'w', start = tonumber(a), count = tonumber(b) }
     elseif tag == 'e' then
-      st = { k = 'e', expires = tonumber(a), count = tonumber(b) }
+      -- `start` (when the window began) came later: a state written without it takes any
+      -- refund, as before.
+      st = { k = 'e', expires = tonumber(a), count = tonumber(b), start = tonumber(c) or 0 }
     elseif tag == 's' then
       st = { k = 's', start = tonumber(a), current = tonumber(b), previous = tonumber(c) }
     elseif tag == 'g' then
@@ -289,15 +291,17 @@ local function decide(key, s, n, p, cost, hit)
     end
     return admitted, sat_sub(n, count), reset, retry
   elseif s == FIXED_ELASTIC then
-    local expires, count = t + p, 0
-    if st.k == 'e' and st.expires > t then expires, count = st.expires, st.count end
+    local expires, count, start = t + p, 0, t
+    if st.k == 'e' and st.expires > t then
+      expires, count, start = st.expires, st.count, st.start
+    end
     local admitted = count + cost <= n
     if hit and (admitted or hit == true) then
       if st.k ~= 'e' then st = replace(key, st, { k = 'e' }) end
       if admitted then count = count + cost end
       -- Never back: after the clock stepped back, t + p may fall before the end.
       expires = math.max(expires, t + p)
-      st.expires, st.count = expires, count
+      st.expires, st.count, st.start = expires, count, start
       dirty[key] = true
     end
     local reset = expires
@@ -424,8 +428,39 @@ local function decide(key, s, n, p, cost, hit)
   end
 end
 
--- State::refund.
-local function refund(key, s, n, p, cost)
+-- The newest `cost` entries of a log logged at `t` or before (a charge made at t; the
+-- entries after them stay), none once they have expired: State::refund's log case.
+local function unlog(key, cost)
+  local len = redis.call('LLEN', key)
+  -- The entries after the charge, newest last, fetched in chunks from the tail: few, as a
+  -- refund follows its charge by one response's time.
+  local stop, chunk = len, 16
+  while stop > 0 do
+    local from = math.max(stop - chunk, 0)
+    local part = redis.call('LRANGE', key, from, stop - 1)
+    local i = #part
+    while i > 0 and tonumber(part[i]) > t do i = i - 1 end
+    stop = from + i
+    if i > 0 then break end
+    chunk = chunk * 2
+  end
+  local take = math.min(cost, stop)
+  if take == 0 then return end
+  local after = {}
+  if stop < len then after = redis.call('LRANGE', key, stop, -1) end
+  if stop - take == 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('LTRIM', key, 0, stop - take - 1)
+  end
+  for i = 1, #after, 1000 do
+    redis.call('RPUSH', key, unpack(after, i, math.min(i + 999, #after)))
+  end
+end
+
+-- State::refund; `undo` for a batch's rollback of a charge just made (State::undo_logged:
+-- a log gives back its newest entries, wherever the clock put them).
+local function refund(key, s, n, p, cost, undo)
   local st = load(key, s)
   if s == FIXED then
     if st.k == 'w' and st.start == idiv(t, p) * p then
@@ -434,20 +469,25 @@ local function refund(key, s, n, p, cost)
       period_of[key] = p
     end
   elseif s == FIXED_ELASTIC then
-    if st.k == 'e' and st.expires > t then
+    -- A charge made before the window began was for an earlier one, which has ended.
+    if st.k == 'e' and st.start <= t and st.expires > t then
       st.count = sat_sub(st.count, cost)
       dirty[key] = true
       period_of[key] = p
     end
   elseif s == MOVING or s == MOVING_ELASTIC then
     if st.k == 'log' and not st.foreign then
-      local keep = sat_sub(redis.call('LLEN', key), cost)
-      if keep == 0 then
-        redis.call('DEL', key)
+      if undo then
+        local keep = sat_sub(redis.call('LLEN', key), cost)
+        if keep == 0 then
+          redis.call('DEL', key)
+        else
+          redis.call('LTRIM', key, 0, keep - 1)
+        end
       else
-        redis.call('LTRIM', key, 0, keep - 1)
-        period_of[key] = p
+        unlog(key, cost)
       end
+      if redis.call('EXISTS', key) == 1 then period_of[key] = p end
     end
   elseif s == SLIDING then
     -- t is the charge's time: its bucket is the current one, or the previous one once the
@@ -487,7 +527,9 @@ end
 
 local function encode(st)
   if st.k == 'w' then return 'w:' .. int(st.start) .. ':' .. int(st.count) end
-  if st.k == 'e' then return 'e:' .. int(st.expires) .. ':' .. int(st.count) end
+  if st.k == 'e' then
+    return 'e:' .. int(st.expires) .. ':' .. int(st.count) .. ':' .. int(st.start)
+  end
   if st.k == 's' then
     return 's:' .. int(st.start) .. ':' .. int(st.current) .. ':' .. int(st.previous)
   end
@@ -599,7 +641,7 @@ else
         cache[key] = snapshots[j]
         dirty[key] = was_dirty[j] or overwritten[key]
       else
-        refund(key, arg(j, 1), arg(j, 2), arg(j, 3), arg(j, 4))
+        refund(key, arg(j, 1), arg(j, 2), arg(j, 3), arg(j, 4), true)
       end
     end
     for j = first, denied - 1 do run(j, false) end
