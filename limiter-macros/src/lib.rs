@@ -553,9 +553,15 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
 
     let mut shims = Vec::new();
     // The shims' parameters, named where the user's function names cannot reach them: a user
-    // function called `req` or `breach` stays the one called.
-    let [req, out, res, breach] =
-        ["req", "out", "res", "breach"].map(|name| Ident::new(name, Span::mixed_site()));
+    // function called `req` or `breach` stays the one called, and a constant cannot turn a
+    // parameter into a pattern.
+    let [req, out, res, breach] = [
+        "__limiter_req",
+        "__limiter_out",
+        "__limiter_res",
+        "__limiter_breach",
+    ]
+    .map(|name| Ident::new(name, Span::mixed_site()));
     let mut group_tokens = Vec::new();
     for (g, args) in groups.iter().enumerate() {
         let mut fields = Vec::new();
@@ -678,6 +684,11 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         (item, quote!(), quote!(#inner_name))
     };
     let types = types.iter();
+    // Bindings of the generated code, named apart from the user's items: a constant or unit
+    // struct called `args` or `error` in scope would turn them into patterns (hygiene does not
+    // keep a pattern from resolving to an item).
+    let [args_var, error_var] =
+        ["__limiter_args", "__limiter_error"].map(|name| Ident::new(name, Span::mixed_site()));
     Ok(quote! {
         #beside
         #(#wrapper_attrs)*
@@ -701,8 +712,8 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
                     )
                     .await
                     {
-                        ::core::result::Result::Ok(args) => args,
-                        ::core::result::Result::Err(error) => return #krate::extract_error(error),
+                        ::core::result::Result::Ok(#args_var) => #args_var,
+                        ::core::result::Result::Err(#error_var) => return #krate::extract_error(#error_var),
                     };
                     #krate::respond(#call(#(#vars),*).await, &__limiter_req)
                 },
