@@ -554,14 +554,17 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
     let mut shims = Vec::new();
     // The shims' parameters, named where the user's function names cannot reach them: a user
     // function called `req` or `breach` stays the one called, and a constant cannot turn a
-    // parameter into a pattern.
-    let [req, out, res, breach] = [
-        "__limiter_req",
-        "__limiter_out",
-        "__limiter_res",
-        "__limiter_breach",
-    ]
-    .map(|name| Ident::new(name, Span::mixed_site()));
+    // parameter into a pattern. They are located at the option's function, as is the call of
+    // it: a function of the wrong type is an error there, not on the whole attribute.
+    let params = |path: &Path| {
+        [
+            "__limiter_req",
+            "__limiter_out",
+            "__limiter_res",
+            "__limiter_breach",
+        ]
+        .map(|name| Ident::new(name, Span::mixed_site().located_at(path.span())))
+    };
     let mut group_tokens = Vec::new();
     for (g, args) in groups.iter().enumerate() {
         let mut fields = Vec::new();
@@ -575,6 +578,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         if let Some(path) = &args.dynamic {
             let shim = format_ident!("__limiter_dynamic_{}", g);
+            let [req, ..] = params(path);
             shims.push(quote_spanned! {path.span()=>
                 fn #shim(#req: &#krate::HttpRequest) -> ::core::option::Option<::std::borrow::Cow<'_, str>> {
                     #krate::IntoRateText::into_rate_text(#path(#req))
@@ -584,6 +588,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         if let Some(path) = &args.key {
             let shim = format_ident!("__limiter_key_{}", g);
+            let [req, out, ..] = params(path);
             shims.push(quote_spanned! {path.span()=>
                 fn #shim(#req: &#krate::HttpRequest, #out: &mut ::std::string::String) -> bool {
                     #krate::IntoClientKey::write_key(#path(#req), #out)
@@ -596,6 +601,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
             Some(CostArg::Fixed(n)) => fields.push(quote!(cost: #krate::Cost::Fixed(#n))),
             Some(CostArg::Function(path)) => {
                 let shim = format_ident!("__limiter_cost_{}", g);
+                let [req, ..] = params(path);
                 shims.push(quote_spanned! {path.span()=>
                     fn #shim(#req: &#krate::HttpRequest) -> u64 {
                         #krate::IntoCost::into_cost(#path(#req))
@@ -620,6 +626,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         if let Some(path) = &args.exempt_when {
             let shim = format_ident!("__limiter_exempt_when_{}", g);
+            let [req, ..] = params(path);
             shims.push(quote_spanned! {path.span()=>
                 fn #shim(#req: &#krate::HttpRequest) -> bool {
                     #path(#req)
@@ -629,6 +636,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         if let Some(path) = &args.deduct_when {
             let shim = format_ident!("__limiter_deduct_when_{}", g);
+            let [.., res, _] = params(path);
             shims.push(quote_spanned! {path.span()=>
                 fn #shim(#res: &#krate::HttpResponse) -> bool {
                     #path(#res)
@@ -644,6 +652,7 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         if let Some(path) = &args.on_breach {
             let shim = format_ident!("__limiter_on_breach_{}", g);
+            let [req, .., breach] = params(path);
             shims.push(quote_spanned! {path.span()=>
                 fn #shim(#req: &#krate::HttpRequest, #breach: &::limiter_actix::Breach) -> #krate::HttpResponse {
                     #krate::respond(#path(#req, #breach), #req)
