@@ -268,7 +268,13 @@ fn parse_limit(tokens: TokenStream2) -> syn::Result<LimitArgs> {
             ("dynamic", Some(Value::Path(p))) => args.dynamic = Some(p),
             ("cost", Some(Value::Path(p))) => args.cost = Some(CostArg::Function(p)),
             ("cost", Some(Value::Int(i))) => {
-                let n: u64 = i.base10_parse()?;
+                let n: u64 = i.base10_parse().map_err(|_| {
+                    error(
+                        i.span(),
+                        "`cost` expects a whole number from 1 to 18446744073709551615, \
+                         or a path to a function",
+                    )
+                })?;
                 if n == 0 {
                     return Err(error(
                         i.span(),
