@@ -90,7 +90,8 @@ enum Value {
     Int(LitInt),
     Bool(LitBool),
     Path(Path),
-    List(Vec<(String, Span)>),
+    /// The items, and the brackets' span.
+    List(Vec<(String, Span)>, Span),
 }
 
 impl Value {
@@ -100,7 +101,7 @@ impl Value {
             Value::Int(i) => i.span(),
             Value::Bool(b) => b.span(),
             Value::Path(p) => p.span(),
-            Value::List(items) => items.first().map_or_else(Span::call_site, |(_, s)| *s),
+            Value::List(items, brackets) => items.first().map_or(*brackets, |(_, s)| *s),
         }
     }
 }
@@ -109,7 +110,7 @@ impl Parse for Value {
     fn parse(input: ParseStream) -> syn::Result<Value> {
         if input.peek(syn::token::Bracket) {
             let content;
-            syn::bracketed!(content in input);
+            let brackets = syn::bracketed!(content in input);
             let mut items = Vec::new();
             while !content.is_empty() {
                 if content.peek(LitStr) {
@@ -124,7 +125,7 @@ impl Parse for Value {
                 }
                 content.parse::<Token![,]>()?;
             }
-            return Ok(Value::List(items));
+            return Ok(Value::List(items, brackets.span.join()));
         }
         let lookahead = input.lookahead1();
         if lookahead.peek(LitStr) {
@@ -293,7 +294,7 @@ fn parse_limit(tokens: TokenStream2) -> syn::Result<LimitArgs> {
                     .map_err(|e| error(s.span(), e))?;
                 args.strategy = Some(strategy);
             }
-            ("methods", Some(Value::List(items))) => {
+            ("methods", Some(Value::List(items, _))) => {
                 let mut methods = Vec::new();
                 for (method, span) in items {
                     let upper = method.to_ascii_uppercase();
