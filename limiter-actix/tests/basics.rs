@@ -2267,3 +2267,45 @@ async fn a_handler_declared_in_a_function_is_scoped_under_it() {
         assert_eq!(remaining, 0, "{scope}");
     }
 }
+
+/// Records the names of the spans created on the thread it is the default of.
+struct SpanNames(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+impl tracing::Subscriber for SpanNames {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        self.0.lock().unwrap().push(span.metadata().name());
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[get("/instrumented")]
+#[limit("10 per minute")]
+#[tracing::instrument]
+async fn instrumented() -> &'static str {
+    "ok"
+}
+
+#[actix_web::test]
+async fn an_attribute_below_limit_sees_the_handlers_name() {
+    // `#[tracing::instrument]` below `#[limit]` names its span after the function it is on:
+    // the handler's body, which must keep the handler's name.
+    let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _guard = tracing::subscriber::set_default(SpanNames(names.clone()));
+    let limiter = Limiter::builder().clock(clock()).build().unwrap();
+    let app = test::init_service(App::new().wrap(limiter).service(instrumented)).await;
+    let res = test::call_service(&app, get_from("/instrumented", "10.0.0.1").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        names.lock().unwrap().contains(&"instrumented"),
+        "spans: {:?}",
+        names.lock().unwrap()
+    );
+}

@@ -691,13 +691,13 @@ fn expand(own: Own, item: TokenStream2) -> syn::Result<TokenStream2> {
         };
         (quote!(), item, quote!(Self::#inner_name))
     } else {
-        let inner_name = Ident::new("__limiter_handler", Span::call_site());
-        inner_sig.ident = inner_name.clone();
+        // Under the handler's own name (shadowing the wrapper inside it), which the attributes
+        // left on it may use: `#[tracing::instrument]` names its span after it.
         let item = quote! {
             #(#inner_attrs)*
             #inner_sig #block
         };
-        (item, quote!(), quote!(#inner_name))
+        (item, quote!(), quote!(#name))
     };
     let types = types.iter();
     // Bindings of the generated code, named apart from the user's items: a constant or unit
