@@ -192,9 +192,8 @@ pub(crate) enum State {
         current: u32,
         previous: u32,
     },
-    /// GCRA's theoretical arrival time, and the emission interval it was charged with (kept
-    /// to spare each decision a 64-bit division; checked against the rate every time).
-    Gcra { tat: u64, interval: u64 },
+    /// GCRA's bucket.
+    Gcra(GcraBucket),
     /// Moving window log: hit times, oldest first; never longer than the rate's amount.
     Log(HitLog),
 }
@@ -209,6 +208,20 @@ pub(crate) struct ElasticWindow {
     expires: u64,
     start: u64,
     count: u32,
+}
+
+/// GCRA's theoretical arrival time `tat`; when a charge last found the bucket drained
+/// (`tat` at or before its time: the charges before it no longer count, so a refund dated
+/// before `drained` gives nothing back); and the emission interval it was charged with, kept
+/// to spare each decision a 64-bit division (checked against the rate every time; 0 when it
+/// does not fit 32 bits, over 71 minutes, and is worked out each time). Packed, as
+/// [`ElasticWindow`] is, to keep [`State`] at 24 bytes.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, packed(4))]
+pub(crate) struct GcraBucket {
+    tat: u64,
+    drained: u64,
+    interval: u32,
 }
 
 // A slot is the key's 8 bytes and this: two slots to a cache line.
@@ -382,31 +395,33 @@ impl State {
                 if n == 0 {
                     return stats(false, 0, 0, t, Some(p));
                 }
-                let (tat, interval) = match self {
-                    State::Gcra { tat, interval } => {
-                        if !is_gcra_interval(*interval, p, n) {
-                            *interval = gcra_interval(p, n);
-                        }
-                        (tat, *interval)
-                    }
+                let mut bucket = match self {
+                    State::Gcra(bucket) => *bucket,
                     // As for the windows, a fresh state is written only by a charge: a full
                     // bucket, which admits what can ever pass.
                     _ if !(hit && cost <= n) => return uncounted(t, p, n, cost),
-                    _ => {
-                        let interval = gcra_interval(p, n);
-                        *self = State::Gcra { tat: t, interval };
-                        let State::Gcra { tat, .. } = self else {
-                            unreachable!()
-                        };
-                        (tat, interval)
-                    }
+                    _ => GcraBucket {
+                        tat: t,
+                        drained: t,
+                        interval: 0,
+                    },
+                };
+                let interval = match u64::from(bucket.interval) {
+                    cached if is_gcra_interval(cached, p, n) => cached,
+                    _ => gcra_interval(p, n),
                 };
                 let tolerance = n * interval;
-                let base = (*tat).max(t);
+                let tat = bucket.tat;
+                let base = tat.max(t);
                 let new_tat = base.saturating_add(cost.saturating_mul(interval));
                 let admitted = new_tat - t <= tolerance;
                 let after = if hit && admitted {
-                    *tat = new_tat;
+                    if tat <= t {
+                        bucket.drained = t;
+                    }
+                    bucket.tat = new_tat;
+                    bucket.interval = u32::try_from(interval).unwrap_or(0);
+                    *self = State::Gcra(bucket);
                     new_tat
                 } else {
                     base
@@ -534,9 +549,13 @@ impl State {
                     *previous = previous.saturating_sub(cost);
                 }
             }
-            (Strategy::Gcra, State::Gcra { tat, .. }) if rate.amount() > 0 => {
+            // A charge made before the bucket last drained no longer counts: nothing to give
+            // back (taking an interval off the later charges would let the client through).
+            (Strategy::Gcra, State::Gcra(bucket))
+                if rate.amount() > 0 && { bucket.drained } <= t =>
+            {
                 let back = cost.saturating_mul(gcra_interval(p, rate.amount()));
-                *tat = tat.saturating_sub(back).max(t);
+                bucket.tat = { bucket.tat }.saturating_sub(back).max(t);
             }
             _ => {}
         }
@@ -577,7 +596,7 @@ impl State {
             State::Window { end, .. } => *end,
             State::Elastic(window) => window.expires,
             State::Sliding { expires, .. } => *expires,
-            State::Gcra { tat, .. } => *tat,
+            State::Gcra(bucket) => bucket.tat,
             State::Log(log) => log.back().map_or(0, |newest| newest + log.period()),
         }
     }

@@ -408,6 +408,43 @@ fn an_elastic_refund_gives_nothing_back_from_a_window_begun_after_its_charge() {
 }
 
 #[test]
+fn a_gcra_refund_gives_nothing_back_once_the_bucket_drained_after_its_charge() {
+    let s = Strategy::Gcra;
+    let rate = "1 per second";
+    let charge = Hit::new("k", Rate::parse(rate).unwrap(), s);
+    let b = Bench::new();
+    b.at(0, 0);
+    assert!(b.hit(rate, s, 1).admitted);
+    // The charge's interval ends at 1 s; the bucket is drained when the next comes at 1.2 s.
+    b.at(1, 200);
+    assert!(b.hit(rate, s, 1).admitted);
+    b.store
+        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+    b.at(1, 600);
+    let denied = b.hit(rate, s, 1);
+    assert!(!denied.admitted, "the hit at 1.2 s still counts");
+    assert_eq!(denied.stats[0].remaining, 0);
+    assert_eq!(
+        denied.stats[0].retry_after,
+        Some(Duration::from_millis(600))
+    );
+
+    // Charges stacked on it since (no drain between) leave it to give back.
+    let b = Bench::new();
+    b.at(0, 0);
+    assert!(b.hit("2 per second", s, 1).admitted);
+    b.at(0, 100);
+    assert!(b.hit("2 per second", s, 1).admitted);
+    let charge = Hit::new("k", Rate::parse("2 per second").unwrap(), s);
+    b.store
+        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+    b.at(0, 200);
+    let d = b.hit("2 per second", s, 1);
+    assert!(d.admitted, "the refund gave the first hit back");
+    assert_eq!(d.stats[0].remaining, 0);
+}
+
+#[test]
 fn a_cost_above_the_amount_never_passes() {
     for strategy in Strategy::ALL {
         let b = Bench::new();

@@ -153,7 +153,7 @@ end
 
 -- Per-key state, loaded once per call and shared by every limit on that key (as in memory).
 --   {k='empty'} {k='w', start, count} {k='e', expires, count, start}
---   {k='s', start, current, previous} {k='g', tat} {k='log', foreign}
+--   {k='s', start, current, previous} {k='g', tat, drained} {k='log', foreign}
 -- A 'log' lives in the Redis list itself; `foreign` marks a key that still holds another
 -- strategy's value, which counts as an empty log until the first write replaces it.
 local cache = {}
@@ -191,7 +191,8 @@ local function load(key, s)
     elseif tag == 's' then
       st = { k = 's', start = tonumber(a), current = tonumber(b), previous = tonumber(c) }
     elseif tag == 'g' then
-      st = { k = 'g', tat = tonumber(a) }
+      -- `drained` came later: a state written without it takes any refund, as before.
+      st = { k = 'g', tat = tonumber(a), drained = tonumber(b) or 0 }
     else
       st = { k = 'empty', foreign = true }
     end
@@ -405,8 +406,8 @@ local function decide(key, s, n, p, cost, hit)
     if n == 0 then
       return false, 0, t, p
     end
-    local tat = t
-    if st.k == 'g' then tat = st.tat end
+    local tat, drained = t, 0
+    if st.k == 'g' then tat, drained = st.tat, st.drained end
     local interval = math.max(idiv(p + n - 1, n), 1)
     local tolerance = n * interval
     local base = math.max(tat, t)
@@ -415,7 +416,9 @@ local function decide(key, s, n, p, cost, hit)
     local after = base
     if hit and admitted then
       if st.k ~= 'g' then st = replace(key, st, { k = 'g' }) end
-      st.tat = new_tat
+      -- A charge that finds the bucket drained: the earlier ones no longer count.
+      if tat <= t then drained = t end
+      st.tat, st.drained = new_tat, drained
       after = new_tat
       dirty[key] = true
     end
@@ -503,7 +506,8 @@ local function refund(key, s, n, p, cost, undo)
       period_of[key] = p
     end
   elseif s == GCRA then
-    if st.k == 'g' and n > 0 then
+    -- A charge made before the bucket last drained no longer counts: nothing to give back.
+    if st.k == 'g' and n > 0 and st.drained <= t then
       local back = cost * math.max(idiv(p + n - 1, n), 1)
       st.tat = math.max(sat_sub(st.tat, back), t)
       dirty[key] = true
@@ -533,7 +537,7 @@ local function encode(st)
   if st.k == 's' then
     return 's:' .. int(st.start) .. ':' .. int(st.current) .. ':' .. int(st.previous)
   end
-  return 'g:' .. int(st.tat)
+  return 'g:' .. int(st.tat) .. ':' .. int(st.drained)
 end
 
 -- Writes back what changed; the TTL is the state's own expiry plus the grace.
