@@ -371,77 +371,48 @@ fn a_moving_window_refund_gives_back_its_own_hits_not_later_ones() {
     }
 }
 
-/// An elastic window that ended while a slow request ran (the client paused a full period)
-/// and began again is not the charge's: its refund gives nothing back from the new one.
+/// A charge whose state was started over since (an elastic window that ended and began
+/// again, a GCRA bucket that drained) no longer counts: a late refund of it gives nothing
+/// back from what the later hits took. One kept going by later hits still gives it back.
 #[test]
-fn an_elastic_refund_gives_nothing_back_from_a_window_begun_after_its_charge() {
-    let s = Strategy::FixedWindowElastic;
-    let rate = "1 per second";
-    let charge = Hit::new("k", Rate::parse(rate).unwrap(), s);
-    let b = Bench::new();
-    b.at(0, 0);
-    assert!(b.hit(rate, s, 1).admitted);
-    // The first window ends at 1 s; another begins at 1.2 s.
-    b.at(1, 200);
-    assert!(b.hit(rate, s, 1).admitted);
-    b.store
-        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
-    b.at(1, 600);
-    let denied = b.hit(rate, s, 1);
-    assert!(!denied.admitted, "the hit at 1.2 s still counts");
-    assert_eq!(denied.stats[0].remaining, 0);
-    assert_eq!(denied.stats[0].retry_after, Some(Duration::from_secs(1)));
+fn a_late_refund_gives_nothing_back_once_its_charge_stopped_counting() {
+    // Strategy, then when the next hit may come after the hit at 1.2 s.
+    for (s, retry) in [
+        (Strategy::FixedWindowElastic, Duration::from_secs(1)),
+        (Strategy::Gcra, Duration::from_millis(600)),
+    ] {
+        let rate = "1 per second";
+        let charge = Hit::new("k", Rate::parse(rate).unwrap(), s);
+        let b = Bench::new();
+        b.at(0, 0);
+        assert!(b.hit(rate, s, 1).admitted);
+        // The charge stops counting at 1 s; the next hit comes at 1.2 s.
+        b.at(1, 200);
+        assert!(b.hit(rate, s, 1).admitted);
+        b.store
+            .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+        b.at(1, 600);
+        let denied = b.hit(rate, s, 1);
+        assert!(!denied.admitted, "{s}: the hit at 1.2 s still counts");
+        assert_eq!(denied.stats[0].remaining, 0, "{s}");
+        assert_eq!(denied.stats[0].retry_after, Some(retry), "{s}");
 
-    // A window the charge began, kept going by later hits, still gives it back.
-    let b = Bench::new();
-    b.at(0, 0);
-    assert!(b.hit("2 per second", s, 1).admitted);
-    b.at(0, 900);
-    assert!(b.hit("2 per second", s, 1).admitted);
-    let charge = Hit::new("k", Rate::parse("2 per second").unwrap(), s);
-    b.store
-        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
-    b.at(1, 500);
-    let d = b.hit("2 per second", s, 1);
-    assert!(d.admitted, "the refund gave the first hit back");
-    assert_eq!(d.stats[0].remaining, 0);
-}
-
-#[test]
-fn a_gcra_refund_gives_nothing_back_once_the_bucket_drained_after_its_charge() {
-    let s = Strategy::Gcra;
-    let rate = "1 per second";
-    let charge = Hit::new("k", Rate::parse(rate).unwrap(), s);
-    let b = Bench::new();
-    b.at(0, 0);
-    assert!(b.hit(rate, s, 1).admitted);
-    // The charge's interval ends at 1 s; the bucket is drained when the next comes at 1.2 s.
-    b.at(1, 200);
-    assert!(b.hit(rate, s, 1).admitted);
-    b.store
-        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
-    b.at(1, 600);
-    let denied = b.hit(rate, s, 1);
-    assert!(!denied.admitted, "the hit at 1.2 s still counts");
-    assert_eq!(denied.stats[0].remaining, 0);
-    assert_eq!(
-        denied.stats[0].retry_after,
-        Some(Duration::from_millis(600))
-    );
-
-    // Charges stacked on it since (no drain between) leave it to give back.
-    let b = Bench::new();
-    b.at(0, 0);
-    assert!(b.hit("2 per second", s, 1).admitted);
-    b.at(0, 100);
-    assert!(b.hit("2 per second", s, 1).admitted);
-    let charge = Hit::new("k", Rate::parse("2 per second").unwrap(), s);
-    b.store
-        .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
-    b.at(0, 200);
-    let d = b.hit("2 per second", s, 1);
-    assert!(d.admitted, "the refund gave the first hit back");
-    assert_eq!(d.stats[0].remaining, 0);
+        // Kept going by a later hit at 0.1 s: the refund gives the first hit back, so a third
+        // passes at 0.2 s (without the refund it would be refused).
+        let rate = "2 per second";
+        let b = Bench::new();
+        b.at(0, 0);
+        assert!(b.hit(rate, s, 1).admitted);
+        b.at(0, 100);
+        assert!(b.hit(rate, s, 1).admitted);
+        let charge = Hit::new("k", Rate::parse(rate).unwrap(), s);
+        b.store
+            .refund_now(&[charge], Timestamp::from_secs(MIDNIGHT));
+        b.at(0, 200);
+        let d = b.hit(rate, s, 1);
+        assert!(d.admitted, "{s}: the refund gave the first hit back");
+        assert_eq!(d.stats[0].remaining, 0, "{s}");
+    }
 }
 
 #[test]
