@@ -490,7 +490,8 @@ local function refund(key, s, n, p, cost, undo)
       else
         unlog(key, cost)
       end
-      if redis.call('EXISTS', key) == 1 then period_of[key] = p end
+      -- store() sets the TTL by the newest entry left, or deletes an emptied key (again).
+      period_of[key] = p
     end
   elseif s == SLIDING then
     -- t is the charge's time: its bucket is the current one, or the previous one once the
