@@ -18,11 +18,26 @@ const BOUND: Duration = Duration::from_millis(600);
 const KEY: &str = "LIMITER{10.0.0.1}:/f:3/1minute";
 
 fn store(server: &RedisServer, policy: FailurePolicy) -> RedisStore {
+    store_probing(
+        server,
+        policy,
+        Duration::from_millis(20),
+        Duration::from_millis(200),
+    )
+}
+
+/// [`store`] with the probes' backoff from `min` to `max`.
+fn store_probing(
+    server: &RedisServer,
+    policy: FailurePolicy,
+    min: Duration,
+    max: Duration,
+) -> RedisStore {
     RedisStore::builder(&server.url())
         .unwrap()
         .deadline(DEADLINE)
         .on_failure(policy)
-        .probe_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .probe_backoff(min, max)
         // A client the block cache answers never asks Redis, so it cannot notice an outage;
         // these tests watch every request reach the policy (tests/redis_block_cache.rs covers
         // the cache during an outage).
@@ -410,22 +425,21 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_an_outage
     assert_eq!(remaining_on_redis(&server).await, 1);
 }
 
-/// `probe_min_ms=0&probe_max_ms=0` (probe Redis on every request while it is down) is a
-/// setting the URI accepts: a failed probe must not panic, and the policy keeps answering.
+/// No backoff (`probe_min_ms=0&probe_max_ms=0`: probe Redis on every request while it is
+/// down) is a setting the URI and the builder accept: a failed probe must not panic, and the
+/// policy keeps answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_probe_backoff_probes_on_every_request_without_panicking() {
     if !redis_available() {
         return;
     }
     let mut server = RedisServer::start();
-    let uri = format!("{}?probe_min_ms=0&probe_max_ms=0", server.url());
-    let store = RedisStore::builder(&uri)
-        .unwrap()
-        .deadline(DEADLINE)
-        .on_failure(FailurePolicy::FailOpen)
-        .block_cache(0)
-        .build()
-        .unwrap();
+    let store = store_probing(
+        &server,
+        FailurePolicy::FailOpen,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
     let hits = hit("1 per minute");
     assert!(timed(&store, &hits).await.unwrap().admitted);
     assert!(!timed(&store, &hits).await.unwrap().admitted);
