@@ -164,68 +164,44 @@ async fn a_caller_clock_at_the_end_of_time_never_panics() {
 async fn with_the_server_clock_a_refund_goes_to_the_window_of_its_charge() {
     // time=server: the script reads Redis' TIME, and a refund after a window or bucket
     // boundary must still find the charge's window, as with the caller's clock. The script
-    // is told how long ago (on this process's clock) the charge was made.
+    // is told how long ago the charge was made, on the callers' clock: the system's, or a
+    // manual one years behind it (whose "now" does not date decisions here, Redis' TIME does).
     if !redis_available() {
         return;
     }
     let server = RedisServer::start();
-    let store = strict_store(&server.url())
-        .time(limiter_core::storage::redis::TimeSource::Server)
-        .block_cache(0)
-        .build()
-        .unwrap();
-    let wall = || {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-        Timestamp::from_micros(u64::try_from(since_epoch.as_micros()).unwrap())
-    };
-    let day: Rate = "10 per day".parse().unwrap();
-    for strategy in [Strategy::FixedWindow, Strategy::SlidingWindowCounter] {
-        let key = format!("LIMITER{{c}}:/{strategy}:10/1day");
-        let hit = [Hit::new(&key, day, strategy).with_cost(10)];
-        let one = [Hit::new(&key, day, strategy)];
-        let now = wall();
-        assert!(store.decide(&hit, now).await.unwrap().admitted);
-        // A charge made two days before this one: its window is long gone, and today's
-        // charge stays.
-        let two_days_ago = Timestamp::from_micros(now.as_micros() - 2 * 86_400_000_000);
-        store.refund(&hit, two_days_ago).await.unwrap();
-        let left = store.peek(&one, now).await.unwrap().stats[0].remaining;
-        assert_eq!(
-            left, 0,
-            "{strategy}: a refund for two days ago gave back today's charge"
-        );
-        // This charge's refund gives it back.
-        store.refund(&hit, now).await.unwrap();
-        let left = store.peek(&one, wall()).await.unwrap().stats[0].remaining;
-        assert_eq!(left, 10, "{strategy}");
-    }
-}
-
-#[tokio::test]
-async fn with_the_server_clock_a_refund_is_aged_on_the_callers_clock() {
-    // time=server: the caller's "now" does not date decisions, so a caller deciding by a
-    // manual clock (years behind the system's) decides at Redis' TIME; its refund, dated by
-    // that clock and aged on it, gives the charge back.
-    if !redis_available() {
-        return;
-    }
-    let server = RedisServer::start();
-    let clock = limiter_core::ManualClock::new(Timestamp::from_secs(1_700_006_400));
-    let store = strict_store(&server.url())
-        .time(limiter_core::storage::redis::TimeSource::Server)
-        .clock(clock.clone())
-        .block_cache(0)
-        .build()
-        .unwrap();
-    let day: Rate = "10 per day".parse().unwrap();
-    for strategy in [Strategy::FixedWindow, Strategy::SlidingWindowCounter] {
-        let key = format!("LIMITER{{c}}:/far/{strategy}:10/1day");
-        let hit = [Hit::new(&key, day, strategy).with_cost(10)];
-        let one = [Hit::new(&key, day, strategy)];
-        let charged_at = clock.now();
-        assert!(store.decide(&hit, charged_at).await.unwrap().admitted);
-        store.refund(&hit, charged_at).await.unwrap();
-        let left = store.peek(&one, clock.now()).await.unwrap().stats[0].remaining;
-        assert_eq!(left, 10, "{strategy}: the refund gave nothing back");
+    let manual = limiter_core::ManualClock::new(Timestamp::from_secs(1_700_006_400));
+    for clock in [limiter_core::Clock::system(), manual.into()] {
+        let store = strict_store(&server.url())
+            .time(limiter_core::storage::redis::TimeSource::Server)
+            .clock(clock.clone())
+            .block_cache(0)
+            .build()
+            .unwrap();
+        let day: Rate = "10 per day".parse().unwrap();
+        for strategy in [Strategy::FixedWindow, Strategy::SlidingWindowCounter] {
+            let manual = clock.is_manual();
+            let key = format!("LIMITER{{c}}:/{manual}/{strategy}:10/1day");
+            let hit = [Hit::new(&key, day, strategy).with_cost(10)];
+            let one = [Hit::new(&key, day, strategy)];
+            let now = clock.now();
+            assert!(store.decide(&hit, now).await.unwrap().admitted);
+            // A charge made two days before this one: its window is long gone, and today's
+            // charge stays.
+            let two_days_ago = Timestamp::from_micros(now.as_micros() - 2 * 86_400_000_000);
+            store.refund(&hit, two_days_ago).await.unwrap();
+            let left = store.peek(&one, now).await.unwrap().stats[0].remaining;
+            assert_eq!(
+                left, 0,
+                "{strategy}, manual clock {manual}: a refund for two days ago gave back today's charge"
+            );
+            // This charge's refund gives it back.
+            store.refund(&hit, now).await.unwrap();
+            let left = store.peek(&one, clock.now()).await.unwrap().stats[0].remaining;
+            assert_eq!(
+                left, 10,
+                "{strategy}, manual clock {manual}: the refund gave nothing back"
+            );
+        }
     }
 }
